@@ -1,0 +1,205 @@
+"""Every error the orchestrator raises, under one root.
+
+The tree::
+
+    OrchestratorError
+     ├── ConfigError                 bad input: a file, key or flag (exit code 2)
+     ├── FlyAPIError                 the Machines API answered with an error
+     │    ├── FlyBadRequest          400 / 422 (Fly's ``status`` may say ``name_taken`` ...)
+     │    ├── FlyAuthError           401 / 403
+     │    ├── FlyNotFound            404
+     │    ├── FlyWaitTimeout         408 (a ``/wait`` that ran out, or a request timeout)
+     │    ├── FlyConflict            409 (stale ``current_version``, state conflict)
+     │    │    └── FlyLeaseHeld      409 on a lease held by someone else
+     │    ├── FlyPreconditionFailed  412
+     │    ├── FlyRateLimited         429 (``retry_after`` seconds when Fly said so)
+     │    └── FlyServerError         5xx
+     ├── FlyTransportError           no answer at all: connection refused/reset, timeout
+     ├── LocalFlyError               the embedded local Fly could not be started or reached
+     ├── DeployError                 a deploy, rollback or scale failed (exit code 1)
+     │    ├── DeployLocked           another deploy holds the app's lock
+     │    └── GateFailed             a health or metrics gate failed
+     └── DrillError                  a disaster-recovery drill could not run
+
+Low-level errors (httpx, OSError, sqlite3) are mapped once at the boundary with
+``raise X(...) from exc`` so callers only ever catch these.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DeployError",
+    "DeployLocked",
+    "DrillError",
+    "FlyAPIError",
+    "FlyAuthError",
+    "FlyBadRequest",
+    "FlyConflict",
+    "FlyLeaseHeld",
+    "FlyNotFound",
+    "FlyPreconditionFailed",
+    "FlyRateLimited",
+    "FlyServerError",
+    "FlyTransportError",
+    "FlyWaitTimeout",
+    "GateFailed",
+    "LocalFlyError",
+    "OrchestratorError",
+    "api_error_for_status",
+]
+
+
+class OrchestratorError(Exception):
+    """Root of every error this package raises."""
+
+    exit_code: int = 1
+
+
+class ConfigError(OrchestratorError):
+    """Bad input: a config file, a key in it, a flag or an environment variable.
+
+    The message is one line that names where the problem is (``regions/syd.toml: count``,
+    ``--memory``) and what is allowed. Nothing has been changed when this is raised.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        self.where = where
+        self.message = message
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class FlyAPIError(OrchestratorError):
+    """The Machines API answered with an error status.
+
+    Attributes:
+        status_code: the HTTP status.
+        fly_status: Fly's ``status`` string from the error body (``insufficient_capacity``,
+            ``name_taken``, ``unknown``...) or ``None``.
+        message: Fly's ``error`` (or ``message``) text.
+        request_id: the ``fly-request-id`` response header, for support tickets.
+        method: the HTTP method of the request.
+        path: the request path (never the query string, never a header).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        fly_status: str | None = None,
+        request_id: str | None = None,
+        method: str = "",
+        path: str = "",
+    ) -> None:
+        self.message = message
+        self.status_code = status_code
+        self.fly_status = fly_status
+        self.request_id = request_id
+        self.method = method
+        self.path = path
+        where = f"{method} {path}".strip()
+        rid = f" (fly-request-id {request_id})" if request_id else ""
+        super().__init__(f"{where}: {status_code} {message}{rid}" if where else message)
+
+
+class FlyBadRequest(FlyAPIError):
+    """400 or 422: the request was malformed or failed validation."""
+
+
+class FlyAuthError(FlyAPIError):
+    """401 or 403: the token is missing, wrong or lacks permission."""
+
+
+class FlyNotFound(FlyAPIError):
+    """404: the app, machine, volume or lease does not exist."""
+
+
+class FlyWaitTimeout(FlyAPIError):
+    """408: a ``/wait`` ran out before the machine reached the state, or the request timed out."""
+
+
+class FlyConflict(FlyAPIError):
+    """409: a stale ``current_version`` or a state that forbids the operation."""
+
+
+class FlyLeaseHeld(FlyConflict):
+    """409 because another holder has the machine's lease."""
+
+
+class FlyPreconditionFailed(FlyAPIError):
+    """412: a stale ``machine_version`` on a metadata update."""
+
+
+class FlyRateLimited(FlyAPIError):
+    """429: the request was rate limited.
+
+    Attributes:
+        retry_after: seconds from the ``Retry-After`` header, when given.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class FlyServerError(FlyAPIError):
+    """5xx: the platform failed; usually transient."""
+
+
+class FlyTransportError(OrchestratorError):
+    """The API could not be reached: connection refused or reset, DNS, or a client timeout."""
+
+
+class LocalFlyError(OrchestratorError):
+    """The embedded local Fly could not be started, reached or stopped."""
+
+
+class DeployError(OrchestratorError):
+    """A deploy, rollback or scale did not reach its goal."""
+
+
+class DeployLocked(DeployError):
+    """Another deploy holds the app's lock.
+
+    Attributes:
+        holder: who holds it (host, pid, release), as recorded in the lock.
+    """
+
+    def __init__(self, message: str, *, holder: dict[str, object] | None = None) -> None:
+        self.holder = holder or {}
+        super().__init__(message)
+
+
+class GateFailed(DeployError):
+    """A health or metrics gate failed; the message names the region, machine and check."""
+
+
+class DrillError(OrchestratorError):
+    """A disaster-recovery drill could not run or could not restore the fleet."""
+
+
+def api_error_for_status(
+    status_code: int, body_status: str | None, message: str
+) -> type[FlyAPIError]:
+    """Pick the error class for an HTTP status (and Fly's body ``status``)."""
+    if status_code in (400, 422):
+        return FlyBadRequest
+    if status_code in (401, 403):
+        return FlyAuthError
+    if status_code == 404:
+        return FlyNotFound
+    if status_code == 408:
+        return FlyWaitTimeout
+    if status_code == 409:
+        text = f"{body_status or ''} {message}".lower()
+        return FlyLeaseHeld if "lease" in text else FlyConflict
+    if status_code == 412:
+        return FlyPreconditionFailed
+    if status_code == 429:
+        return FlyRateLimited
+    if status_code >= 500:
+        return FlyServerError
+    return FlyAPIError
