@@ -1,0 +1,1 @@
+"""Tests of the Machines API client, checked against Fly's OpenAPI document."""
