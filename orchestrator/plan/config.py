@@ -1,0 +1,239 @@
+"""Turn a DeploySpec into the exact Fly machine configs a deploy sends, and name the release.
+
+Everything here is pure: the same spec gives the same dicts and the same digests on every
+machine and every run, so a plan serialises byte for byte the same.
+
+Two identifiers come out of a spec:
+
+- the **release id** (:func:`release_id`), app-wide and human-readable: the image tag plus the
+  first 8 hex digits of a sha256 over the app-wide settings (image, env, primary region, mount,
+  checks, service), e.g. ``v2-3f9a2c1b``. It goes into ``fly_release_id`` and names what
+  ``invoke rollback --to`` puts back. Per-region settings (count, VM size, volume size) are left
+  out on purpose: scaling a region is not a new release.
+- the **config digest** (:func:`config_digest`), per machine config: sha256[:16] of the canonical
+  JSON of the config without ``metadata`` and without ``mounts[].volume``. It is stored in the
+  machine's ``orch_config_digest`` metadata, and the planner compares it, not the config Fly
+  echoes back (Fly adds defaults to what it returns, so a re-computed digest would never match).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from orchestrator.spec.model import CheckSpec, DeploySpec, ServiceSpec
+
+__all__ = [
+    "META_CONFIG_DIGEST",
+    "META_LAUNCH_ID",
+    "META_PLATFORM_VERSION",
+    "META_PROCESS_GROUP",
+    "META_RELEASE",
+    "META_SLOT",
+    "PROCESS_GROUP",
+    "RESTART_MAX_RETRIES",
+    "autostops",
+    "canonical_json",
+    "config_digest",
+    "desired_config",
+    "go_duration",
+    "image_tag",
+    "machine_name",
+    "release_id",
+]
+
+META_PLATFORM_VERSION = "fly_platform_version"
+META_PROCESS_GROUP = "fly_process_group"
+META_RELEASE = "fly_release_id"
+META_SLOT = "orch_slot"
+META_CONFIG_DIGEST = "orch_config_digest"
+# Set by the executor (a fresh uuid per create), never by the pure planner.
+META_LAUNCH_ID = "orch_launch_id"
+
+PROCESS_GROUP = "app"
+# flyctl's default for the on-failure policy; enough to ride out a crash loop at boot
+# without restarting forever.
+RESTART_MAX_RETRIES = 10
+
+_TAG_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def canonical_json(value: Any) -> str:
+    """Serialise ``value`` the one way digests are taken: sorted keys, no whitespace."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def image_tag(image: str) -> str:
+    """Return the tag of an image reference (``latest`` when it has none).
+
+    ``registry.fly.io/sample-app:v2`` → ``v2``; ``repo@sha256:abcd…`` → ``sha256-abcd…`` (12 hex
+    digits); ``localhost:5000/app`` → ``latest`` (a registry port is not a tag).
+    """
+    if "@" in image:
+        _, _, digest = image.partition("@")
+        algo, _, hexpart = digest.partition(":")
+        return _TAG_SAFE.sub("-", f"{algo}-{hexpart[:12]}" if hexpart else algo)
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return "latest"
+    return _TAG_SAFE.sub("-", last.rsplit(":", 1)[1]) or "latest"
+
+
+def _check_json(check: CheckSpec) -> dict[str, Any]:
+    return {
+        "name": check.name,
+        "type": check.type,
+        "port": check.port,
+        "path": check.path,
+        "method": check.method,
+        "interval_s": check.interval_s,
+        "timeout_s": check.timeout_s,
+        "grace_period_s": check.grace_period_s,
+    }
+
+
+def _app_wide(spec: DeploySpec) -> dict[str, Any]:
+    mount = spec.mount
+    svc = spec.service
+    return {
+        "image": spec.image,
+        "primary_region": spec.primary_region,
+        "env": dict(sorted(spec.env.items())),
+        "mount": None
+        if mount is None
+        else {"source": mount.source, "destination": mount.destination},
+        "checks": [_check_json(c) for c in sorted(spec.checks, key=lambda c: c.name)],
+        "service": None
+        if svc is None
+        else {
+            "internal_port": svc.internal_port,
+            "force_https": svc.force_https,
+            "auto_stop_machines": svc.auto_stop_machines,
+            "auto_start_machines": svc.auto_start_machines,
+            "min_machines_running": svc.min_machines_running,
+        },
+    }
+
+
+def release_id(spec: DeploySpec) -> str:
+    """Return the release id of ``spec``: ``<image tag>-<8 hex digits of the app-wide config>``."""
+    return f"{image_tag(spec.image)}-{_sha256(canonical_json(_app_wide(spec)))[:8]}"
+
+
+def go_duration(seconds: float) -> str:
+    """Format seconds as a Go duration string Fly parses: ``15s``, ``500ms``, ``1500ms``."""
+    if seconds < 0 or not math.isfinite(seconds):
+        raise ValueError(f"a duration must be finite and >= 0, got {seconds!r}")
+    if float(seconds).is_integer():
+        return f"{int(seconds)}s"
+    return f"{round(seconds * 1000)}ms"
+
+
+def _autostop_value(service: ServiceSpec) -> str:
+    # fly.toml allows booleans here; the Machines API wants "off" | "stop" | "suspend".
+    value = str(service.auto_stop_machines).strip().lower()
+    return {"true": "stop", "false": "off", "": "off"}.get(value, value)
+
+
+def autostops(spec: DeploySpec) -> bool:
+    """Tell whether Fly's proxy stops idle machines, so a stopped machine is expected."""
+    return spec.service is not None and _autostop_value(spec.service) != "off"
+
+
+def _checks(spec: DeploySpec) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for check in sorted(spec.checks, key=lambda c: c.name):
+        entry: dict[str, Any] = {
+            "type": check.type,
+            "port": check.port,
+            "interval": go_duration(check.interval_s),
+            "timeout": go_duration(check.timeout_s),
+            "grace_period": go_duration(check.grace_period_s),
+        }
+        if check.type == "http":
+            entry["method"] = check.method
+            entry["path"] = check.path
+        out[check.name] = entry
+    return out
+
+
+def _services(spec: DeploySpec) -> list[dict[str, Any]]:
+    svc = spec.service
+    if svc is None:
+        return []
+    # The same two ports flyctl derives from [http_service].
+    return [
+        {
+            "protocol": "tcp",
+            "internal_port": svc.internal_port,
+            "ports": [
+                {"port": 80, "handlers": ["http"], "force_https": svc.force_https},
+                {"port": 443, "handlers": ["tls", "http"]},
+            ],
+            "autostop": _autostop_value(svc),
+            "autostart": svc.auto_start_machines,
+            "min_machines_running": svc.min_machines_running,
+        }
+    ]
+
+
+def machine_name(app: str, region: str, slot: int) -> str:
+    """Return the name of a managed machine: ``<app>-<region>-<slot>``."""
+    return f"{app}-{region}-{slot}"
+
+
+def desired_config(spec: DeploySpec, region: str, slot: int) -> dict[str, Any]:
+    """Return the full Fly machine config for ``slot`` of ``region`` (no volume id in mounts).
+
+    The executor fills ``mounts[0]["volume"]`` with the volume its ``volume.ensure`` step
+    resolved; ``orch_launch_id`` is added by the executor at create time.
+
+    Raises:
+        KeyError: ``region`` is not in the spec.
+    """
+    rs = spec.regions[region]
+    config: dict[str, Any] = {
+        "image": spec.image,
+        "guest": {"cpu_kind": rs.vm.cpu_kind, "cpus": rs.vm.cpus, "memory_mb": rs.vm.memory_mb},
+        "env": {**dict(sorted(spec.env.items())), "PRIMARY_REGION": spec.primary_region},
+        "mounts": []
+        if spec.mount is None
+        else [{"path": spec.mount.destination, "name": spec.mount.source}],
+        "checks": _checks(spec),
+        "services": _services(spec),
+        "restart": {"policy": "on-failure", "max_retries": RESTART_MAX_RETRIES},
+    }
+    config["metadata"] = {
+        META_PLATFORM_VERSION: "v2",
+        META_PROCESS_GROUP: PROCESS_GROUP,
+        META_RELEASE: release_id(spec),
+        META_SLOT: str(slot),
+        META_CONFIG_DIGEST: config_digest(config),
+    }
+    return config
+
+
+def config_digest(config: Mapping[str, Any]) -> str:
+    """Return sha256[:16] of ``config`` without ``metadata`` and ``mounts[].volume``.
+
+    What is left is what changes a running machine: image, env, guest, checks, services,
+    restart policy and mount paths. The volume id is left out because it is only known at run
+    time; metadata because it carries the digest itself and the release id.
+    """
+    body = {k: copy.deepcopy(v) for k, v in config.items() if k != "metadata"}
+    mounts = body.get("mounts")
+    if isinstance(mounts, list):
+        body["mounts"] = [
+            {k: v for k, v in m.items() if k != "volume"} if isinstance(m, Mapping) else m
+            for m in mounts
+        ]
+    return _sha256(canonical_json(body))[:16]

@@ -1,0 +1,252 @@
+"""Build the deploy graph: which steps bring the fleet to the spec, and in what order.
+
+:func:`build_plan` compares a :class:`~orchestrator.spec.model.DeploySpec` with an observed
+:class:`~orchestrator.plan.fleet.Fleet` and returns a :class:`~orchestrator.plan.model.Plan`: a
+networkx DiGraph of :class:`~orchestrator.plan.steps.Step` nodes grouped in waves. It is pure
+and deterministic; docs/planning.md explains the rules. The rollback counterpart is
+:func:`~orchestrator.plan.restore.build_restore_plan`, re-exported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from orchestrator.errors import ConfigError
+from orchestrator.plan.assemble import Assembler, VolumePlan, fork_source, plan_waves, with_volume
+from orchestrator.plan.config import (
+    META_CONFIG_DIGEST,
+    autostops,
+    desired_config,
+    machine_name,
+    release_id,
+)
+from orchestrator.plan.fleet import Fleet, ObservedGuest, ObservedMachine, ObservedVolume
+from orchestrator.plan.model import Plan
+from orchestrator.plan.restore import build_restore_plan
+from orchestrator.spec.model import DeploySpec, WaveSpec
+
+__all__ = ["Plan", "build_plan", "build_restore_plan", "spec_waves"]
+
+# A stopped machine is fine only when Fly's proxy stops idle machines on purpose (autostop).
+_COLD_STATES = frozenset({"stopped", "suspended", "created"})
+
+
+def spec_waves(spec: DeploySpec) -> tuple[WaveSpec, ...]:
+    """Return the spec's rollout waves, checking that every region is in one.
+
+    A spec without waves rolls out the primary region first, then all others together.
+
+    Raises:
+        ConfigError: a region of the spec is in no wave (names ``regions/waves.toml``).
+    """
+    if not spec.waves:
+        first = (spec.primary_region,) if spec.primary_region in spec.regions else ()
+        others = tuple(sorted(r for r in spec.regions if r != spec.primary_region))
+        return tuple(
+            WaveSpec(index=i + 1, regions=w) for i, w in enumerate(w for w in (first, others) if w)
+        )
+    placed = {r for w in spec.waves for r in w.regions}
+    missing = sorted(set(spec.regions) - placed)
+    if missing:
+        raise ConfigError(f"region {missing[0]!r} is in no wave", where="regions/waves.toml")
+    return tuple(spec.waves)
+
+
+def _select(spec: DeploySpec, regions: Sequence[str] | None) -> list[str]:
+    if not regions:
+        return sorted(spec.regions)
+    unknown = [r for r in regions if r not in spec.regions]
+    if unknown:
+        known = ", ".join(sorted(spec.regions)) or "none"
+        raise ConfigError(f"unknown region {unknown[0]!r}; the spec has {known}", where="--region")
+    return sorted(set(regions))
+
+
+def _update_reason(spec: DeploySpec, m: ObservedMachine, desired: Mapping[str, Any]) -> str | None:
+    """Say why an existing machine needs an update (``config``, ``drift``, ``state``), or None."""
+    if m.config_digest != desired["metadata"][META_CONFIG_DIGEST]:
+        return "config"
+    # Someone changed the machine behind our back (fly scale vm, fly deploy) but kept our
+    # metadata: the two fields Fly echoes back verbatim are enough to notice.
+    if m.image != desired["image"] or m.guest != ObservedGuest(**desired["guest"]):
+        return "drift"
+    if m.state == "failed" or (m.state in _COLD_STATES and not autostops(spec)):
+        return "state"
+    return None
+
+
+def _destroyed_volumes(spec: DeploySpec, fleet: Fleet, selected: Sequence[str]) -> set[str]:
+    """Return the volumes a scale-down with ``destroy_volumes`` removes from the primary."""
+    primary = spec.primary_region
+    if primary not in selected or primary not in spec.regions:
+        return set()
+    count = spec.regions[primary].count
+    return {
+        m.volume_id for slot, m in fleet.managed_in(primary).items() if slot > count and m.volume_id
+    }
+
+
+def build_plan(
+    spec: DeploySpec,
+    fleet: Fleet,
+    *,
+    regions: Sequence[str] | None = None,
+    image: str | None = None,
+    destroy_volumes: bool = False,
+) -> Plan:
+    """Plan the steps that bring ``fleet`` to ``spec`` (pure, deterministic).
+
+    Args:
+        spec: the desired state.
+        fleet: what exists now.
+        regions: regions to deploy (``None`` or empty: every region of the spec).
+        image: an image that replaces the spec's (``invoke deploy --image``).
+        destroy_volumes: scaling down also destroys the removed machines' volumes.
+
+    Raises:
+        ConfigError: an unknown region (names ``--region``), an empty image (``--image``), or
+            a region in no wave (``regions/waves.toml``).
+    """
+    if image is not None:
+        if not image.strip():
+            raise ConfigError("the image reference is empty", where="--image")
+        spec = replace(spec, image=image.strip())
+    selected = _select(spec, regions)
+    waves = plan_waves(spec_waves(spec), selected)
+    release = release_id(spec)
+    asm = Assembler()
+    notes: list[str] = []
+    source = None
+    if spec.mount is not None:
+        source = fork_source(
+            fleet,
+            spec.primary_region,
+            spec.mount.source,
+            exclude=_destroyed_volumes(spec, fleet, selected) if destroy_volumes else (),
+        )
+
+    for wave in waves:
+        for region in wave.regions:
+            _plan_region(spec, fleet, region, wave, release, destroy_volumes, source, asm, notes)
+
+    for m in fleet.unmanaged():
+        if m.region in selected:
+            notes.append(
+                f"{m.region}: machine {m.id} ({m.name or 'unnamed'}) has no orch_slot; left alone"
+            )
+    if not regions:
+        for code in fleet.regions:
+            stray = [m for m in fleet.machines_in(code) if m.managed]
+            if code not in spec.regions and stray:
+                notes.append(
+                    f"{code}: {len(stray)} managed machine(s) in a region the spec does not "
+                    f"list; left alone (add regions/{code}.toml with count = 0 to remove them)"
+                )
+    asm.resolve_primary_waits(spec.primary_region, notes)
+    return Plan(
+        app=spec.app,
+        release=release,
+        waves=tuple(w.regions for w in waves),
+        graph=asm.link(waves, spec.primary_region),
+        notes=tuple(notes),
+        wave_specs=waves,
+    )
+
+
+def _plan_region(
+    spec: DeploySpec,
+    fleet: Fleet,
+    region: str,
+    wave: WaveSpec,
+    release: str,
+    destroy_volumes: bool,
+    source: ObservedVolume | None,
+    asm: Assembler,
+    notes: list[str],
+) -> None:
+    """Add the steps of one region: updates, creates with their volumes, destroys, gates."""
+    rs = spec.regions[region]
+    mount = spec.mount
+    managed = fleet.managed_in(region)
+    desired = {slot: desired_config(spec, region, slot) for slot in range(1, rs.count + 1)}
+
+    for dup in fleet.duplicates_in(region):
+        holder = managed[dup.slot].id if dup.slot in managed else "?"
+        notes.append(
+            f"{region}: machine {dup.id} claims slot {dup.slot}, held by {holder}; left alone"
+        )
+
+    for slot in sorted(s for s in managed if s <= rs.count):
+        m = managed[slot]
+        reason = _update_reason(spec, m, desired[slot])
+        if reason is None:
+            continue
+        if mount is not None and m.volume_id is None:
+            notes.append(f"{region}: machine {m.id} (slot {slot}) has no volume mounted")
+        asm.add_update(
+            region,
+            wave.index,
+            m,
+            {
+                "name": m.name,
+                "config": with_volume(desired[slot], m.volume_id),
+                "release": release,
+                "from_version": m.version,
+                "from_release": m.release,
+                "reason": reason,
+            },
+        )
+
+    # Orphaned volumes of the mount's name are reused first, by id, as fly scale count does.
+    free = list(fleet.unattached_volumes(region, mount.source)) if mount else []
+    for slot in (s for s in range(1, rs.count + 1) if s not in managed):
+        volume: VolumePlan | None = None
+        if mount is not None:
+            reuse = free.pop(0) if free else None
+            if reuse is not None:
+                if reuse.size_gb < rs.volume_size_gb:
+                    notes.append(
+                        f"{region}: reusing volume {reuse.id} of {reuse.size_gb} GB for slot "
+                        f"{slot}; the spec asks {rs.volume_size_gb} GB"
+                    )
+                volume = VolumePlan(mount.source, rs.volume_size_gb, reuse=reuse.id)
+            elif region == spec.primary_region:
+                volume = VolumePlan(mount.source, rs.volume_size_gb)
+            elif source is not None:
+                # A fork is a copy of its source: it cannot be smaller.
+                size = max(rs.volume_size_gb, source.size_gb)
+                volume = VolumePlan(mount.source, size, fork_from=source.id)
+            else:
+                volume = VolumePlan(
+                    mount.source, rs.volume_size_gb, fork_from_region=spec.primary_region
+                )
+        asm.add_create(
+            region,
+            wave.index,
+            slot,
+            params={
+                "name": machine_name(spec.app, region, slot),
+                "config": desired[slot],
+                "release": release,
+            },
+            volume=volume,
+            primary_region=spec.primary_region,
+        )
+
+    asm.add_destroys(
+        region,
+        wave.index,
+        [managed[s] for s in managed if s > rs.count],
+        destroy_volumes=destroy_volumes,
+    )
+    asm.add_gates(
+        region,
+        slots=list(range(1, rs.count + 1)),
+        bake=wave,
+        params={
+            "release": release,
+            "config_digest": desired[1]["metadata"][META_CONFIG_DIGEST] if desired else None,
+        },
+    )

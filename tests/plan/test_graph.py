@@ -1,0 +1,270 @@
+"""build_plan's rules beyond the golden scenarios: states, drift, notes, waves, errors."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import replace
+
+import pytest
+
+from orchestrator.errors import ConfigError
+from orchestrator.plan import StepKind, build_plan, desired_config, to_json_text
+from orchestrator.spec.model import WaveSpec
+
+from .plan_helpers import (
+    IMAGE_V2,
+    fleet_at,
+    machine_json,
+    managed_machine,
+    sample_spec,
+    to_fleet,
+    volume_json,
+)
+
+
+def test_json_has_the_keys_scripts_read() -> None:
+    doc = json.loads(to_json_text(build_plan(sample_spec(), to_fleet([], []))))
+    assert {"release", "waves", "steps"} <= doc.keys()
+    for step in doc["steps"]:
+        assert {"id", "kind", "region", "machine", "wave", "mutating", "depends_on"} <= step.keys()
+
+
+def test_unknown_region_is_a_config_error_naming_the_flag() -> None:
+    with pytest.raises(ConfigError, match="unknown region 'lhr'") as info:
+        build_plan(sample_spec(), to_fleet([], []), regions=["syd", "lhr"])
+    assert info.value.where == "--region"
+    assert info.value.exit_code == 2
+
+
+def test_empty_image_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        build_plan(sample_spec(), to_fleet([], []), image="  ")
+    assert info.value.where == "--image"
+
+
+def test_region_missing_from_waves_is_a_config_error() -> None:
+    spec = replace(sample_spec(), waves=(WaveSpec(index=1, regions=("syd", "dfw")),))
+    with pytest.raises(ConfigError, match="'ams' is in no wave"):
+        build_plan(spec, to_fleet([], []))
+
+
+def test_empty_region_list_means_every_region() -> None:
+    fleet = to_fleet([], [])
+    assert to_json_text(build_plan(sample_spec(), fleet, regions=[])) == to_json_text(
+        build_plan(sample_spec(), fleet)
+    )
+
+
+def test_no_waves_deploys_the_primary_first() -> None:
+    plan = build_plan(replace(sample_spec(), waves=()), to_fleet([], []))
+    assert plan.waves == (("syd",), ("ams", "dfw"))
+
+
+def test_same_wave_forks_wait_for_the_primary_region() -> None:
+    spec = replace(
+        sample_spec(), waves=(WaveSpec(index=1, regions=("syd", "dfw", "ams"), bake_s=0),)
+    )
+    plan = build_plan(spec, to_fleet([], []))
+    assert plan.depends_on("dfw:volume.ensure:1") == ("syd:gate.health",)
+    assert plan.depends_on("syd:volume.ensure:1") == ()
+    assert "syd:gate.metrics" not in {s.id for s in plan.steps()}
+
+
+def test_primary_in_a_later_wave_is_noted_not_waited_for() -> None:
+    spec = replace(
+        sample_spec(),
+        waves=(WaveSpec(index=1, regions=("dfw", "ams")), WaveSpec(index=2, regions=("syd",))),
+    )
+    plan = build_plan(spec, to_fleet([], []))
+    assert plan.depends_on("dfw:volume.ensure:1") == ()
+    assert any("dfw: no volume in the primary region syd" in n for n in plan.notes)
+
+
+def test_replica_alone_with_no_primary_volume_is_noted() -> None:
+    plan = build_plan(sample_spec(), to_fleet([], []), regions=["ams"])
+    assert plan.step("ams:volume.ensure:1").params["fork_from_region"] == "syd"
+    assert any("ams: no volume in the primary region syd" in n for n in plan.notes)
+
+
+def test_a_stopped_machine_is_restarted_by_an_update() -> None:
+    spec = sample_spec()
+    machines, volumes = fleet_at(spec, skip=[("syd", 1)])
+    machines.append(managed_machine(spec, "syd", 1, "m-syd-1", "vol_syd_1", state="stopped"))
+    volumes.append(volume_json("vol_syd_1", "syd", attached="m-syd-1"))
+    plan = build_plan(spec, to_fleet(machines, volumes))
+    (step,) = plan.mutating_steps
+    assert step.id == "syd:machine.update:1"
+    assert step.params["reason"] == "state"
+
+
+def test_a_stopped_machine_is_fine_when_the_proxy_autostops() -> None:
+    spec = sample_spec()
+    assert spec.service is not None
+    spec = replace(spec, service=replace(spec.service, auto_stop_machines="stop"))
+    machines, volumes = fleet_at(spec, skip=[("ams", 1)])
+    machines.append(managed_machine(spec, "ams", 1, "m-ams-1", "vol_ams_1", state="stopped"))
+    assert build_plan(spec, to_fleet(machines, volumes)).is_noop
+    machines[-1]["state"] = "failed"
+    plan = build_plan(spec, to_fleet(machines, volumes))
+    assert [s.id for s in plan.mutating_steps] == ["ams:machine.update:1"]
+
+
+def test_drift_behind_our_metadata_is_updated() -> None:
+    spec = sample_spec()
+    machines, volumes = fleet_at(spec)
+    syd2 = next(m for m in machines if m["id"] == "m-syd-2")
+    syd2["config"]["guest"]["memory_mb"] = 1024  # fly scale memory, metadata untouched
+    plan = build_plan(spec, to_fleet(machines, volumes))
+    (step,) = plan.mutating_steps
+    assert step.id == "syd:machine.update:2"
+    assert step.params["reason"] == "drift"
+    # Alone in its region, the update is the spearhead.
+    assert step.params["spearhead"] is True
+
+
+def test_unmanaged_machines_are_left_alone_and_noted() -> None:
+    spec = sample_spec()
+    machines, volumes = fleet_at(spec)
+    machines.append(machine_json("m-hand", "syd", {"image": "nginx"}, name="by-hand"))
+    plan = build_plan(spec, to_fleet(machines, volumes))
+    assert plan.is_noop
+    assert plan.notes == ("syd: machine m-hand (by-hand) has no orch_slot; left alone",)
+
+
+def test_managed_machines_in_a_region_not_in_the_spec_are_left_alone() -> None:
+    spec = sample_spec()
+    machines, volumes = fleet_at(spec)
+    lhr = managed_machine(spec, "syd", 1, "m-lhr-1", None)
+    lhr["region"] = "lhr"
+    plan = build_plan(spec, to_fleet([*machines, lhr], volumes))
+    assert plan.is_noop
+    assert any(n.startswith("lhr: 1 managed machine(s)") for n in plan.notes)
+
+
+def test_duplicate_slot_is_noted() -> None:
+    spec = sample_spec()
+    machines, volumes = fleet_at(spec)
+    machines.append(managed_machine(spec, "dfw", 1, "m-zz", None))
+    plan = build_plan(spec, to_fleet(machines, volumes))
+    assert plan.is_noop
+    assert plan.notes == ("dfw: machine m-zz claims slot 1, held by m-dfw-1; left alone",)
+
+
+def test_emptying_a_region_destroys_highest_first_without_a_gate() -> None:
+    plan = build_plan(sample_spec(dfw=0), to_fleet(*fleet_at(sample_spec())))
+    ids = [s.id for s in plan.steps()]
+    assert ids == ["dfw:machine.destroy:2", "dfw:machine.destroy:1"]
+    assert plan.depends_on("dfw:machine.destroy:1") == ("dfw:machine.destroy:2",)
+
+
+def test_destroy_volumes_names_the_volume_to_destroy() -> None:
+    plan = build_plan(sample_spec(dfw=1), to_fleet(*fleet_at(sample_spec())), destroy_volumes=True)
+    step = plan.step("dfw:machine.destroy:2")
+    assert step.params["keep_volume"] is False
+    assert step.params["volume"] == "vol_dfw_2"
+
+
+def test_barrier_reaches_past_a_wave_with_no_changes() -> None:
+    spec = sample_spec()
+    machines, volumes = fleet_at(spec, skip=[("ams", 1)])
+    spec3 = replace(
+        spec,
+        waves=(
+            WaveSpec(index=1, regions=("syd",), bake_s=0),
+            WaveSpec(index=2, regions=("dfw",)),
+            WaveSpec(index=3, regions=("ams",)),
+        ),
+    )
+    # syd drifts, dfw is at spec, ams is missing.
+    next(m for m in machines if m["id"] == "m-syd-1")["config"]["image"] = "other:v0"
+    plan = build_plan(spec3, to_fleet(machines, volumes))
+    assert plan.depends_on("ams:volume.ensure:1") == ("syd:gate.health",)
+
+
+def test_create_waits_for_the_spearhead_when_a_region_also_updates() -> None:
+    spec = sample_spec(syd=3)
+    plan = build_plan(spec, to_fleet(*fleet_at(sample_spec())), image=IMAGE_V2)
+    assert plan.depends_on("syd:machine.create:3") == (
+        "syd:volume.ensure:3",
+        "syd:machine.update:1",
+    )
+    assert plan.step("syd:machine.create:3").params["config"]["image"] == IMAGE_V2
+
+
+def test_fork_prefers_the_volume_of_the_primarys_lowest_slot() -> None:
+    spec = sample_spec()
+    machines, volumes = fleet_at(spec, skip=[("syd", 1), ("dfw", 1), ("dfw", 2)])
+    volumes.append(volume_json("vol_aaa", "syd", size_gb=5))  # unattached, lower id
+    plan = build_plan(spec, to_fleet(machines, volumes), regions=["dfw"])
+    params = plan.step("dfw:volume.ensure:1").params
+    assert params["fork_from"] == "vol_syd_2"
+    assert params["size_gb"] == 1
+
+
+def test_a_fork_is_at_least_as_big_as_its_source() -> None:
+    spec = sample_spec()
+    machines, volumes = fleet_at(spec, skip=[("ams", 1)])
+    volumes = [v | {"size_gb": 3} if v["id"] == "vol_syd_1" else v for v in volumes]
+    plan = build_plan(spec, to_fleet(machines, volumes))
+    assert plan.step("ams:volume.ensure:1").params["size_gb"] == 3
+
+
+def test_a_small_reused_volume_is_noted() -> None:
+    spec = replace(
+        sample_spec(),
+        regions={
+            **sample_spec().regions,
+            "ams": replace(sample_spec().regions["ams"], volume_size_gb=2),
+        },
+    )
+    machines, volumes = fleet_at(sample_spec(), skip=[("ams", 1)])
+    volumes.append(volume_json("vol_old", "ams", size_gb=1))
+    plan = build_plan(spec, to_fleet(machines, volumes), regions=["ams"])
+    assert plan.step("ams:volume.ensure:1").params["reuse"] == "vol_old"
+    assert "ams:volume.replicate:1" not in {s.id for s in plan.steps()}
+    assert any("vol_old of 1 GB" in n for n in plan.notes)
+
+
+def test_update_keeps_the_machines_volume_in_its_config() -> None:
+    plan = build_plan(sample_spec(), to_fleet(*fleet_at(sample_spec())), image=IMAGE_V2)
+    cfg = plan.step("syd:machine.update:2").params["config"]
+    expected = desired_config(replace(sample_spec(), image=IMAGE_V2), "syd", 2)
+    expected["mounts"][0]["volume"] = "vol_syd_2"
+    assert cfg == expected
+
+
+def test_same_inputs_in_any_order_give_the_same_bytes() -> None:
+    spec = sample_spec(syd=3, dfw=1, ams=2)
+    machines, volumes = fleet_at(sample_spec(), extra_volumes=[volume_json("vol_x", "ams")])
+    machines.append(machine_json("m-hand", "dfw", {"image": "nginx"}))
+    expected = to_json_text(build_plan(spec, to_fleet(machines, volumes), image=IMAGE_V2))
+    rng = random.Random(7)
+    for _ in range(20):
+        rng.shuffle(machines)
+        rng.shuffle(volumes)
+        text = to_json_text(
+            build_plan(
+                spec, to_fleet(machines, volumes), image=IMAGE_V2, regions=["syd", "dfw", "ams"]
+            )
+        )
+        assert text == expected
+
+
+def test_steps_come_after_their_dependencies() -> None:
+    plan = build_plan(sample_spec(syd=3, dfw=3), to_fleet(*fleet_at(sample_spec())), image=IMAGE_V2)
+    seen: set[str] = set()
+    for step in plan.steps():
+        assert set(plan.depends_on(step.id)) <= seen
+        seen.add(step.id)
+    assert all(s.kind is not StepKind.VOLUME_REPLICATE or s.region != "syd" for s in plan.steps())
+
+
+def test_never_forks_from_a_volume_the_plan_destroys() -> None:
+    fleet = to_fleet(*fleet_at(sample_spec()))
+    spec = sample_spec(syd=0, dfw=3)
+    kept = build_plan(spec, fleet)
+    assert kept.step("dfw:volume.ensure:3").params["fork_from"] == "vol_syd_1"
+    purged = build_plan(spec, fleet, destroy_volumes=True)
+    assert purged.step("dfw:volume.ensure:3").params["fork_from"] is None
+    assert purged.step("syd:machine.destroy:1").params["volume"] == "vol_syd_1"
