@@ -44,6 +44,10 @@ class VMSize:
     memory_mb: int
     preset: str | None = None
 
+    def guest(self) -> dict[str, str | int]:
+        """Return the Machines API ``guest`` object for this size."""
+        return {"cpu_kind": self.cpu_kind, "cpus": self.cpus, "memory_mb": self.memory_mb}
+
 
 @dataclass(frozen=True, slots=True)
 class MountSpec:
@@ -165,6 +169,8 @@ class DeploySpec:
         drill: drill objectives.
         root: the directory holding fly.toml (as a string, for messages).
         digest: sha256 of the canonical spec, for the journal.
+        ignored_keys: fly.toml keys flyctl knows that this tool accepts but does not act on
+            (``fly.toml: kill_signal``), so the command line can say so.
     """
 
     app: str
@@ -179,6 +185,7 @@ class DeploySpec:
     drill: DrillObjectives = field(default_factory=DrillObjectives)
     root: str = ""
     digest: str = ""
+    ignored_keys: tuple[str, ...] = ()
 
     def wave_of(self, region: str) -> WaveSpec:
         """Return the wave that deploys ``region``."""

@@ -1,0 +1,1 @@
+"""Tests for orchestrator.spec: loading, validating and editing the fleet files."""
