@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import stamina
+
+if TYPE_CHECKING:
+    from orchestrator.localfly.control import Endpoint
 
 
 @pytest.fixture(autouse=True)
@@ -14,3 +18,29 @@ def _instant_retries() -> Iterator[None]:
     stamina.set_testing(True, attempts=5)
     yield
     stamina.set_testing(False)
+
+
+@pytest.fixture(scope="session")
+def localfly(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
+    """Run one local Fly (fast profile) for the session; stop it and its machines by PID after.
+
+    Yields the server's `orchestrator.localfly.control.Endpoint`. Tests share it, so each
+    should use its own app name and clear any fault it injects. Besides the built-in
+    ``sample-app``, its ``images.toml`` maps ``echo-app`` (a stdlib HTTP server on ``$PORT``
+    that answers with its region and machine id), ``sleeper``, ``crasher`` (exits 3) and
+    ``stubborn`` (ignores SIGTERM); see ``tests/localfly/helpers.py``.
+    """
+    from localfly.helpers import ECHO_IMAGES, assert_no_processes, machine_pids
+
+    from orchestrator.localfly import control
+
+    state_dir = tmp_path_factory.mktemp("localfly") / "state"
+    state_dir.mkdir(mode=0o700)
+    (state_dir / "images.toml").write_text(ECHO_IMAGES)
+    endpoint = control.ensure_running(state_dir)
+    try:
+        yield endpoint
+    finally:
+        pids = [endpoint.pid, *machine_pids(state_dir)]
+        control.stop(state_dir)
+        assert_no_processes(state_dir, pids)
