@@ -1,0 +1,122 @@
+"""What every step handler is given: the client, the journal, the knobs and the run's memory."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from orchestrator.errors import ConfigError
+from orchestrator.execute.events import EventBus, Note, NoteLevel
+from orchestrator.execute.journal import Journal
+from orchestrator.execute.probe import AppProbe
+from orchestrator.fly.client import FlyClient
+
+__all__ = ["ExecuteOptions", "RunState", "StepContext"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecuteOptions:
+    """Timeouts and lease settings of a run (flyctl's defaults where it has one).
+
+    Attributes:
+        lease_ttl_s: lease length while a machine changes (flyctl: 13 s, refreshed every
+            ``(ttl - 1) / 3`` s).
+        machine_timeout_s: how long a machine may take to reach the expected version and
+            ``started`` (flyctl's ``--wait-timeout``: 5 min).
+        health_timeout_s: how long a machine's checks may take to pass, at most; a check still
+            failing after its grace period and three intervals fails sooner.
+        gate_timeout_s: how long a health gate keeps trying before it fails.
+        replicate_timeout_s: how long a replica may take to catch up with the primary.
+        volume_timeout_s: how long a volume may take to become ``created`` (a fork hydrates).
+        poll_s: seconds between polls where Fly has no long poll (checks, volume state).
+        lease_wait_s: how long to wait for a lease someone else holds before failing. 0 (fail
+            at once, as flyctl does) except on ``--resume``, where the holder is usually the
+            killed run, whose leases lapse within their TTL.
+    """
+
+    lease_ttl_s: int = 13
+    machine_timeout_s: float = 300.0
+    health_timeout_s: float = 300.0
+    gate_timeout_s: float = 120.0
+    replicate_timeout_s: float = 120.0
+    volume_timeout_s: float = 300.0
+    poll_s: float = 1.0
+    lease_wait_s: float = 0.0
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> ExecuteOptions:
+        """Read the ``orchestrator`` section of ``invoke.yaml`` (``health_timeout: 120``...).
+
+        Keys are the attribute names without ``_s``; values are seconds.
+
+        Raises:
+            ConfigError: an unknown key or a value that is not a positive number.
+        """
+        values: dict[str, Any] = {}
+        known = {f.name.removesuffix("_s"): f.name for f in fields(cls)}
+        for key, value in (config or {}).items():
+            where = f"invoke.yaml: orchestrator.{key}"
+            if key not in known:
+                raise ConfigError(f"unknown key; known: {', '.join(sorted(known))}", where=where)
+            # Only the lease wait may be 0 (fail at once); a zero timeout would fail everything.
+            floor_ok = value >= 0 if key == "lease_wait" else value > 0
+            if isinstance(value, bool) or not isinstance(value, int | float) or not floor_ok:
+                raise ConfigError(
+                    f"must be a positive number of seconds, got {value!r}", where=where
+                )
+            values[known[key]] = int(value) if known[key] == "lease_ttl_s" else float(value)
+        return cls(**values)
+
+
+@dataclass(slots=True)
+class RunState:
+    """What steps of one run learn and later steps read (mutable, one per run).
+
+    Attributes:
+        volumes: ``(region, slot)`` → the volume id its ``volume.ensure`` settled on.
+        machines: ``(region, slot)`` → the machine id a create or update acted on.
+        versions: machine id → the version this run put it at (what gates expect).
+    """
+
+    volumes: dict[tuple[str, int], str] = field(default_factory=dict)
+    machines: dict[tuple[str, int], str] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """Everything a step handler needs.
+
+    Attributes:
+        client: the Machines API client.
+        app: the app name.
+        release: the release id being rolled out.
+        run: the journal's run number.
+        journal: the journal.
+        bus: where events go.
+        probe: the app, through the edge proxy.
+        options: timeouts and lease settings.
+        state: the run's memory.
+    """
+
+    client: FlyClient
+    app: str
+    release: str
+    run: int
+    journal: Journal
+    bus: EventBus
+    probe: AppProbe
+    options: ExecuteOptions
+    state: RunState
+
+    def note(
+        self,
+        message: str,
+        *,
+        level: NoteLevel = "info",
+        step_id: str | None = None,
+        region: str | None = None,
+    ) -> None:
+        """Tell the operator something (through the event bus)."""
+        self.bus.emit(Note(message, level=level, step_id=step_id, region=region))

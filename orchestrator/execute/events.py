@@ -1,0 +1,185 @@
+"""Typed events the executor emits while it runs a plan, and the bus that delivers them.
+
+The executor never prints and never writes the journal directly from inside a step: it emits
+events, and subscribers (the rich view in ``orchestrator.render``, the journal recorder, tests)
+do what they want with them. Subscribers are plain callables run synchronously on the event
+loop, in subscription order, so a journal subscriber added first has written a step's start
+before any view shows it.
+
+Every event carries ``at``, an aware UTC datetime taken when it was emitted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from orchestrator.errors import OrchestratorError
+from orchestrator.plan.steps import Step
+
+__all__ = [
+    "Event",
+    "EventBus",
+    "GateResult",
+    "Note",
+    "NoteLevel",
+    "ReleaseFinished",
+    "ReleaseOutcome",
+    "ReleaseStarted",
+    "StepFinished",
+    "StepOutcome",
+    "StepStarted",
+    "Subscriber",
+    "utcnow",
+]
+
+log = logging.getLogger(__name__)
+
+StepOutcome = Literal["succeeded", "failed", "skipped"]
+ReleaseOutcome = Literal["succeeded", "noop", "failed", "rolled_back"]
+NoteLevel = Literal["info", "warning", "error"]
+
+
+def utcnow() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseStarted:
+    """A release began executing.
+
+    Attributes:
+        release: the release id.
+        app: the app name.
+        image: the image being rolled out.
+        regions: the regions the plan touches, in wave order.
+        steps: every step of the plan, in execution order.
+        mutating_steps: how many of them change the fleet.
+        at: when it started.
+    """
+
+    release: str
+    app: str
+    image: str
+    regions: tuple[str, ...]
+    steps: tuple[Step, ...]
+    mutating_steps: int
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class StepStarted:
+    """A step began (its semaphores are held; API calls follow)."""
+
+    step: Step
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class StepFinished:
+    """A step ended.
+
+    Attributes:
+        step: the step.
+        outcome: ``succeeded``, ``failed`` or ``skipped`` (never started because an earlier step
+            failed).
+        error: one line saying what went wrong, for a failed step.
+        detail: one line saying what a succeeded step did (``forked volume vol_x from vol_y``).
+        started_at: when it started, or ``None`` when it was skipped.
+        at: when it ended.
+    """
+
+    step: Step
+    outcome: StepOutcome
+    error: str | None = None
+    detail: str | None = None
+    started_at: datetime | None = None
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    """A gate reached a verdict.
+
+    Attributes:
+        step: the gate step.
+        passed: whether the gate passed.
+        detail: what was checked or what failed (machine, check, output).
+        at: when the verdict came.
+    """
+
+    step: Step
+    passed: bool
+    detail: str
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something worth telling the operator that is not a step boundary.
+
+    Attributes:
+        message: one line.
+        level: ``info``, ``warning`` or ``error``.
+        step_id: the step it concerns, if any.
+        region: the region it concerns, if any.
+        at: when it was said.
+    """
+
+    message: str
+    level: NoteLevel = "info"
+    step_id: str | None = None
+    region: str | None = None
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseFinished:
+    """A release ended.
+
+    Attributes:
+        release: the release id.
+        outcome: ``succeeded``, ``noop``, ``failed`` or ``rolled_back``.
+        error: the first failure, one line, or ``None``.
+        at: when it ended.
+    """
+
+    release: str
+    outcome: ReleaseOutcome
+    error: str | None = None
+    at: datetime = field(default_factory=utcnow)
+
+
+Event = ReleaseStarted | StepStarted | StepFinished | GateResult | Note | ReleaseFinished
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    """Deliver events to subscribers, in the order they subscribed."""
+
+    def __init__(self, *subscribers: Subscriber) -> None:
+        self._subscribers: list[Subscriber] = list(subscribers)
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Add a subscriber; it sees every event emitted from now on."""
+        self._subscribers.append(subscriber)
+
+    def emit(self, event: Event) -> None:
+        """Hand ``event`` to every subscriber.
+
+        A subscriber that raises an unexpected exception is logged and skipped: a broken view
+        must not fail a deploy half-way through a machine update. An `OrchestratorError` (the
+        journal could not write, say) does propagate, because a deploy that cannot record what
+        it does must not go on changing machines.
+        """
+        for subscriber in self._subscribers:
+            try:
+                subscriber(event)
+            except OrchestratorError:
+                raise
+            except Exception:
+                log.exception("event subscriber %r failed on %s", subscriber, type(event).__name__)

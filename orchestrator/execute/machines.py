@@ -1,0 +1,427 @@
+"""Create, update and destroy one machine each, leased, journaled and verified.
+
+Every handler follows the same order, because a crash can come between any two calls:
+
+1. take the machine's lease (13 s, refreshed in the background while the change runs);
+2. write the machine's version and full config to the journal (for a create: the launch id);
+3. send the change;
+4. wait for the *expected* result: the new version started (flyctl PR #4921: an update can be
+   reported done while the machine silently went back to its old version), checks passing;
+5. write the after-state to the journal, release the lease.
+
+A create carries ``orch_launch_id`` (a uuid4 journaled before the request). Whenever a create
+may have happened without us seeing the answer (a 408 or 5xx after Fly received it, a crash, a
+retry of the whole run), the machine is looked up by that metadata instead of created again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from orchestrator.errors import (
+    DeployError,
+    FlyAPIError,
+    FlyLeaseHeld,
+    FlyNotFound,
+    FlyTransportError,
+    FlyWaitTimeout,
+    OrchestratorError,
+)
+from orchestrator.execute.context import StepContext
+from orchestrator.execute.gates import wait_healthy
+from orchestrator.fly.models import Machine
+from orchestrator.plan.config import META_CONFIG_DIGEST, META_LAUNCH_ID
+from orchestrator.plan.steps import Step
+
+__all__ = ["create_machine", "destroy_machine", "leased", "update_machine", "wait_version"]
+
+_GONE = frozenset({"destroyed", "destroying"})
+
+
+@contextlib.asynccontextmanager
+async def leased(
+    ctx: StepContext,
+    machine_id: str,
+    *,
+    description: str,
+    nonce: str | None = None,
+    wait_s: float = 0.0,
+) -> AsyncIterator[str]:
+    """Hold the machine's lease for the block and yield its nonce.
+
+    Args:
+        nonce: a lease already held (a create with ``lease_ttl`` returns one); it is refreshed
+            and released like one taken here.
+        wait_s: keep trying this long when the lease is held (one we lost the nonce of, which
+            expires by itself); 0 fails at once.
+
+    Raises:
+        DeployError: someone else holds the lease (the message names them).
+    """
+    ttl = ctx.options.lease_ttl_s
+    if nonce is None:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                lease = await ctx.client.acquire_lease(
+                    ctx.app, machine_id, ttl=ttl, description=description
+                )
+                break
+            except FlyLeaseHeld as exc:
+                if time.monotonic() < deadline:
+                    await asyncio.sleep(ctx.options.poll_s)
+                    continue
+                holder = await _lease_holder(ctx, machine_id)
+                raise DeployError(
+                    f"machine {machine_id} is leased by {holder}: {exc.message}"
+                ) from exc
+        nonce = lease.nonce
+    refresher = asyncio.create_task(_refresh(ctx, machine_id, nonce, ttl))
+    try:
+        yield nonce
+    finally:
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
+        # A lease left behind blocks the next deploy until it expires (13 s); worth one call,
+        # but never worth failing the step over.
+        with contextlib.suppress(OrchestratorError):
+            await asyncio.wait_for(ctx.client.release_lease(ctx.app, machine_id, nonce), 5.0)
+        # wait_for raises TimeoutError on its own; the lease then simply expires.
+
+
+async def _lease_holder(ctx: StepContext, machine_id: str) -> str:
+    try:
+        lease = await ctx.client.get_lease(ctx.app, machine_id)
+    except OrchestratorError:
+        return "another holder"
+    if lease is None:
+        return "another holder"
+    who = lease.owner or "another holder"
+    return f"{who} ({lease.description})" if lease.description else who
+
+
+async def _refresh(ctx: StepContext, machine_id: str, nonce: str, ttl: int) -> None:
+    # flyctl refreshes every (ttl - 1) / 3 seconds with a little jitter.
+    every = max(1.0, (ttl - 1) / 3)
+    while True:
+        await asyncio.sleep(every + random.uniform(-0.02, 0.02))
+        try:
+            await ctx.client.acquire_lease(ctx.app, machine_id, ttl=ttl, nonce=nonce)
+        except FlyNotFound:
+            return  # the machine is gone (destroyed): nothing left to hold
+        except OrchestratorError as exc:
+            ctx.note(
+                f"machine {machine_id}: lease refresh failed: {exc}",
+                level="warning",
+            )
+
+
+async def wait_version(
+    ctx: StepContext, machine_id: str, *, version: str | None, state: str = "started"
+) -> Machine:
+    """Long-poll ``/wait`` until the machine is in ``state`` at ``version``, then verify it.
+
+    Raises:
+        DeployError: the deadline passed, or the machine is at another version than expected
+            (it reverted), or it ended in a state it will not leave.
+    """
+    deadline = time.monotonic() + ctx.options.machine_timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            current = await ctx.client.get_machine(ctx.app, machine_id)
+            raise DeployError(
+                f"machine {machine_id} did not reach {state} at version {version} within "
+                f"{ctx.options.machine_timeout_s:g}s (it is {current.state} at {current.version})"
+            )
+        try:
+            await ctx.client.wait_machine(
+                ctx.app, machine_id, state=state, version=version, timeout=min(60.0, left)
+            )
+            break
+        except FlyWaitTimeout:
+            current = await ctx.client.get_machine(ctx.app, machine_id)
+            if current.state in ("failed", "destroyed") and state != current.state:
+                raise DeployError(
+                    f"machine {machine_id} is {current.state} (waiting for {state})"
+                ) from None
+    machine = await ctx.client.get_machine(ctx.app, machine_id)
+    if version is not None and machine.version != version:
+        raise DeployError(
+            f"machine {machine_id} is at version {machine.version}, not the expected {version} "
+            "(the change did not stick)"
+        )
+    return machine
+
+
+def _with_volume(config: Mapping[str, Any], volume_id: str | None) -> dict[str, Any]:
+    out = copy.deepcopy(dict(config))
+    mounts = out.get("mounts")
+    if isinstance(mounts, list) and mounts:
+        if volume_id is None:
+            raise DeployError("the config mounts a volume but no volume was resolved for it")
+        first = dict(mounts[0])
+        first["volume"] = volume_id
+        out["mounts"] = [first, *mounts[1:]]
+    return out
+
+
+def _digest(config: Mapping[str, Any]) -> str | None:
+    meta = config.get("metadata")
+    if isinstance(meta, Mapping):
+        value = meta.get(META_CONFIG_DIGEST)
+        return str(value) if value is not None else None
+    return None
+
+
+async def _find_launch(ctx: StepContext, launch_id: str) -> list[Machine]:
+    machines = await ctx.client.list_machines(ctx.app, metadata={META_LAUNCH_ID: launch_id})
+    return sorted(
+        (
+            m
+            for m in machines
+            if m.state not in _GONE and m.metadata.get(META_LAUNCH_ID) == launch_id
+        ),
+        key=lambda m: (m.created_at or "", m.id),
+    )
+
+
+async def create_machine(ctx: StepContext, step: Step) -> str:
+    """Run ``machine.create``: launch the slot's machine once, even across retries and crashes."""
+    params = step.params
+    slot = step.slot
+    if slot is None:
+        raise DeployError("machine.create without a slot")
+    volume_id = ctx.state.volumes.get((step.region, slot))
+    config = _with_volume(params.get("config") or {}, volume_id)
+    digest = _digest(config)
+    launch_id = ctx.journal.launch_for(ctx.app, ctx.release, step.id, digest)
+    reused = launch_id is not None
+    if launch_id is None:
+        launch_id = str(uuid.uuid4())
+    row = ctx.journal.record_launch(
+        ctx.run,
+        app=ctx.app,
+        release=ctx.release,
+        step=step,
+        launch_id=launch_id,
+        config_digest=digest,
+    )
+    config.setdefault("metadata", {})[META_LAUNCH_ID] = launch_id
+
+    machine: Machine | None = None
+    nonce: str | None = None
+    if reused:
+        found = await _find_launch(ctx, launch_id)
+        if found:
+            machine = found[0]
+            ctx.note(
+                f"machine {machine.id} was already launched with launch id {launch_id}; "
+                "reusing it instead of creating another",
+                step_id=step.id,
+                region=step.region,
+            )
+    if machine is None:
+        try:
+            machine = await ctx.client.create_machine(
+                ctx.app,
+                config,
+                region=step.region,
+                name=str(params.get("name") or "") or None,
+                lease_ttl=ctx.options.lease_ttl_s,
+            )
+            nonce = machine.nonce
+        except (FlyAPIError, FlyTransportError) as exc:
+            # Ambiguous: Fly may have made it before the error. Look before giving up.
+            found = await _find_launch(ctx, launch_id)
+            if not found:
+                raise
+            machine = found[0]
+            ctx.note(
+                f"create answered {type(exc).__name__} but machine {machine.id} exists with "
+                f"launch id {launch_id}; using it",
+                level="warning",
+                step_id=step.id,
+                region=step.region,
+            )
+    ctx.journal.set_machine(row, machine.id)
+    ctx.journal.step_result(ctx.run, step.id, {"machine_id": machine.id, "launch_id": launch_id})
+    await _drop_duplicates(ctx, step, launch_id, keep=machine.id)
+
+    lease = (
+        leased(ctx, machine.id, description=f"create {step.id}", nonce=nonce)
+        if nonce is not None
+        else _adopted_lease(ctx, step, machine)
+    )
+    async with lease as held:
+        if machine.state == "stopped":
+            # An adopted machine (found by its launch id) that stopped since; a fresh create
+            # launches by itself ("created" is its state until it has booted).
+            with contextlib.suppress(FlyAPIError):
+                await ctx.client.start_machine(ctx.app, machine.id, nonce=held)
+        expected = machine.version or None
+        started = await wait_version(ctx, machine.id, version=expected)
+        healthy = await wait_healthy(ctx, machine.id, version=started.version or expected)
+    ctx.state.machines[(step.region, slot)] = machine.id
+    if healthy.version:
+        ctx.state.versions[machine.id] = healthy.version
+    ctx.journal.record_after(
+        row, machine_id=machine.id, version=healthy.version, config=dict(healthy.config.raw)
+    )
+    ctx.journal.step_result(ctx.run, step.id, {"version": healthy.version})
+    return f"machine {machine.id} started at version {healthy.version}, checks passing"
+
+
+@contextlib.asynccontextmanager
+async def _adopted_lease(
+    ctx: StepContext, step: Step, machine: Machine
+) -> AsyncIterator[str | None]:
+    """Lease a machine found by its launch id, whose creation lease's nonce was lost.
+
+    That lease (``lease_ttl`` on the create) lapses within its TTL. Watching the machine come up
+    needs no lease, so it goes on unleased; starting a stopped one waits for the lease instead.
+    """
+    description = f"create {step.id}"
+    try:
+        lease = await ctx.client.acquire_lease(
+            ctx.app, machine.id, ttl=ctx.options.lease_ttl_s, description=description
+        )
+    except FlyLeaseHeld:
+        if machine.state != "stopped":
+            ctx.note(
+                f"machine {machine.id} still carries the lease of its create (the answer was "
+                "lost); watching it come up without a lease, which lapses by itself",
+                step_id=step.id,
+                region=step.region,
+            )
+            yield None
+            return
+        async with leased(
+            ctx, machine.id, description=description, wait_s=ctx.options.lease_ttl_s + 2.0
+        ) as nonce:
+            yield nonce
+        return
+    async with leased(ctx, machine.id, description=description, nonce=lease.nonce) as nonce:
+        yield nonce
+
+
+async def _drop_duplicates(ctx: StepContext, step: Step, launch_id: str, *, keep: str) -> None:
+    # The client retries a create after a 5xx/408 by itself; if Fly had made the first one,
+    # there are now two machines with our launch id. Exactly one may stay.
+    try:
+        found = await _find_launch(ctx, launch_id)
+    except OrchestratorError:
+        return
+    for extra in (m for m in found if m.id != keep):
+        ctx.note(
+            f"machine {extra.id} duplicates {keep} (same launch id {launch_id}); destroying it",
+            level="warning",
+            step_id=step.id,
+            region=step.region,
+        )
+        with contextlib.suppress(FlyNotFound):
+            await ctx.client.destroy_machine(ctx.app, extra.id, force=True)
+
+
+async def update_machine(ctx: StepContext, step: Step) -> str:
+    """Run ``machine.update``: new config at ``current_version``, then the new version verified."""
+    machine_id = step.machine
+    if machine_id is None:
+        raise DeployError("machine.update without a machine")
+    params = step.params
+    from_version = params.get("from_version")
+    async with leased(
+        ctx, machine_id, description=f"update {step.id}", wait_s=ctx.options.lease_wait_s
+    ) as nonce:
+        before = await ctx.client.get_machine(ctx.app, machine_id)
+        current_version = str(from_version) if from_version else before.version
+        volume = _volume_at(before, params.get("config") or {})
+        config = _with_volume(params.get("config") or {}, volume)
+        row = ctx.journal.record_before(
+            ctx.run,
+            app=ctx.app,
+            release=ctx.release,
+            step=step,
+            machine_id=machine_id,
+            version=before.version,
+            config=dict(before.config.raw) or before.config.to_api(),
+            config_digest=_digest(config),
+        )
+        ctx.journal.step_result(ctx.run, step.id, {"machine_id": machine_id})
+        updated = await ctx.client.update_machine(
+            ctx.app, machine_id, config, current_version=current_version, nonce=nonce
+        )
+        expected = updated.version
+        if not expected or expected == before.version:
+            raise DeployError(
+                f"machine {machine_id}: the update did not make a new version "
+                f"(still {before.version})"
+            )
+        ctx.state.versions[machine_id] = expected
+        await wait_version(ctx, machine_id, version=expected)
+        healthy = await wait_healthy(ctx, machine_id, version=expected)
+    if step.slot is not None:
+        ctx.state.machines[(step.region, step.slot)] = machine_id
+    ctx.journal.record_after(
+        row, machine_id=machine_id, version=healthy.version, config=dict(healthy.config.raw)
+    )
+    ctx.journal.step_result(ctx.run, step.id, {"version": healthy.version})
+    return f"machine {machine_id} updated {before.version} -> {healthy.version}, checks passing"
+
+
+def _volume_at(machine: Machine, desired: Mapping[str, Any]) -> str | None:
+    """Return the volume the machine mounts where the desired config mounts one."""
+    mounts = desired.get("mounts")
+    path = None
+    if isinstance(mounts, list) and mounts and isinstance(mounts[0], Mapping):
+        path = mounts[0].get("path")
+    for mount in machine.config.mounts:
+        if mount.volume and (path is None or mount.path == path):
+            return mount.volume
+    return next((m.volume for m in machine.config.mounts if m.volume), None)
+
+
+async def destroy_machine(ctx: StepContext, step: Step) -> str:
+    """Run ``machine.destroy``: stop, then destroy; the volume stays (unless asked otherwise)."""
+    machine_id = step.machine
+    if machine_id is None:
+        raise DeployError("machine.destroy without a machine")
+    try:
+        before = await ctx.client.get_machine(ctx.app, machine_id)
+    except FlyNotFound:
+        return f"machine {machine_id} was already gone"
+    row = ctx.journal.record_before(
+        ctx.run,
+        app=ctx.app,
+        release=ctx.release,
+        step=step,
+        machine_id=machine_id,
+        version=before.version,
+        config=dict(before.config.raw) or before.config.to_api(),
+    )
+    async with leased(
+        ctx, machine_id, description=f"destroy {step.id}", wait_s=ctx.options.lease_wait_s
+    ) as nonce:
+        if before.state not in ("stopped", "created", *_GONE):
+            await ctx.client.stop_machine(ctx.app, machine_id, nonce=nonce)
+            await wait_version(ctx, machine_id, version=before.version or None, state="stopped")
+        await ctx.client.destroy_machine(ctx.app, machine_id, nonce=nonce)
+    ctx.journal.record_after(row, machine_id=machine_id, version=None, config=None)
+    volumes = [m.volume for m in before.config.mounts if m.volume]
+    if not volumes:
+        return f"machine {machine_id} stopped and destroyed"
+    if step.params.get("keep_volume", True):
+        return f"machine {machine_id} stopped and destroyed; volume {', '.join(volumes)} kept"
+    for volume_id in volumes:
+        # Only on the user's explicit request (--destroy-volumes); Fly keeps it 24 h anyway.
+        with contextlib.suppress(FlyNotFound):
+            await ctx.client.destroy_volume(ctx.app, volume_id)
+    return f"machine {machine_id} stopped and destroyed; volume {', '.join(volumes)} destroyed"

@@ -1,0 +1,204 @@
+"""Gather ``invoke status``: every machine with its release, checks, size, volume and role.
+
+Fly knows a machine's state, config and checks; only the app knows whether it is the primary
+or a replica. So each machine's ``GET /status`` is asked through the edge proxy with
+``fly-force-instance-id``, all at once, and its ``role`` reported next to what Fly says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.connect import Connection
+from orchestrator.errors import FlyNotFound
+from orchestrator.fly.models import Machine, Volume
+from orchestrator.plan.config import META_RELEASE, META_SLOT
+
+__all__ = ["FleetStatus", "MachineStatus", "collect_status"]
+
+_GONE = frozenset({"destroyed", "destroying"})
+
+
+@dataclass(frozen=True, slots=True)
+class MachineStatus:
+    """One machine as ``invoke status`` shows it.
+
+    Attributes:
+        id: the machine id.
+        name: its name.
+        region: its region.
+        slot: its ``orch_slot``, or ``None`` for a machine the orchestrator does not manage.
+        state: Fly's state.
+        version: its machine version.
+        release: its ``fly_release_id``, or ``None``.
+        image: its image.
+        checks_passing: at least one check result and all pass.
+        checks: ``(name, status, output)`` of each check.
+        has_checks: whether its config defines checks.
+        role: what the app's ``/status`` says (``primary``/``replica``), or ``None``.
+        app_status: the HTTP status ``/status`` answered with, or ``None`` if none came.
+        app_error: why ``/status`` gave no usable answer, or ``None``.
+        cpu_kind: ``shared`` or ``performance``.
+        cpus: CPU count.
+        memory_mb: memory.
+        volume_id: the mounted volume, or ``None``.
+        volume_size_gb: its size, when known.
+    """
+
+    id: str
+    name: str
+    region: str
+    slot: int | None
+    state: str
+    version: str
+    release: str | None
+    image: str
+    checks_passing: bool
+    checks: tuple[tuple[str, str, str], ...]
+    has_checks: bool
+    role: str | None
+    app_status: int | None
+    app_error: str | None
+    cpu_kind: str
+    cpus: int
+    memory_mb: int
+    volume_id: str | None
+    volume_size_gb: int | None
+
+    @property
+    def healthy(self) -> bool:
+        """Tell whether it is started, its checks pass, and the app answers ``/status`` 200."""
+        checks_ok = self.checks_passing or not self.has_checks
+        return self.state == "started" and checks_ok and self.app_status == 200
+
+    def to_json(self) -> dict[str, Any]:
+        """Return DESIGN.md's machine object (plus ``name``, ``slot``, ``version``, ``healthy``)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "slot": self.slot,
+            "state": self.state,
+            "version": self.version,
+            "release": self.release,
+            "image": self.image,
+            "checks_passing": self.checks_passing,
+            "checks": [{"name": n, "status": s, "output": o} for n, s, o in self.checks],
+            "role": self.role,
+            "healthy": self.healthy,
+            "cpu_kind": self.cpu_kind,
+            "cpus": self.cpus,
+            "memory_mb": self.memory_mb,
+            "volume": None
+            if self.volume_id is None
+            else {"id": self.volume_id, "size_gb": self.volume_size_gb},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FleetStatus:
+    """The whole answer of ``invoke status``.
+
+    Attributes:
+        app: the app.
+        backend: ``local`` or ``fly``.
+        regions: region → its machines (by slot, then id), regions sorted.
+        exists: whether the app exists on the backend at all.
+    """
+
+    app: str
+    backend: str
+    regions: Mapping[str, tuple[MachineStatus, ...]]
+    exists: bool = True
+
+    @property
+    def healthy(self) -> bool:
+        """Tell whether every machine is healthy."""
+        return all(m.healthy for ms in self.regions.values() for m in ms)
+
+    @property
+    def unhealthy(self) -> tuple[MachineStatus, ...]:
+        """Return the machines that are not healthy."""
+        return tuple(m for ms in self.regions.values() for m in ms if not m.healthy)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return DESIGN.md's ``status --json`` object (plus ``healthy``)."""
+        return {
+            "app": self.app,
+            "backend": self.backend,
+            "healthy": self.healthy,
+            "regions": {
+                code: {"machines": [m.to_json() for m in machines]}
+                for code, machines in self.regions.items()
+            },
+        }
+
+
+async def collect_status(conn: Connection, *, region: str | None = None) -> FleetStatus:
+    """Read every machine (of ``region``, if given) and ask each for its role."""
+    try:
+        machines = await conn.client.list_machines(conn.app, region=region)
+        volumes = await conn.client.list_volumes(conn.app)
+    except FlyNotFound:
+        regions = {region: ()} if region else {}
+        return FleetStatus(conn.app, conn.backend, regions, exists=False)
+    live = [m for m in machines if m.state not in _GONE]
+    by_volume = {v.id: v for v in volumes}
+    answers = await asyncio.gather(*(conn.probe.status(machine_id=m.id) for m in live))
+    rows: dict[str, list[MachineStatus]] = {region: []} if region else {}
+    for machine, answer in zip(live, answers, strict=True):
+        role = answer.body.get("role") if answer.status_code is not None else None
+        rows.setdefault(machine.region, []).append(
+            _machine_status(
+                machine,
+                by_volume,
+                role=role if isinstance(role, str) else None,
+                app_status=answer.status_code,
+                app_error=None if answer.ok else answer.describe(),
+            )
+        )
+    return FleetStatus(
+        conn.app,
+        conn.backend,
+        {
+            code: tuple(sorted(rows[code], key=lambda m: (m.slot is None, m.slot or 0, m.id)))
+            for code in sorted(rows)
+        },
+    )
+
+
+def _machine_status(
+    machine: Machine,
+    volumes: Mapping[str, Volume],
+    *,
+    role: str | None,
+    app_status: int | None,
+    app_error: str | None,
+) -> MachineStatus:
+    cfg = machine.config
+    volume_id = next((m.volume for m in cfg.mounts if m.volume), None)
+    volume = volumes.get(volume_id) if volume_id else None
+    slot = cfg.metadata.get(META_SLOT, "")
+    return MachineStatus(
+        id=machine.id,
+        name=machine.name,
+        region=machine.region,
+        slot=int(slot) if slot.isdigit() else None,
+        state=machine.state,
+        version=machine.version,
+        release=cfg.metadata.get(META_RELEASE) or None,
+        image=cfg.image,
+        checks_passing=machine.checks_passing,
+        checks=tuple((c.name, c.status, c.output) for c in machine.checks),
+        has_checks=bool(cfg.checks),
+        role=role,
+        app_status=app_status,
+        app_error=app_error,
+        cpu_kind=cfg.guest.cpu_kind,
+        cpus=cfg.guest.cpus,
+        memory_mb=cfg.guest.memory_mb,
+        volume_id=volume_id,
+        volume_size_gb=volume.size_gb if volume is not None else None,
+    )

@@ -1,0 +1,198 @@
+"""Show a deploy as it happens: a live table per region and step on a terminal, lines elsewhere.
+
+`LiveView` is an event subscriber (``bus.subscribe(view)``). On a terminal it keeps a rich
+`Live` table of every step (region, step, status, elapsed, what it did) refreshed four times a
+second; when the output is a pipe or a file (CI logs, tests) it prints one line per finished
+step and per note instead, so logs stay readable.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from types import TracebackType
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator.execute.events import (
+    Event,
+    GateResult,
+    Note,
+    ReleaseFinished,
+    ReleaseStarted,
+    StepFinished,
+    StepStarted,
+)
+from orchestrator.plan.steps import Step
+
+__all__ = ["STATUS_STYLE", "LiveView", "format_elapsed", "make_console"]
+
+STATUS_STYLE = {
+    "pending": ("·", "dim"),
+    "running": ("▶", "bold yellow"),
+    "succeeded": ("✓", "green"),
+    "failed": ("✗", "bold red"),
+    "skipped": ("-", "dim"),
+}
+_PIPE_WIDTH = 160
+_NOTE_STYLE = {"info": "cyan", "warning": "yellow", "error": "bold red"}
+
+
+def make_console() -> Console:
+    """Return a stdout console; wide when writing to a pipe or file, where lines never wrap.
+
+    rich assumes 80 columns when stdout is not a terminal; a log line cut at 80 columns
+    (a machine id folded in two) is worse than a long one. ``COLUMNS`` still wins.
+    """
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=_PIPE_WIDTH)
+    return console
+
+
+def format_elapsed(seconds: float | None) -> str:
+    """Format seconds as ``0.4s``, ``12.3s`` or ``2m05s``."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}m{rest:02d}s"
+
+
+@dataclass(slots=True)
+class _Row:
+    step: Step
+    status: str = "pending"
+    started: float | None = None
+    finished: float | None = None
+    text: str = ""
+
+    def elapsed(self, now: float) -> float | None:
+        if self.started is None:
+            return None
+        return (self.finished or now) - self.started
+
+
+class LiveView:
+    """Render executor events on a console.
+
+    Args:
+        console: where to draw.
+        live: draw a live-updating table (default: when the console is a terminal).
+    """
+
+    def __init__(self, console: Console, *, live: bool | None = None) -> None:
+        self.console = console
+        self._live_wanted = console.is_terminal if live is None else live
+        self._live: Live | None = None
+        self._rows: dict[str, _Row] = {}
+        self._title = ""
+        self._notes: list[Text] = []
+
+    def __enter__(self) -> LiveView:
+        if self._live_wanted:
+            self._live = Live(
+                get_renderable=self._render,
+                console=self.console,
+                refresh_per_second=4,
+                transient=True,
+            )
+            self._live.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+            # The transient table goes; the notes stay in the scrollback.
+            for note in self._notes:
+                self.console.print(note)
+
+    def __call__(self, event: Event) -> None:
+        """Take one event."""
+        if isinstance(event, ReleaseStarted):
+            self._rows = {s.id: _Row(s) for s in event.steps}
+            regions = ", ".join(event.regions) or "no region"
+            self._title = (
+                f"{event.app}: release {event.release} ({event.image}) in {regions}, "
+                f"{event.mutating_steps} mutating step(s)"
+            )
+            self._line(Text(self._title, style="bold"))
+        elif isinstance(event, StepStarted):
+            row = self._rows.setdefault(event.step.id, _Row(event.step))
+            row.status = "running"
+            row.started = time.monotonic()
+        elif isinstance(event, StepFinished):
+            row = self._rows.setdefault(event.step.id, _Row(event.step))
+            row.status = event.outcome
+            if event.started_at is not None:
+                row.finished = time.monotonic()
+                if row.started is None:
+                    row.started = row.finished - (event.at - event.started_at).total_seconds()
+            # The step's id is already on the row; the error repeats it for the JSON's sake.
+            row.text = (event.error or "").removeprefix(f"{event.step.id}: ") or event.detail or ""
+            if self._live is None and event.outcome != "skipped":
+                self._line(self._step_line(row))
+        elif isinstance(event, GateResult):
+            pass  # the gate's StepFinished carries the same detail
+        elif isinstance(event, Note):
+            where = f"{event.step_id}: " if event.step_id else ""
+            text = Text(f"! {where}{event.message}", style=_NOTE_STYLE.get(event.level, ""))
+            self._notes.append(text)
+            if self._live is None:
+                self._line(text)
+        elif isinstance(event, ReleaseFinished):
+            skipped = sum(1 for r in self._rows.values() if r.status == "skipped")
+            if skipped and self._live is None:
+                self._line(Text(f"- {skipped} step(s) skipped", style="dim"))
+
+    def _line(self, text: Text) -> None:
+        if self._live is None:
+            self.console.print(text, soft_wrap=True)
+
+    def _step_line(self, row: _Row) -> Text:
+        mark, style = STATUS_STYLE.get(row.status, ("?", ""))
+        line = Text()
+        line.append(f"{mark} ", style=style)
+        line.append(row.step.id, style="bold" if row.step.mutating else "")
+        elapsed = format_elapsed(row.elapsed(time.monotonic()))
+        if elapsed:
+            line.append(f"  {elapsed}", style="dim")
+        if row.text:
+            line.append(f"  {row.text}", style="red" if row.status == "failed" else "")
+        return line
+
+    def _render(self) -> RenderableType:
+        now = time.monotonic()
+        table = Table(expand=False, show_lines=False)
+        table.add_column("wave", justify="right", style="dim")
+        table.add_column("region", style="bold blue")
+        table.add_column("step")
+        table.add_column("status")
+        table.add_column("elapsed", justify="right")
+        table.add_column("detail", overflow="ellipsis", max_width=80, no_wrap=True)
+        previous_region = None
+        for row in self._rows.values():
+            mark, style = STATUS_STYLE.get(row.status, ("?", ""))
+            name = row.step.kind.value + (f" {row.step.slot}" if row.step.slot else "")
+            first = row.step.region != previous_region
+            previous_region = row.step.region
+            table.add_row(
+                str(row.step.wave) if first else "",
+                row.step.region if first else "",
+                name,
+                Text(f"{mark} {row.status}", style=style),
+                format_elapsed(row.elapsed(now)),
+                row.text,
+            )
+        return Group(Text(self._title, style="bold"), table, *self._notes[-5:])

@@ -1,0 +1,235 @@
+"""The executor against a real local Fly: creates are never duplicated, leases are respected.
+
+Plans here are built by hand around a single step, so each test exercises one step kind the
+way a retry or a crash would: the same create run twice with the journaled launch id, a create
+whose connection drops after Fly made the machine, an update of a machine someone else leased.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import pytest
+
+from orchestrator.execute.events import Event, EventBus, Note
+from orchestrator.execute.executor import DeployResult, Executor
+from orchestrator.execute.journal import Journal
+from orchestrator.execute.probe import AppProbe
+from orchestrator.fly.client import FlyClient
+from orchestrator.plan.config import META_LAUNCH_ID, META_SLOT, desired_config, release_id
+from orchestrator.plan.model import Plan
+from orchestrator.plan.steps import Step, StepKind, step_id
+from orchestrator.spec.load import load_spec
+from orchestrator.spec.model import DeploySpec, WaveSpec
+
+from .localfleet import APP, LocalFleet, copy_fleet
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
+    """Copy the sample fleet outside the repo and run a local Fly for it, with the app made."""
+    local = LocalFleet.start(copy_fleet(tmp_path_factory.mktemp("executor") / "fleet"))
+    try:
+        resp = local.api("POST", "/v1/apps", json={"name": APP, "org_slug": "personal"})
+        assert resp.status_code in (200, 201), resp.text
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="module")
+def spec(fleet: LocalFleet) -> DeploySpec:
+    return load_spec(fleet.root)
+
+
+def _plan(spec: DeploySpec, *steps: Step, edges: tuple[tuple[str, str], ...] = ()) -> Plan:
+    graph = nx.DiGraph()
+    for step in steps:
+        graph.add_node(step.id, step=step)
+    graph.add_edges_from(edges)
+    regions = tuple(sorted({s.region for s in steps}))
+    return Plan(
+        app=APP,
+        release=release_id(spec),
+        waves=(regions,),
+        graph=graph,
+        wave_specs=(WaveSpec(index=1, regions=regions),),
+    )
+
+
+def _create(spec: DeploySpec, region: str, slot: int) -> Step:
+    config: dict[str, Any] = desired_config(spec, region, slot)
+    # Stateless, so the create stands alone (no volume.ensure before it).
+    config["mounts"] = []
+    return Step(
+        id=step_id(region, StepKind.MACHINE_CREATE, slot),
+        kind=StepKind.MACHINE_CREATE,
+        region=region,
+        wave=1,
+        slot=slot,
+        params={"name": f"{APP}-{region}-{slot}", "config": config, "release": release_id(spec)},
+    )
+
+
+def _execute(fleet: LocalFleet, plan: Plan, events: list[Event] | None = None) -> DeployResult:
+    async def go() -> DeployResult:
+        bus = EventBus()
+        if events is not None:
+            bus.subscribe(events.append)
+        async with (
+            FlyClient(fleet.endpoint.api_url, fleet.endpoint.token) as client,
+            AppProbe(fleet.endpoint.proxy_url, APP, host_header=True) as probe,
+        ):
+            with Journal.open(fleet.root) as journal:
+                executor = Executor(client, plan, journal=journal, probe=probe, bus=bus)
+                return await executor.run()
+
+    return asyncio.run(go())
+
+
+def _slot_machines(fleet: LocalFleet, region: str, slot: int) -> list[dict[str, Any]]:
+    return [
+        m
+        for m in fleet.machines(region)
+        if m["config"]["metadata"].get(META_SLOT) == str(slot) and m["state"] != "destroyed"
+    ]
+
+
+def test_a_create_run_twice_with_its_journaled_launch_id_makes_one_machine(
+    fleet: LocalFleet, spec: DeploySpec
+) -> None:
+    plan = _plan(spec, _create(spec, "ams", 1))
+    events: list[Event] = []
+
+    first = _execute(fleet, plan)
+    # The same create again (a retry after a crash, a stale plan): the journal gives it the
+    # same launch id, and the machine is found by it instead of created a second time.
+    second = _execute(fleet, plan, events)
+
+    assert first.outcome == second.outcome == "succeeded"
+    [machine] = _slot_machines(fleet, "ams", 1)
+    with Journal.open(fleet.root) as journal:
+        launches = {
+            r.launch_id
+            for run in (first.run, second.run)
+            for r in journal.machine_configs(run or 0)
+        }
+    assert launches == {machine["config"]["metadata"][META_LAUNCH_ID]}
+    notes = [e.message for e in events if isinstance(e, Note)]
+    assert any(f"machine {machine['id']} was already launched" in n for n in notes), notes
+
+
+def test_a_create_whose_answer_is_lost_leaves_exactly_one_machine(
+    fleet: LocalFleet, spec: DeploySpec
+) -> None:
+    # Fly makes the machine, then the connection drops: the answer is lost, the client retries.
+    faults = {"rules": [{"operation": "Machines_create", "drop": "after", "times": 1}]}
+    assert fleet.api("PUT", "/_localfly/faults", json=faults).status_code in (200, 204)
+    try:
+        events: list[Event] = []
+        result = _execute(fleet, _plan(spec, _create(spec, "dfw", 1)), events)
+    finally:
+        fleet.api("DELETE", "/_localfly/faults")
+
+    assert result.outcome == "succeeded", result.error
+    [machine] = _slot_machines(fleet, "dfw", 1)
+    assert machine["state"] == "started"
+    # The client's retry was refused (the name is taken) or made a second machine; either way
+    # the executor found the first one by its launch id and kept exactly one.
+    notes = [e.message for e in events if isinstance(e, Note)]
+    assert any(machine["id"] in n and "launch id" in n for n in notes), notes
+
+
+def test_an_update_of_a_machine_leased_by_someone_else_fails_naming_the_holder(
+    fleet: LocalFleet, spec: DeploySpec, tmp_path: Path
+) -> None:
+    created = _execute(fleet, _plan(spec, _create(spec, "syd", 1)))
+    assert created.outcome == "succeeded", created.error
+    [machine] = _slot_machines(fleet, "syd", 1)
+    lease = fleet.api(
+        "POST",
+        f"/v1/apps/{APP}/machines/{machine['id']}/lease",
+        json={"ttl": 60, "description": "someone else's deploy"},
+    )
+    assert lease.status_code == 201, lease.text
+    nonce = lease.json().get("data", lease.json())["nonce"]
+    config = dict(machine["config"])
+    config["env"] = {**config["env"], "LOG_LEVEL": "debug"}
+    update = Step(
+        id=step_id("syd", StepKind.MACHINE_UPDATE, 1),
+        kind=StepKind.MACHINE_UPDATE,
+        region="syd",
+        wave=1,
+        slot=1,
+        machine=machine["id"],
+        params={"config": config, "from_version": machine["version"], "spearhead": True},
+    )
+    try:
+        result = _execute(fleet, _plan(spec, update))
+    finally:
+        fleet.api(
+            "DELETE",
+            f"/v1/apps/{APP}/machines/{machine['id']}/lease",
+            headers={"fly-machine-lease-nonce": nonce},
+        )
+
+    assert result.outcome == "failed"
+    assert result.error is not None
+    assert "leased" in result.error
+    assert "someone else's deploy" in result.error
+    [after] = _slot_machines(fleet, "syd", 1)
+    assert after["version"] == machine["version"]
+
+
+def test_a_destroy_stops_the_machine_and_keeps_its_volume(
+    fleet: LocalFleet, spec: DeploySpec
+) -> None:
+    made = fleet.api(
+        "POST", f"/v1/apps/{APP}/volumes", json={"name": "data", "region": "ams", "size_gb": 1}
+    )
+    assert made.status_code == 200, made.text
+    volume_id = made.json()["id"]
+    ensure = Step(
+        id=step_id("ams", StepKind.VOLUME_ENSURE, 2),
+        kind=StepKind.VOLUME_ENSURE,
+        region="ams",
+        wave=1,
+        slot=2,
+        params={"name": "data", "size_gb": 1, "reuse": volume_id},
+    )
+    create = _create(spec, "ams", 2)
+    create = Step(
+        id=create.id,
+        kind=create.kind,
+        region="ams",
+        wave=1,
+        slot=2,
+        params={**create.params, "config": desired_config(spec, "ams", 2)},
+    )
+    plan = _plan(spec, ensure, create, edges=((ensure.id, create.id),))
+    assert _execute(fleet, plan).outcome == "succeeded"
+    [machine] = _slot_machines(fleet, "ams", 2)
+    assert machine["config"]["mounts"][0]["volume"] == volume_id
+
+    destroy = Step(
+        id=step_id("ams", StepKind.MACHINE_DESTROY, 2),
+        kind=StepKind.MACHINE_DESTROY,
+        region="ams",
+        wave=1,
+        slot=2,
+        machine=machine["id"],
+        params={"keep_volume": True},
+    )
+    result = _execute(fleet, _plan(spec, destroy))
+
+    assert result.outcome == "succeeded", result.error
+    assert _slot_machines(fleet, "ams", 2) == []
+    kept = fleet.api("GET", f"/v1/apps/{APP}/volumes/{volume_id}").json()
+    assert kept["state"] == "created"
+    assert not kept.get("attached_machine_id")
