@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 from .harness import AppProcess, EdgeProxy, Launcher, wait_for
 
 
-def start_candidate(launcher: Launcher, edge: EdgeProxy, **kwargs: object) -> AppProcess:
+def start_candidate(
+    launcher: Launcher,
+    edge: EdgeProxy,
+    *,
+    data_dir: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> AppProcess:
     """Start a syd machine of a syd-primary app that talks to the stand-in proxy."""
-    env = {"LOCALFLY_PROXY_URL": edge.url, **kwargs.pop("env", {})}  # type: ignore[dict-item]
-    return launcher.start(region="syd", primary_region="syd", env=env, **kwargs)  # type: ignore[arg-type]
+    return launcher.start(
+        region="syd",
+        primary_region="syd",
+        data_dir=data_dir,
+        env={"LOCALFLY_PROXY_URL": edge.url, **(env or {})},
+    )
 
 
 def role_is(app: AppProcess, role: str) -> dict[str, object] | None:
@@ -157,9 +168,11 @@ def test_many_primaries_settle_on_one_and_replicas_find_it(
     launcher: Launcher, edge: EdgeProxy
 ) -> None:
     # Five machines start while the proxy can route to none of them: each takes the writes.
-    machines = [start_candidate(launcher, edge) for _ in range(5)]
-    for app in machines:
-        wait_for(lambda app=app: role_is(app, "primary"), what="every machine to take writes")
+    machines = []
+    for _ in range(5):
+        app = start_candidate(launcher, edge)
+        wait_for(lambda app=app: role_is(app, "primary"), what="each machine to take writes")
+        machines.append(app)
     edge.route(*machines)
 
     def one_primary() -> str | None:
