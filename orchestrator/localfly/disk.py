@@ -100,7 +100,18 @@ def restore_tar(tar_path: Path, dest: Path) -> None:
 
 def copy_tree(src: Path, dest: Path) -> None:
     """Copy a volume's data into a new volume (a fork): independent afterwards."""
-    if src.exists():
+    dest.mkdir(parents=True, exist_ok=True)
+    if not src.exists():
+        return
+    try:
         shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
-    else:
-        dest.mkdir(parents=True, exist_ok=True)
+    except shutil.Error as exc:
+        # A running machine may delete files while we copy (SQLite removes its -wal and -shm
+        # on a clean close); a vanished file is what a crash-consistent copy would not hold.
+        lost = [err for err in exc.args[0] if not _vanished(err[0])]
+        if lost:
+            raise
+
+
+def _vanished(path: str) -> bool:
+    return not Path(path).exists()
