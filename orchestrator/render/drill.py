@@ -140,7 +140,8 @@ class DrillView:
         return line
 
     def _phase_table(self, now: float) -> Table:
-        table = Table(title=self._title or None, expand=False)
+        # Details and titles are plain text ("[drill] scale_survivors"), never rich markup.
+        table = Table(title=Text(self._title) if self._title else None, expand=False)
         table.add_column("phase")
         table.add_column("status")
         table.add_column("elapsed", justify="right")
@@ -154,7 +155,7 @@ class DrillView:
                 row.phase.label,
                 Text(f"{mark} {row.status}", style=style),
                 format_elapsed(elapsed),
-                row.detail,
+                Text(row.detail),
             )
         return table
 

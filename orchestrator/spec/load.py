@@ -161,7 +161,15 @@ def _region_codes(root: Path, overlay: Mapping[str, str]) -> list[str]:
 # regions/waves.toml
 
 _WAVE_SETTINGS = ("bake_time", "max_error_rate", "max_p95_ms", "on_failure", "max_concurrency")
-_DRILL_KEYS = ("rto", "rpo_records", "rpo_seconds", "max_error_rate", "max_duration")
+_DRILL_KEYS = (
+    "rto",
+    "rpo_records",
+    "rpo_seconds",
+    "max_error_rate",
+    "max_duration",
+    "baseline",
+    "scale_survivors",
+)
 
 
 def _wave_settings(table: Table, inherited: WaveSpec) -> WaveSpec:
@@ -191,12 +199,16 @@ def _read_drill(top: Table) -> DrillObjectives:
     rpo_records = drill.integer("rpo_records", 0, 10**9)
     rpo_s = drill.number("rpo_seconds", 0.0, DAY_S)
     error_rate = drill.number("max_error_rate", 0.0, 1.0)
+    baseline = drill.duration("baseline", positive=True, limit_s=3600.0)
+    scale_survivors = drill.boolean("scale_survivors")
     objectives = DrillObjectives(
         rto_s=default.rto_s if rto is None else rto,
         rpo_records=default.rpo_records if rpo_records is None else rpo_records,
         rpo_s=default.rpo_s if rpo_s is None else rpo_s,
         max_error_rate=default.max_error_rate if error_rate is None else error_rate,
         max_duration_s=default.max_duration_s if max_duration is None else max_duration,
+        baseline_s=default.baseline_s if baseline is None else baseline,
+        scale_survivors=default.scale_survivors if scale_survivors is None else scale_survivors,
     )
     if objectives.rto_s > objectives.max_duration_s:
         raise ConfigError(

@@ -143,13 +143,26 @@ class WaveSpec:
 
 @dataclass(frozen=True, slots=True)
 class DrillObjectives:
-    """``[drill]`` of ``regions/waves.toml``: what a disaster-recovery drill must achieve."""
+    """``[drill]`` of ``regions/waves.toml``: what a disaster-recovery drill must achieve.
+
+    Attributes:
+        rto_s: recovery time objective, seconds.
+        rpo_records: records the new primary may lack.
+        rpo_s: how old the newest lost record may be, seconds.
+        max_error_rate: highest share of failed survivor requests through the proxy.
+        max_duration_s: the whole drill's time limit, seconds.
+        baseline_s: how long traffic is measured before the fault (``baseline``).
+        scale_survivors: add the lost region's machine count to the surviving replica regions
+            while it is down (``scale_survivors``).
+    """
 
     rto_s: float = 120.0
     rpo_records: int = 0
     rpo_s: float = 5.0
     max_error_rate: float = 0.5
     max_duration_s: float = 600.0
+    baseline_s: float = 5.0
+    scale_survivors: bool = False
 
 
 @dataclass(frozen=True, slots=True)

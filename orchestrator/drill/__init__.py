@@ -1,0 +1,55 @@
+"""Disaster-recovery drills: take a region down, fail over, measure RTO and RPO, fail back.
+
+``run_drill(settings, DrillRequest(region=...))`` runs one and returns a `DrillReport`
+(``to_json()`` is ``invoke drill --json``; `write_reports` writes the Markdown and HTML
+reports). The drill emits events on a `DrillBus`; ``orchestrator.render.drill`` draws them.
+docs/drills.md explains what a drill does to a fleet and how to read its report.
+"""
+
+from __future__ import annotations
+
+from orchestrator.drill.document import report_paths, to_html, to_markdown, write_reports
+from orchestrator.drill.events import (
+    DrillBus,
+    DrillEvent,
+    DrillFinished,
+    DrillNote,
+    DrillProgress,
+    DrillStarted,
+    PhaseFinished,
+    PhaseStarted,
+)
+from orchestrator.drill.hooks import shell_hook
+from orchestrator.drill.measure import Ack, RpoResult, RtoResult, compute_rpo, compute_rto
+from orchestrator.drill.phases import Phase, PhaseSpan
+from orchestrator.drill.report import DrillReport, Integrity, Objective, judge
+from orchestrator.drill.runner import DrillRequest, run_drill
+
+__all__ = [
+    "Ack",
+    "DrillBus",
+    "DrillEvent",
+    "DrillFinished",
+    "DrillNote",
+    "DrillProgress",
+    "DrillReport",
+    "DrillRequest",
+    "DrillStarted",
+    "Integrity",
+    "Objective",
+    "Phase",
+    "PhaseFinished",
+    "PhaseSpan",
+    "PhaseStarted",
+    "RpoResult",
+    "RtoResult",
+    "compute_rpo",
+    "compute_rto",
+    "judge",
+    "report_paths",
+    "run_drill",
+    "shell_hook",
+    "to_html",
+    "to_markdown",
+    "write_reports",
+]

@@ -1,0 +1,166 @@
+"""Take a region down for a drill, fence it when it comes back, and bring it back.
+
+Two backends, one interface (`RegionFault`):
+
+- **the local Fly** (`LocalOutage`): its control endpoint's region outage,
+  ``POST /_localfly/outage/{region}``. Every machine process of the region is frozen (it stops
+  answering, its checks go critical, the proxy routes around it) and the Machines API refuses
+  changes to the region's machines and volumes (503) until ``DELETE`` ends it. That is what a
+  region losing its hosts looks like from outside: nothing in the region can be told anything.
+- **Fly.io** (`StopAndCordon`): Fly has no "take a region down" switch, so the drill does the
+  closest safe thing: every machine of the region is cordoned (out of the proxy's routing) and
+  stopped, each under its lease. Bringing it back starts and uncordons them.
+
+After an outage, machines of the old primary region still believe they are the primary
+(their ``PRIMARY_REGION`` never changed, because the API could not reach them). `fence`
+cordons them the moment the region answers again, before anything is routed to them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Protocol
+
+import httpx
+
+from orchestrator.drill.probes import live_machines
+from orchestrator.errors import DrillError, FlyAPIError, FlyNotFound, OrchestratorError
+from orchestrator.fly.client import FlyClient
+from orchestrator.settings import Token
+
+__all__ = ["LocalOutage", "RegionFault", "StopAndCordon", "fence"]
+
+_LEASE_TTL = 30
+
+
+class RegionFault(Protocol):
+    """How a drill takes a region down and brings it back."""
+
+    kind: str
+
+    async def inject(self, region: str) -> str:
+        """Take ``region`` down; return one line saying what was done."""
+        ...
+
+    async def clear(self, region: str) -> str:
+        """Bring ``region`` back; return one line saying what was done."""
+        ...
+
+
+class LocalOutage:
+    """The local Fly's region outage, through its control endpoint.
+
+    Args:
+        api_url: the local Fly's API base URL.
+        token: its bearer token.
+        transport: an httpx transport, for tests of callers.
+    """
+
+    kind = "local-outage"
+
+    def __init__(
+        self, api_url: str, token: Token, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self._api_url = api_url.rstrip("/")
+        self._token = token
+        self._transport = transport
+
+    async def _call(self, method: str, region: str) -> dict[str, object]:
+        headers = {"Authorization": f"Bearer {self._token.reveal()}"}
+        try:
+            async with httpx.AsyncClient(
+                timeout=10.0, transport=self._transport, trust_env=False
+            ) as http:
+                resp = await http.request(
+                    method, f"{self._api_url}/_localfly/outage/{region}", headers=headers
+                )
+        except httpx.HTTPError as exc:
+            raise DrillError(f"the local Fly's outage control did not answer: {exc}") from exc
+        if resp.status_code >= 400:
+            said = resp.text[:200]
+            raise DrillError(
+                f"{method} /_localfly/outage/{region} answered {resp.status_code}: {said}"
+            )
+        body = resp.json()
+        return body if isinstance(body, dict) else {}
+
+    async def inject(self, region: str) -> str:
+        """Start the outage: the region's machines freeze, its API calls fail."""
+        body = await self._call("POST", region)
+        frozen = body.get("machines")
+        count = len(frozen) if isinstance(frozen, list) else 0
+        return f"local Fly region outage in {region}: {count} machine(s) frozen"
+
+    async def clear(self, region: str) -> str:
+        """End the outage: the machines run again, the API answers for the region again."""
+        body = await self._call("DELETE", region)
+        thawed = body.get("machines")
+        count = len(thawed) if isinstance(thawed, list) else 0
+        return f"local Fly region outage in {region} ended: {count} machine(s) running again"
+
+
+class StopAndCordon:
+    """Fly.io: cordon and stop every machine of the region (and undo it).
+
+    Args:
+        client: the Machines API client.
+        app: the app.
+    """
+
+    kind = "stop-and-cordon"
+
+    def __init__(self, client: FlyClient, app: str) -> None:
+        self.client = client
+        self.app = app
+        self.stopped: list[str] = []
+
+    async def inject(self, region: str) -> str:
+        """Cordon, then stop, every started machine of ``region``, each under its lease."""
+        machines = await live_machines(self.client, self.app, region=region)
+        for m in machines:
+            lease = await self.client.acquire_lease(
+                self.app, m.id, ttl=_LEASE_TTL, description="drill: region down"
+            )
+            try:
+                # Out of the proxy first, so no request is sent to a machine being stopped.
+                await self.client.cordon_machine(self.app, m.id, nonce=lease.nonce)
+                if m.state == "started":
+                    await self.client.stop_machine(self.app, m.id, nonce=lease.nonce)
+                    self.stopped.append(m.id)
+            finally:
+                with contextlib.suppress(OrchestratorError):
+                    await self.client.release_lease(self.app, m.id, lease.nonce)
+        return f"cordoned {len(machines)} and stopped {len(self.stopped)} machine(s) in {region}"
+
+    async def clear(self, region: str) -> str:
+        """Start the machines this fault stopped and uncordon every machine of ``region``."""
+        started = 0
+        for m in await live_machines(self.client, self.app, region=region):
+            if m.id in self.stopped and m.state in ("stopped", "suspended"):
+                await self.client.start_machine(self.app, m.id)
+                started += 1
+            with contextlib.suppress(FlyNotFound):
+                await self.client.uncordon_machine(self.app, m.id)
+        self.stopped.clear()
+        return f"started {started} machine(s) in {region} and uncordoned them"
+
+
+async def fence(client: FlyClient, app: str, region: str) -> list[str]:
+    """Cordon every machine of ``region`` (the old primary, back from an outage); return ids.
+
+    A machine that cannot be cordoned is reported, not ignored: a returning old primary that
+    the proxy may route writes to is a split brain.
+
+    Raises:
+        DrillError: a machine could not be cordoned.
+    """
+    fenced = []
+    for m in await live_machines(client, app, region=region):
+        try:
+            await client.cordon_machine(app, m.id)
+        except FlyNotFound:
+            continue
+        except FlyAPIError as exc:
+            raise DrillError(f"cannot fence machine {m.id} in {region}: {exc}") from exc
+        fenced.append(m.id)
+    return fenced
