@@ -7,6 +7,7 @@ import contextlib
 import shlex
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from orchestrator.localfly import lifecycle
@@ -184,21 +185,38 @@ async def wait_machine(fly: LocalFly, call: Call) -> Response:
     rt = fly.rt(m.id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while True:
-        if m.state in states and (not version or m.version == version):
-            event_id = m.events[-1]["id"] if m.events else ""
-            return json_response(
-                {"ok": True, "state": m.state, "version": m.version, "event_id": event_id}
-            )
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            want = "/".join(sorted(states)) + (f" at version {version}" if version else "")
-            raise ApiError(
-                408, f"machine {m.id} did not reach {want} within {timeout:g}s (state {m.state})"
-            )
-        changed = rt.changed
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), remaining)
+    # A client that gives up (a cancelled call) ends the wait: no need to hold it for 60 s.
+    gone: asyncio.Future[None] | None = None
+    try:
+        while True:
+            if m.state in states and (not version or m.version == version):
+                event_id = m.events[-1]["id"] if m.events else ""
+                return json_response(
+                    {"ok": True, "state": m.state, "version": m.version, "event_id": event_id}
+                )
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                want = "/".join(sorted(states)) + (f" at version {version}" if version else "")
+                raise ApiError(
+                    408,
+                    f"machine {m.id} did not reach {want} within {timeout:g}s (state {m.state})",
+                )
+            if gone is None:
+                gone = asyncio.ensure_future(call.until_disconnected())
+            changed = asyncio.ensure_future(rt.changed.wait())
+            try:
+                await asyncio.wait(
+                    (changed, gone), timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                changed.cancel()
+            if gone.done():
+                raise ClientDisconnect
+    finally:
+        if gone is not None:
+            gone.cancel()
+            # Wait for it to stop reading before the answer goes out (never raises).
+            await asyncio.wait((gone,))
 
 
 async def exec_machine(fly: LocalFly, call: Call) -> Response:

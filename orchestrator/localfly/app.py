@@ -4,8 +4,10 @@ Every ``/v1`` call goes: bearer token (401) → route (404/405) → the profile'
 for its region → region outage (503 for calls that change or wait) → Fly's rate limits
 (429 + Retry-After) → injected faults → the handler. Errors become Fly's body
 ``{"error": ..., "status": ...}``; an unexpected exception becomes a 500 with that body
-and its traceback goes to the server log, never to the client. Each call is counted in
-``/_localfly/stats`` and written to ``requests.log``.
+and its traceback goes to the server log, never to the client. A client that closes the
+connection before its answer (a cancelled call) is not an error: nothing is sent, nothing is
+logged, and the call counts as :data:`CLIENT_CLOSED` (499, nginx's "client closed request").
+Each call is counted in ``/_localfly/stats`` and written to ``requests.log``.
 
 One server listens on two sockets; calls to the proxy's socket go to the edge proxy.
 """
@@ -20,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -32,11 +34,14 @@ from orchestrator.localfly.regions import NEAREST
 from orchestrator.localfly.stats import RequestLog
 from orchestrator.localfly.util import ApiError, ulid
 
-__all__ = ["IMPLEMENTED_OPERATIONS", "ROUTES", "LocalFlyApp", "Route"]
+__all__ = ["CLIENT_CLOSED", "IMPLEMENTED_OPERATIONS", "ROUTES", "LocalFlyApp", "Route"]
 
 log = logging.getLogger("orchestrator.localfly")
 Handler = Callable[[LocalFly, Call], Awaitable[Response]]
 MAX_BODY = 1 << 20
+# The status counted (stats, requests.log) for a call whose client went away before its
+# answer: nginx's "client closed request". Never sent: there is nobody to send it to.
+CLIENT_CLOSED = 499
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +177,9 @@ class LocalFlyApp:
         method, path = scope["method"], scope["path"]
         route, params, seen = self.match(method, path)
         operation = route.operation if route else "unmatched"
-        dropped = False
+        dropped = closed = False
         response: Response | None = None
+        request = Request(scope, receive)
         try:
             if not self._authorized(scope):
                 raise ApiError(401, "unauthorized: send Authorization: Bearer <token>")
@@ -181,7 +187,6 @@ class LocalFlyApp:
                 if seen:
                     raise ApiError(405, f"method {method} not allowed on {path}")
                 raise ApiError(404, f"no such endpoint: {method} {path}")
-            request = Request(scope, receive)
             length = request.headers.get("content-length", "0")
             if length.isdigit() and int(length) > MAX_BODY:
                 raise ApiError(413, "request body too large")
@@ -190,10 +195,17 @@ class LocalFlyApp:
             response = json_response(exc.body(), exc.status_code, exc.headers)
         except _Dropped:
             dropped = True
+        except ClientDisconnect:
+            # The client closed the connection (it cancelled the call) before the handler
+            # read its body or finished waiting: not a server error.
+            closed = True
         except Exception:
             log.exception("%s %s failed", method, path)
             response = json_response({"error": "internal error", "status": "unknown"}, 500)
-        status = 0
+        if response is not None and await request.is_disconnected():
+            # Gone while the handler ran: the answer would go nowhere.
+            closed, response = True, None
+        status = CLIENT_CLOSED if closed else 0
         if dropped:
             # Headers go out, the body never does: the client sees a broken connection.
             await send(

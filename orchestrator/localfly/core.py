@@ -74,6 +74,15 @@ class Call:
                     raise ApiError(400, "request body is not valid JSON") from None
         return self._body
 
+    async def until_disconnected(self) -> None:
+        """Return once the client has closed the connection (it cancelled the call).
+
+        It reads the request's messages, so only a handler that never reads the body may
+        wait on it (``GET .../wait``).
+        """
+        while (await self.request.receive())["type"] != "http.disconnect":
+            pass
+
     async def json_or_none(self) -> Any:
         """Return the JSON body, or None when it is missing or not JSON."""
         try:

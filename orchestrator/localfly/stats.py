@@ -21,7 +21,11 @@ class Stats:
         self.since = iso_now()
 
     def record(self, operation: str, status: int) -> None:
-        """Count one answered request (status 0: the connection was dropped)."""
+        """Count one request.
+
+        Status 0: an injected fault dropped the connection; 499: the client closed it before
+        the answer (a cancelled call).
+        """
         self.counts.setdefault(operation, Counter())[str(status)] += 1
 
     def reset(self) -> None:
