@@ -73,10 +73,6 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True))
 
 
-def _not_yet(what: str) -> Exit:
-    return Exit(f"{what} is not available yet in this version of the orchestrator", 1)
-
-
 # -- tasks ------------------------------------------------------------------------------------
 
 
@@ -110,12 +106,12 @@ def plan(c, region=None, format="tree", image=None):
         "region": "Deploy only this region (repeat for several); default: all regions, in waves.",
         "image": "Deploy this image instead of fly.toml's [build] image.",
         "dry_run": "Show the plan and stop; change nothing.",
-        "resume": "Converge the last interrupted or failed deploy (same image and regions).",
+        "resume": "Finish the last interrupted or failed deploy or rollback (same image, regions).",
         "json": "Print only the result as JSON on stdout.",
     },
 )
 def deploy(c, region=None, image=None, dry_run=False, resume=False, json_=False):
-    """Deploy the fleet: volumes, machines and health gates, region by region."""
+    """Deploy the fleet in waves, gated on health and metrics, rolling back a failed wave."""
     request = deploying.DeployRequest(
         regions=tuple(region or ()), image=image, dry_run=dry_run, resume=resume
     )
@@ -136,6 +132,11 @@ def deploy(c, region=None, image=None, dry_run=False, resume=False, json_=False)
             console.print(plan_tree(result.plan))
             console.print("Dry run: nothing was changed.")
         return
+    _finish_run(console, result, json_)
+
+
+def _finish_run(console: Console, result: Any, json_: bool) -> None:
+    """Print a deploy's or rollback's result, then exit 1 if it did not reach its goal."""
     if json_:
         _print_json(result.to_json())
     elif console.is_terminal:
@@ -144,19 +145,36 @@ def deploy(c, region=None, image=None, dry_run=False, resume=False, json_=False)
         # Each step already has its line in a log; the table would repeat them.
         console.print(outcome_line(result))
     if not result.ok:
-        raise Exit(f"error: {result.error}" if result.error else "", result.exit_code)
+        message = f"error: {result.error}" if result.error else ""
+        if result.rollback is not None:
+            message += f"\n{result.rollback.describe()}"
+        raise Exit(message, result.exit_code)
 
 
 @task(
     iterable=["region"],
     help={
-        "region": "Roll back only this region (repeat for several).",
-        "to": "The release to put back (default: the one before the current).",
+        "region": "Roll back only this region (repeat for several); default: every region.",
+        "to": "The release to put back, e.g. v1-92d1226d or v1 (default: the previous one).",
+        "json": "Print only the result as JSON on stdout.",
     },
 )
-def rollback(c, region=None, to=None):
-    """Put the previous (or a named) release back on the fleet."""
-    raise _not_yet("invoke rollback")
+def rollback(c, region=None, to=None, json_=False):
+    """Put the previous (or a named) release back on the fleet, from the journal."""
+    from orchestrator.execute import rollback as rolling
+
+    request = rolling.RollbackRequest(regions=tuple(region or ()), to=to)
+    console = make_console()
+    bus = EventBus()
+    with _errors():
+        settings, options = _settings(c), _options(c)
+        if json_:
+            result = _run(rolling.rollback(settings, request, bus=bus, options=options))
+        else:
+            with LiveView(console) as view:
+                bus.subscribe(view)
+                result = _run(rolling.rollback(settings, request, bus=bus, options=options))
+    _finish_run(console, result, json_)
 
 
 @task(

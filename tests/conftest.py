@@ -12,6 +12,24 @@ if TYPE_CHECKING:
     from orchestrator.localfly.control import Endpoint
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--runslow",
+        action="store_true",
+        default=False,
+        help="also run the tests marked slow, and the long variants (more seeds) of matrices",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _instant_retries() -> Iterator[None]:
     """Make stamina's backoff instant in tests, keeping the number of attempts."""

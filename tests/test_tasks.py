@@ -323,36 +323,41 @@ def test_a_deploy_killed_mid_create_is_resumed_without_duplicates(fleet: LocalFl
 
 
 def test_a_release_failing_its_checks_exits_1_naming_machine_and_check(fleet: LocalFleet) -> None:
+    before = {m["id"]: m["config"]["image"] for m in fleet.machines("dfw")}
     proc = fleet.invoke("deploy", "--region", "dfw", "--image", UNHEALTHY)
 
     assert proc.returncode == 1, proc.stdout + proc.stderr
     spearhead = fleet.machines("dfw")[0]
-    error = proc.stderr.strip()
+    error, rolled_back = proc.stderr.strip().splitlines()
     assert error.startswith("error: dfw:machine.update:1:")
     assert spearhead["id"] in error
     assert "check 'status'" in error
+    assert rolled_back.startswith("rolled back dfw to ")
     assert "Traceback" not in proc.stdout + proc.stderr
-    # The journal has it: the run failed, the spearhead failed with the error, the rest skipped.
+    # The journal has it: the spearhead failed with the error, the rest was skipped, and the
+    # wave's on_failure (rollback_wave) put dfw back in a rollback run of its own.
     db = sqlite3.connect(fleet.root / ".orchestrator" / "journal.db")
     try:
         run, outcome, run_error = db.execute(
-            "SELECT run, outcome, error FROM releases ORDER BY run DESC LIMIT 1"
+            "SELECT run, outcome, error FROM releases WHERE command = 'deploy'"
+            " ORDER BY run DESC LIMIT 1"
+        ).fetchone()
+        rollback_outcome, rollback_of = db.execute(
+            "SELECT outcome, rollback_of FROM releases ORDER BY run DESC LIMIT 1"
         ).fetchone()
     finally:
         db.close()
-    assert outcome == "failed"
+    assert outcome == "rolled_back"
     assert "check 'status'" in run_error
+    assert (rollback_outcome, rollback_of) == ("succeeded", run)
     steps = _journal_steps(fleet.root, run)
     assert steps["dfw:machine.update:1"]["outcome"] == "failed"
     assert spearhead["id"] in steps["dfw:machine.update:1"]["error"]
     assert steps["dfw:machine.update:2"]["outcome"] == "skipped"
-    # The second machine was never touched: it still runs the old release.
-    other = fleet.machines("dfw")[1]
-    assert other["config"]["image"] != UNHEALTHY
-    # And status says the fleet is not healthy.
+    # Both machines run what they ran before, and status says the region is healthy again.
+    assert {m["id"]: m["config"]["image"] for m in fleet.machines("dfw")} == before
     status = fleet.invoke("status", "--region", "dfw")
-    assert status.returncode == 1
-    assert spearhead["id"] in status.stderr
+    assert status.returncode == 0, status.stdout + status.stderr
 
 
 def test_the_token_is_in_no_output_journal_or_lock(fleet: LocalFleet) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -33,6 +34,10 @@ class ExecuteOptions:
         lease_wait_s: how long to wait for a lease someone else holds before failing. 0 (fail
             at once, as flyctl does) except on ``--resume``, where the holder is usually the
             killed run, whose leases lapse within their TTL.
+        bake_rps: requests per second a metrics gate sends to its region through the proxy
+            during the bake, so there is traffic to measure (0: measure real traffic only).
+        api_timeout_s: how long one Machines API request may take before it counts as lost
+            and is retried (long polls such as ``/wait`` get their own timeout plus a margin).
     """
 
     lease_ttl_s: int = 13
@@ -43,6 +48,8 @@ class ExecuteOptions:
     volume_timeout_s: float = 300.0
     poll_s: float = 1.0
     lease_wait_s: float = 0.0
+    bake_rps: float = 20.0
+    api_timeout_s: float = 30.0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> ExecuteOptions:
@@ -59,8 +66,9 @@ class ExecuteOptions:
             where = f"invoke.yaml: orchestrator.{key}"
             if key not in known:
                 raise ConfigError(f"unknown key; known: {', '.join(sorted(known))}", where=where)
-            # Only the lease wait may be 0 (fail at once); a zero timeout would fail everything.
-            floor_ok = value >= 0 if key == "lease_wait" else value > 0
+            # Only the lease wait (fail at once) and the bake traffic (none) may be 0; a zero
+            # timeout would fail everything.
+            floor_ok = value >= 0 if key in ("lease_wait", "bake_rps") else value > 0
             if isinstance(value, bool) or not isinstance(value, int | float) or not floor_ok:
                 raise ConfigError(
                     f"must be a positive number of seconds, got {value!r}", where=where
@@ -77,11 +85,16 @@ class RunState:
         volumes: ``(region, slot)`` → the volume id its ``volume.ensure`` settled on.
         machines: ``(region, slot)`` → the machine id a create or update acted on.
         versions: machine id → the version this run put it at (what gates expect).
+        gate_figures: gate step id → what a metrics gate measured (for its `GateResult`).
+        volume_creates: region → the lock its volume creates take turns on, so the volumes a
+            lost answer's retry made twice can be told from a sibling step's.
     """
 
     volumes: dict[tuple[str, int], str] = field(default_factory=dict)
     machines: dict[tuple[str, int], str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    gate_figures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    volume_creates: dict[str, asyncio.Lock] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,14 +4,25 @@ The order is deliberate. Everything that can be wrong with the input (the TOML f
 flag, the image) is checked before the first API call, so bad input never reaches Fly. The
 lock is taken before the fleet is observed, so the plan is made from a fleet nobody else is
 changing. The app is created on the local Fly only when the plan has something to change.
+
+A failed step makes the executor apply the failed wave's ``on_failure`` through the rollback
+hook (`orchestrator.execute.undo.automatic_rollback`).
+
+``--resume`` finishes what the newest unfinished (killed) or failed deploy or rollback of the
+app was doing (`orchestrator.execute.resume`):
+
+- a deploy that had not failed is re-planned and run again (what it finished drops out of the
+  plan); every region it covers gets a health gate, and a metrics gate where the killed chain
+  changed the region without a metrics gate passing, with wave barriers between them;
+- a deploy with a failed step in a wave whose ``on_failure`` rolls back, or its automatic
+  rollback that was killed or failed, is rolled back (again): the rollback is finished;
+- a killed ``invoke rollback`` is run again to the same release.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-
-import networkx as nx
+from dataclasses import dataclass
 
 from orchestrator.connect import Connection, connect, ensure_app
 from orchestrator.errors import ConfigError, FlyNotFound
@@ -20,11 +31,20 @@ from orchestrator.execute.events import EventBus, Note
 from orchestrator.execute.executor import DeployResult, Executor
 from orchestrator.execute.journal import Journal, RunRecord
 from orchestrator.execute.lock import DeployLock
+from orchestrator.execute.resume import (
+    chain_volumes,
+    finish_rollback,
+    owes_rollback,
+    resumable,
+    resume_options,
+    unbaked_regions,
+    with_health_gates,
+)
+from orchestrator.execute.undo import RestoreSettings, automatic_rollback
 from orchestrator.plan.config import release_id
 from orchestrator.plan.fleet import Fleet, observe
-from orchestrator.plan.graph import build_plan
+from orchestrator.plan.graph import build_plan, spec_waves
 from orchestrator.plan.model import Plan
-from orchestrator.plan.steps import Step, StepKind, step_id
 from orchestrator.settings import Settings
 from orchestrator.spec.load import load_spec
 from orchestrator.spec.model import DeploySpec
@@ -122,17 +142,39 @@ async def deploy(
     image = request.image
     resumed: RunRecord | None = None
     if request.resume:
-        resumed = _resumable(settings)
-        image = image or resumed.image
-        regions = regions or resumed.regions
+        resumed = resumable(settings)
         bus.emit(
             Note(
                 f"resuming run {resumed.run} ({resumed.command} of {resumed.release}, "
-                f"{resumed.outcome or 'interrupted'}) in {', '.join(regions) or 'all regions'}"
+                f"{resumed.outcome or 'interrupted'}) in "
+                f"{', '.join(resumed.regions) or 'all regions'}"
             )
         )
-    spec = load_checked_spec(settings, regions=regions, image=image)
-    async with connect(settings) as conn:
+        if request.dry_run and owes_rollback(settings, resumed):
+            raise ConfigError(
+                f"run {resumed.run} is finished by rolling back, which a dry run cannot "
+                "show; run `invoke deploy --resume`",
+                where="--dry-run",
+            )
+        if resumed.command == "rollback" and resumed.rollback_of is None:
+            # A killed `invoke rollback`: run it again. (Imported here: the rollback command
+            # module builds on this one.)
+            from orchestrator.execute.rollback import RollbackRequest, rollback
+
+            again = RollbackRequest(regions=tuple(resumed.regions), to=resumed.release)
+            return await rollback(
+                settings, again, bus=bus, options=resume_options(options), resumed_from=resumed.run
+            )
+        if resumed.command == "deploy":
+            image = image or resumed.image
+            regions = regions or resumed.regions
+    spec = load_checked_spec(
+        settings,
+        regions=regions if resumed is None or resumed.command == "deploy" else (),
+        image=image,
+    )
+    timeout = (options or ExecuteOptions()).api_timeout_s
+    async with connect(settings, timeout=timeout) as conn:
         if request.dry_run:
             fleet = await observe_fleet(conn)
             return DryRun(build_plan(spec, fleet, regions=list(regions) or None, image=image))
@@ -147,15 +189,32 @@ async def deploy(
                         level="warning",
                     )
                 )
+            how = RestoreSettings(
+                client=conn.client,
+                probe=conn.probe,
+                journal=journal,
+                bus=bus,
+                app=conn.app,
+                image=spec.image,
+                spec_digest=spec.digest,
+                max_unavailable={code: r.max_unavailable for code, r in spec.regions.items()},
+                options=resume_options(options) if resumed is not None else options,
+                wave_specs=spec_waves(spec),
+            )
+            if resumed is not None:
+                finished = await finish_rollback(how, journal, resumed)
+                if finished is not None:
+                    return finished
             fleet = await observe_fleet(conn)
             the_plan = build_plan(spec, fleet, regions=list(regions) or None, image=image)
             if resumed is not None:
-                the_plan = with_health_gates(the_plan, spec)
-                options = replace(
-                    options or ExecuteOptions(),
-                    # The killed run's leases lapse within their TTL; wait them out.
-                    lease_wait_s=(options or ExecuteOptions()).lease_ttl_s + 2.0,
+                the_plan = with_health_gates(
+                    the_plan,
+                    spec,
+                    rebake=unbaked_regions(journal, resumed.run),
+                    reseeded=chain_volumes(journal, resumed.run),
                 )
+                options = resume_options(options)
             for note in the_plan.notes:
                 bus.emit(Note(note))
             if the_plan.mutating_steps:
@@ -168,62 +227,10 @@ async def deploy(
                 bus=bus,
                 image=spec.image,
                 spec_digest=spec.digest,
-                max_unavailable={code: r.max_unavailable for code, r in spec.regions.items()},
+                max_unavailable=how.max_unavailable,
                 options=options,
                 command="deploy",
                 resumed_from=resumed.run if resumed else None,
+                rollback=automatic_rollback(how),
             )
             return await executor.run()
-
-
-def _resumable(settings: Settings) -> RunRecord:
-    """Return the run ``--resume`` converges: the app's newest deploy that did not succeed."""
-    app = settings.app or ""
-    with Journal.open(settings.root) as journal:
-        for run in journal.runs(app):
-            if run.command != "deploy":
-                continue
-            if run.outcome in ("succeeded", "noop"):
-                break
-            return run
-    raise ConfigError(
-        f"no interrupted or failed deploy of {app!r} in the journal; nothing to resume",
-        where="--resume",
-    )
-
-
-def with_health_gates(plan: Plan, spec: DeploySpec) -> Plan:
-    """Return ``plan`` with a ``gate.health`` for every planned region that has none.
-
-    The planner gates only regions it changes. After a crash the killed run may have changed a
-    region completely without ever checking it, so a resumed run verifies every region it
-    covers: the added gate waits for the region's own steps, if it has any.
-    """
-    graph = plan.graph.copy()
-    gated = {s.region for s in plan.steps() if s.kind is StepKind.GATE_HEALTH}
-    for index, wave in enumerate(plan.waves, start=1):
-        for region in wave:
-            count = spec.regions[region].count if region in spec.regions else 0
-            if region in gated or count == 0:
-                continue
-            gate = Step(
-                id=step_id(region, StepKind.GATE_HEALTH),
-                kind=StepKind.GATE_HEALTH,
-                region=region,
-                wave=index,
-                params={"slots": list(range(1, count + 1)), "release": plan.release},
-            )
-            own = [sid for sid in graph.nodes if graph.nodes[sid]["step"].region == region]
-            graph.add_node(gate.id, step=gate)
-            graph.add_edges_from((sid, gate.id) for sid in own)
-    if not nx.is_directed_acyclic_graph(graph):  # pragma: no cover - only edges into new nodes
-        raise AssertionError("adding health gates made a cycle")
-    return Plan(
-        app=plan.app,
-        release=plan.release,
-        waves=plan.waves,
-        graph=graph,
-        notes=plan.notes,
-        wave_specs=plan.wave_specs,
-        purpose=plan.purpose,
-    )

@@ -12,10 +12,10 @@ Every event carries ``at``, an aware UTC datetime taken when it was emitted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from orchestrator.errors import OrchestratorError
 from orchestrator.plan.steps import Step
@@ -29,8 +29,11 @@ __all__ = [
     "ReleaseFinished",
     "ReleaseOutcome",
     "ReleaseStarted",
+    "RollbackFinished",
+    "RollbackStarted",
     "StepFinished",
     "StepOutcome",
+    "StepProgress",
     "StepStarted",
     "Subscriber",
     "utcnow",
@@ -38,7 +41,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-StepOutcome = Literal["succeeded", "failed", "skipped"]
+# ``cancelled``: a read-only step (a gate) that was running when another step failed, stopped
+# so the rollback need not wait out a bake window.
+StepOutcome = Literal["succeeded", "failed", "skipped", "cancelled"]
 ReleaseOutcome = Literal["succeeded", "noop", "failed", "rolled_back"]
 NoteLevel = Literal["info", "warning", "error"]
 
@@ -80,13 +85,25 @@ class StepStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class StepProgress:
+    """A long step says how far it got (a metrics gate's bake: requests, errors, p95 so far).
+
+    Views show it; the journal ignores it (the step's end carries the verdict).
+    """
+
+    step: Step
+    detail: str
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
 class StepFinished:
     """A step ended.
 
     Attributes:
         step: the step.
-        outcome: ``succeeded``, ``failed`` or ``skipped`` (never started because an earlier step
-            failed).
+        outcome: ``succeeded``, ``failed``, ``skipped`` (never started because an earlier step
+            failed) or ``cancelled`` (a gate stopped because another step failed).
         error: one line saying what went wrong, for a failed step.
         detail: one line saying what a succeeded step did (``forked volume vol_x from vol_y``).
         started_at: when it started, or ``None`` when it was skipped.
@@ -109,12 +126,15 @@ class GateResult:
         step: the gate step.
         passed: whether the gate passed.
         detail: what was checked or what failed (machine, check, output).
+        figures: what a metrics gate measured (requests, errors, error rate, p95, thresholds),
+            or ``None``.
         at: when the verdict came.
     """
 
     step: Step
     passed: bool
     detail: str
+    figures: Mapping[str, Any] | None = None
     at: datetime = field(default_factory=utcnow)
 
 
@@ -154,7 +174,65 @@ class ReleaseFinished:
     at: datetime = field(default_factory=utcnow)
 
 
-Event = ReleaseStarted | StepStarted | StepFinished | GateResult | Note | ReleaseFinished
+@dataclass(frozen=True, slots=True)
+class RollbackStarted:
+    """A rollback began: the previous configs go back on the machines of ``regions``.
+
+    Emitted instead of `ReleaseStarted` by the run that restores (automatic, after a failed
+    step; or a resumed one); its steps follow as ordinary step events.
+
+    Attributes:
+        release: the release put back.
+        failed_release: the release being rolled back.
+        policy: the wave's ``on_failure`` that chose the regions (``rollback_region``...), or
+            ``resume`` when a killed rollback is finished.
+        regions: the regions rolled back, in rollout order.
+        reason: why, one line (the first failure).
+        steps: the rollback's steps, in execution order.
+        mutating_steps: how many of them change the fleet.
+        run: the journal run of the rollback.
+        at: when it started.
+    """
+
+    release: str
+    failed_release: str
+    policy: str
+    regions: tuple[str, ...]
+    reason: str
+    steps: tuple[Step, ...]
+    mutating_steps: int
+    run: int
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackFinished:
+    """A rollback ended.
+
+    Attributes:
+        release: the release put back.
+        outcome: ``succeeded``, ``noop`` (every machine was already back) or ``failed``.
+        error: its first failure, or ``None``.
+        at: when it ended.
+    """
+
+    release: str
+    outcome: ReleaseOutcome
+    error: str | None = None
+    at: datetime = field(default_factory=utcnow)
+
+
+Event = (
+    ReleaseStarted
+    | StepStarted
+    | StepProgress
+    | StepFinished
+    | GateResult
+    | Note
+    | ReleaseFinished
+    | RollbackStarted
+    | RollbackFinished
+)
 Subscriber = Callable[[Event], None]
 
 

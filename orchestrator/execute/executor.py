@@ -11,10 +11,16 @@ The executor walks the plan's DAG with asyncio over one `FlyClient`:
 - each step emits `StepStarted`/`StepFinished` (gates also `GateResult`); the journal records
   them as a subscriber, and the handlers write machine configs before and after each change.
 
-On a failed step no new step is scheduled, steps already running finish (a machine half-way
-through an update is better finished than abandoned), and every step that never ran is
-reported ``skipped``. What happens next is `Executor._after_failure`'s business: today it halts
-and reports; the wave's ``on_failure`` rollback plugs in there.
+On a failed step no new step is scheduled, machine and volume steps already running finish (a
+machine half-way through an update is better finished than abandoned), gates already running
+are cancelled (``cancelled``: they only read, and a bake window need not be waited out), and
+every step that never ran is reported ``skipped``. Then, when the release itself failed (a
+`GateFailed`: a gate's verdict, checks that keep failing, a machine that cannot run; not an API
+error), `Executor._after_failure` applies the failed wave's ``on_failure``: ``halt`` leaves the
+fleet as it is; the others hand the failure to the ``rollback`` hook
+(`orchestrator.execute.undo.automatic_rollback`), which restores the machines of the regions
+the policy names from the journal, as a run of its own, whose steps are reported with
+``phase = "rollback"`` after the deploy's.
 """
 
 from __future__ import annotations
@@ -22,11 +28,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import GateFailed, OrchestratorError
 from orchestrator.execute.context import ExecuteOptions, RunState, StepContext
 from orchestrator.execute.events import (
     EventBus,
@@ -34,6 +39,8 @@ from orchestrator.execute.events import (
     ReleaseFinished,
     ReleaseOutcome,
     ReleaseStarted,
+    RollbackFinished,
+    RollbackStarted,
     StepFinished,
     StepOutcome,
     StepStarted,
@@ -43,12 +50,32 @@ from orchestrator.execute.gates import health_gate, metrics_gate
 from orchestrator.execute.journal import Journal, iso
 from orchestrator.execute.machines import create_machine, destroy_machine, update_machine
 from orchestrator.execute.probe import AppProbe
+from orchestrator.execute.results import (
+    DeployResult,
+    Failure,
+    Phase,
+    Restoring,
+    RollbackHook,
+    RollbackReport,
+    StepReport,
+)
+from orchestrator.execute.testhooks import kill_point
 from orchestrator.execute.volumes import ensure_volume, replicate
 from orchestrator.fly.client import FlyClient
 from orchestrator.plan.steps import Step, StepKind
-from orchestrator.spec.model import WaveSpec
+from orchestrator.spec.model import OnFailure, WaveSpec
 
-__all__ = ["DeployResult", "Executor", "PlanLike", "StepReport"]
+__all__ = [
+    "DeployResult",
+    "Executor",
+    "Failure",
+    "Phase",
+    "PlanLike",
+    "Restoring",
+    "RollbackHook",
+    "RollbackReport",
+    "StepReport",
+]
 
 log = logging.getLogger(__name__)
 
@@ -91,101 +118,6 @@ class PlanLike(Protocol):
     def steps(self) -> tuple[Step, ...]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class StepReport:
-    """How one step of a run went, as ``deploy --json`` shows it.
-
-    Attributes:
-        id: the step id.
-        kind: its kind.
-        region: its region.
-        wave: its wave.
-        started_at: ISO timestamp, or ``None`` if it never ran.
-        finished_at: ISO timestamp, or ``None``.
-        outcome: ``succeeded``, ``failed`` or ``skipped``.
-        error: what failed, one line, or ``None``.
-        detail: what a succeeded step did, one line, or ``None``.
-        mutating: whether it changes the fleet.
-    """
-
-    id: str
-    kind: str
-    region: str
-    wave: int
-    started_at: str | None
-    finished_at: str | None
-    outcome: StepOutcome
-    error: str | None = None
-    detail: str | None = None
-    mutating: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        """Return DESIGN.md's step object (plus ``error``, ``detail`` and ``mutating``)."""
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "region": self.region,
-            "wave": self.wave,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "outcome": self.outcome,
-            "mutating": self.mutating,
-            "error": self.error,
-            "detail": self.detail,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class DeployResult:
-    """How a run ended, as ``invoke deploy --json`` prints it.
-
-    Attributes:
-        release: the release id.
-        outcome: ``succeeded``, ``noop``, ``failed`` or ``rolled_back``.
-        mutating_steps: how many steps of the plan change the fleet.
-        steps: every step, in execution order.
-        error: the first failure, one line, or ``None``.
-        run: the journal's run number.
-        app: the app.
-        started_at: ISO timestamp.
-        finished_at: ISO timestamp.
-    """
-
-    release: str
-    outcome: ReleaseOutcome
-    mutating_steps: int
-    steps: tuple[StepReport, ...]
-    error: str | None = None
-    run: int | None = None
-    app: str = ""
-    started_at: str | None = None
-    finished_at: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Tell whether the run reached its goal (``succeeded`` or ``noop``)."""
-        return self.outcome in ("succeeded", "noop")
-
-    @property
-    def exit_code(self) -> int:
-        """Return the command line's exit code: 0 on success or noop, 1 otherwise."""
-        return 0 if self.ok else 1
-
-    def to_json(self) -> dict[str, Any]:
-        """Return DESIGN.md's ``deploy --json`` object (plus ``app``, ``run`` and times)."""
-        return {
-            "release": self.release,
-            "outcome": self.outcome,
-            "mutating_steps": self.mutating_steps,
-            "steps": [s.to_json() for s in self.steps],
-            "error": self.error,
-            "app": self.app,
-            "run": self.run,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-        }
-
-
 class Executor:
     """Run one plan once.
 
@@ -201,6 +133,11 @@ class Executor:
         options: timeouts and lease settings.
         command: what the run is: ``deploy``, ``rollback``, ``scale``.
         resumed_from: the run this one resumes, if any.
+        rollback: what to call when a step fails in a wave whose ``on_failure`` is not
+            ``halt`` (``None``: the fleet is left as the failure left it, whatever the policy).
+        restoring: set when this run is an automatic rollback (or finishes one): it then
+            announces itself with `RollbackStarted`/`RollbackFinished` instead of the release
+            events, and its steps are reported with ``phase = "rollback"``.
     """
 
     def __init__(
@@ -217,6 +154,8 @@ class Executor:
         options: ExecuteOptions | None = None,
         command: str = "deploy",
         resumed_from: int | None = None,
+        rollback: RollbackHook | None = None,
+        restoring: Restoring | None = None,
     ) -> None:
         self.client = client
         self.plan = plan
@@ -228,13 +167,23 @@ class Executor:
         self.options = options or ExecuteOptions()
         self.command = command
         self.resumed_from = resumed_from
+        self.rollback = rollback
+        self.restoring = restoring
+        rolling_back = restoring is not None or command == "rollback"
+        self.phase: Phase = "rollback" if rolling_back else "deploy"
         self._max_unavailable = dict(max_unavailable or {})
         self._steps = plan.steps()
         self._failed: list[tuple[Step, str]] = []
+        # Failed steps whose failure is the release's own (a gate's verdict, checks failing,
+        # a machine that died): only these roll back; an API or infrastructure error does not.
+        self._unhealthy: list[tuple[Step, str]] = []
         self._reports: dict[str, StepReport] = {}
         self._started: dict[str, datetime] = {}
         self._wave_gates: dict[int, asyncio.Semaphore] = {}
         self._region_gates: dict[str, asyncio.Semaphore] = {}
+        # Gates this executor cancelled itself (after another step failed).
+        self._stopped: set[str] = set()
+        self._run: int | None = None
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -256,8 +205,10 @@ class Executor:
             command=self.command,
             steps=self._steps,
             resumed_from=self.resumed_from,
+            rollback_of=self.restoring.rollback_of if self.restoring else None,
             started_at=started,
         )
+        self._run = run
         # The journal sees every event before any view does.
         bus = EventBus(self.journal.recorder(run))
         bus.subscribe(self.bus.emit)
@@ -272,17 +223,33 @@ class Executor:
             options=self.options,
             state=RunState(),
         )
-        bus.emit(
-            ReleaseStarted(
-                release=self.plan.release,
-                app=self.plan.app,
-                image=self.image,
-                regions=regions,
-                steps=self._steps,
-                mutating_steps=mutating,
-                at=started,
+        if self.restoring is not None:
+            kill_point("rollback_started")
+            bus.emit(
+                RollbackStarted(
+                    release=self.plan.release,
+                    failed_release=self.restoring.failed_release,
+                    policy=self.restoring.policy,
+                    regions=self.restoring.regions,
+                    reason=self.restoring.reason,
+                    steps=self._steps,
+                    mutating_steps=mutating,
+                    run=run,
+                    at=started,
+                )
             )
-        )
+        else:
+            bus.emit(
+                ReleaseStarted(
+                    release=self.plan.release,
+                    app=self.plan.app,
+                    image=self.image,
+                    regions=regions,
+                    steps=self._steps,
+                    mutating_steps=mutating,
+                    at=started,
+                )
+            )
         try:
             await self._schedule(ctx)
         except BaseException:
@@ -296,28 +263,39 @@ class Executor:
                     self._finish(ctx, step, "skipped", None)
                 else:
                     self._finish(ctx, step, "failed", began, error=f"{step.id}: interrupted")
-            bus.emit(ReleaseFinished(self.plan.release, "failed", message))
+            bus.emit(self._finished_event("failed", message, utcnow()))
             raise
         outcome: ReleaseOutcome
         error: str | None = None
+        report: RollbackReport | None = None
         if self._failed:
-            outcome = await self._after_failure(ctx)
             error = self._failed[0][1]
+            report = await self._after_failure(ctx)
+            outcome = "rolled_back" if report is not None and report.ok else "failed"
         else:
             outcome = "noop" if mutating == 0 else "succeeded"
         finished = utcnow()
-        bus.emit(ReleaseFinished(self.plan.release, outcome, error, at=finished))
+        bus.emit(self._finished_event(outcome, error, finished))
         return DeployResult(
             release=self.plan.release,
             outcome=outcome,
             mutating_steps=mutating,
-            steps=tuple(self._reports[s.id] for s in self._steps),
+            steps=tuple(self._reports[s.id] for s in self._steps)
+            + (report.steps if report is not None else ()),
             error=error,
             run=run,
             app=self.plan.app,
             started_at=iso(started),
             finished_at=iso(finished),
+            rollback=report,
         )
+
+    def _finished_event(
+        self, outcome: ReleaseOutcome, error: str | None, at: datetime
+    ) -> ReleaseFinished | RollbackFinished:
+        if self.restoring is not None:
+            return RollbackFinished(self.plan.release, outcome, error, at=at)
+        return ReleaseFinished(self.plan.release, outcome, error, at=at)
 
     async def _schedule(self, ctx: StepContext) -> None:
         graph = self.plan.graph
@@ -340,6 +318,13 @@ class Executor:
                 for task in done:
                     step = running.pop(task)
                     status[step.id] = task.result()
+                if self._failed:
+                    # Gates only read: stop them rather than wait out a bake window before
+                    # the rollback can start. Machine steps are left to finish.
+                    for task, step in running.items():
+                        if step.kind in _GATES and step.id not in self._stopped:
+                            self._stopped.add(step.id)
+                            task.cancel()
         finally:
             for task in running:
                 task.cancel()
@@ -363,32 +348,59 @@ class Executor:
                     return "skipped"
                 started = self._started[step.id] = utcnow()
                 ctx.bus.emit(StepStarted(step, at=started))
-                try:
-                    detail = await HANDLERS[step.kind](ctx, step)
-                except OrchestratorError as exc:
-                    return self._fail(ctx, step, _one_line(str(exc)), started)
-                except Exception as exc:
-                    # A bug, not a Fly failure: record it like one so the journal stays whole.
-                    log.exception("step %s crashed", step.id)
-                    return self._fail(
-                        ctx,
-                        step,
-                        _one_line(f"internal error: {type(exc).__name__}: {exc}"),
-                        started,
-                    )
-                if step.kind in _GATES:
-                    ctx.bus.emit(GateResult(step, True, detail))
-                self._finish(ctx, step, "succeeded", started, detail=detail)
-                return "succeeded"
+                kill_point("step_started", step.id)
+                outcome = await self._attempt(ctx, step, started)
+                kill_point("step_finished", step.id)
+                return outcome
         finally:
             if region_gate is not None:
                 region_gate.release()
 
-    def _fail(self, ctx: StepContext, step: Step, message: str, started: datetime) -> StepOutcome:
+    async def _attempt(self, ctx: StepContext, step: Step, started: datetime) -> StepOutcome:
+        """Run the step's handler; record and return its outcome."""
+        try:
+            detail = await HANDLERS[step.kind](ctx, step)
+        except asyncio.CancelledError:
+            if step.id not in self._stopped:
+                raise
+            first = self._failed[0][0].id if self._failed else "another step"
+            self._finish(ctx, step, "cancelled", started, detail=f"cancelled: {first} failed")
+            return "cancelled"
+        except OrchestratorError as exc:
+            return self._fail(
+                ctx, step, _one_line(str(exc)), started, unhealthy=isinstance(exc, GateFailed)
+            )
+        except Exception as exc:
+            # A bug, not a Fly failure: record it like one so the journal stays whole.
+            log.exception("step %s crashed", step.id)
+            return self._fail(
+                ctx,
+                step,
+                _one_line(f"internal error: {type(exc).__name__}: {exc}"),
+                started,
+            )
+        if step.kind in _GATES:
+            ctx.bus.emit(GateResult(step, True, detail, ctx.state.gate_figures.get(step.id)))
+        self._finish(ctx, step, "succeeded", started, detail=detail)
+        return "succeeded"
+
+    def _fail(
+        self,
+        ctx: StepContext,
+        step: Step,
+        message: str,
+        started: datetime,
+        *,
+        unhealthy: bool = False,
+    ) -> StepOutcome:
         error = f"{step.id}: {message}"
         self._failed.append((step, error))
+        if unhealthy:
+            self._unhealthy.append((step, error))
+            # Written before the step's end, so a resume knows this run owes a rollback.
+            ctx.journal.step_result(ctx.run, step.id, {"unhealthy": True})
         if step.kind in _GATES:
-            ctx.bus.emit(GateResult(step, False, message))
+            ctx.bus.emit(GateResult(step, False, message, ctx.state.gate_figures.get(step.id)))
         self._finish(ctx, step, "failed", started, error=error)
         return "failed"
 
@@ -417,27 +429,77 @@ class Executor:
             error=error,
             detail=detail,
             mutating=step.mutating,
+            phase=self.phase,
+            run=self._run,
         )
 
-    async def _after_failure(self, ctx: StepContext) -> ReleaseOutcome:
-        """Decide what a failed run leaves behind; return the release outcome.
+    async def _after_failure(self, ctx: StepContext) -> RollbackReport | None:
+        """Apply the failed wave's ``on_failure``; return what the rollback did, if one ran.
 
-        This is where the wave's ``on_failure`` policy (roll back the region, the wave, all;
-        or halt) applies, once the restore planner and rollback execution are wired in. Today
-        every policy halts: the fleet stays as the failure left it, and the note says how to
-        put the previous release back.
+        Only a failure of the release itself rolls back: a gate's verdict, or a machine whose
+        checks kept failing or that died on the new release (`GateFailed`). A failure to talk
+        to Fly (API errors, timeouts, a lease held elsewhere) says nothing about the release:
+        the fleet is left as it is and ``invoke deploy --resume`` carries on once Fly answers.
+        ``halt`` (or no rollback hook: a scale, a drill, a rollback itself) leaves the fleet as
+        the failure left it. Any other policy hands the failure to the rollback hook, which
+        restores the regions the policy names and reports back; its steps join this run's
+        report. A rollback that cannot even be planned is reported as a failed rollback.
         """
-        step, _ = self._failed[0]
+        if not self._unhealthy:
+            if self.rollback is not None:
+                step = self._failed[0][0]
+                ctx.note(
+                    f"{step.region}: the failure is Fly's or the network's, not the release's: "
+                    "nothing is rolled back; `invoke deploy --resume` carries on",
+                    level="warning",
+                    region=step.region,
+                )
+            return None
+        step, error = self._unhealthy[0]
         wave = self._wave_spec(step.wave)
-        policy = wave.on_failure if wave is not None else "halt"
-        if policy != "halt":
-            ctx.note(
-                f"{step.region}: on_failure = {policy}, but automatic rollback is not built yet; "
-                "the fleet is left as it is (run `invoke rollback` once it exists)",
-                level="warning",
-                region=step.region,
+        policy: OnFailure = wave.on_failure if wave is not None else "halt"
+        if policy == "halt" or self.rollback is None:
+            if policy != "halt" and self.phase == "deploy":
+                ctx.note(
+                    f"{step.region}: on_failure = {policy} is not applied by `invoke "
+                    f"{self.command}`: the fleet is left as the failure left it; `invoke "
+                    "rollback` puts the previous release back",
+                    level="warning",
+                    region=step.region,
+                )
+            elif self.command == "deploy":
+                ctx.note(
+                    f"{step.region}: on_failure = halt: the fleet is left as the failure left "
+                    "it; `invoke rollback` puts the previous release back",
+                    level="warning",
+                    region=step.region,
+                )
+            return None
+        failure = Failure(
+            run=ctx.run,
+            release=self.plan.release,
+            failed=tuple(self._unhealthy),
+            policy=policy,
+            waves=self.plan.waves,
+            wave_specs=self.plan.wave_specs,
+        )
+        try:
+            report = await self.rollback(failure)
+        except OrchestratorError as exc:
+            message = _one_line(str(exc))
+            ctx.note(f"automatic rollback failed: {message}", level="error", region=step.region)
+            return RollbackReport(
+                policy=policy,
+                regions=(step.region,),
+                release=None,
+                reason=error,
+                run=None,
+                outcome="failed",
+                error=message,
             )
-        return "failed"
+        if not report.ok:
+            ctx.note(report.describe(), level="error", region=step.region)
+        return report
 
     # -- semaphores -------------------------------------------------------------------------
 

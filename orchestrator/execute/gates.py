@@ -6,22 +6,32 @@
 - `health_gate` is the ``gate.health`` step: every machine of the region on the release and the
   version this run put it at, started, checks passing, and the app answering ``/status`` 200
   through the proxy from that region.
-- `metrics_gate` is the ``gate.metrics`` step. It is a hook for now: the bake-window evaluation of
-  ``/metrics`` comes with the staged rollout; today it records that it did not evaluate.
+- `metrics_gate` is the ``gate.metrics`` step: over the wave's bake window it sends a little
+  traffic to the region through the proxy (``fly-prefer-region``), scrapes ``/metrics`` of each
+  of the region's machines (``fly-force-instance-id``) at the start, every quarter of the window
+  and at the end, and judges the error rate and p95 latency of the counter increases against
+  the wave's thresholds (`orchestrator.execute.metrics`). The figures go to the journal (the
+  step's ``result``) and to the view (`StepProgress` while it bakes, then the gate's verdict).
 
-Failures raise `GateFailed` with one line naming the machine, the check and its output.
+Failures raise `GateFailed` with one line naming the machine, the check and its output, or the
+figures that broke a threshold.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.errors import FlyAPIError, FlyTransportError, GateFailed
+from orchestrator.errors import DeployError, FlyAPIError, FlyTransportError, GateFailed
 from orchestrator.execute.context import StepContext
+from orchestrator.execute.events import StepProgress
+from orchestrator.execute.metrics import MetricsFigures, Scrape, Window, judge, parse_scrape
+from orchestrator.execute.probe import AppProbe, ProbeAnswer
 from orchestrator.fly.models import Machine
 from orchestrator.plan.config import META_RELEASE, META_SLOT
 from orchestrator.plan.steps import Step
@@ -128,20 +138,24 @@ async def health_gate(ctx: StepContext, step: Step) -> str:
     """
     region = step.region
     slots = _slots(step.params.get("slots"))
+    # A restore plan names the release per region (machines go back to what they ran).
+    release = step.params.get("release", ctx.release)
     deadline = time.monotonic() + ctx.options.gate_timeout_s
     while True:
+        unreachable = False
         try:
-            problem = await _region_problem(ctx, region, slots)
+            problem = await _region_problem(ctx, region, slots, release)
         except (FlyAPIError, FlyTransportError) as exc:
             problem = f"cannot list machines: {exc}"
+            unreachable = True
         if problem is None:
             answer = await ctx.probe.status(region=region)
             answered_in = answer.region
             if answer.ok and (answered_in is None or answered_in == region):
                 count = len(slots) if slots else "all"
                 return (
-                    f"{region}: {count} machine(s) on {ctx.release}, checks passing; "
-                    f"/status 200 from {answer.machine_id or 'the proxy'}"
+                    f"{region}: {count} machine(s) on {release or 'their release'}, checks "
+                    f"passing; /status 200 from {answer.machine_id or 'the proxy'}"
                 )
             if answer.ok:
                 problem = f"/status through the proxy answered from {answered_in}, not {region}"
@@ -150,11 +164,16 @@ async def health_gate(ctx: StepContext, step: Step) -> str:
                     answer.describe()
                 )
         if time.monotonic() > deadline:
+            if unreachable:
+                # Fly did not answer: that says nothing about the release (no rollback).
+                raise DeployError(f"{region}: health gate could not finish: {problem}")
             raise GateFailed(f"{region}: health gate failed: {problem}")
         await asyncio.sleep(ctx.options.poll_s)
 
 
-async def _region_problem(ctx: StepContext, region: str, slots: Sequence[int]) -> str | None:
+async def _region_problem(
+    ctx: StepContext, region: str, slots: Sequence[int], release: Any
+) -> str | None:
     machines = await ctx.client.list_machines(ctx.app, region=region)
     by_slot: dict[int, Machine] = {}
     for m in sorted(machines, key=lambda m: m.id):
@@ -169,9 +188,9 @@ async def _region_problem(ctx: StepContext, region: str, slots: Sequence[int]) -
         if machine is None:
             return f"slot {wanted_slot} has no machine"
         label = f"machine {machine.id}" + (f" ({machine.name})" if machine.name else "")
-        release = machine.metadata.get(META_RELEASE)
-        if release != ctx.release:
-            return f"{label} is on release {release or 'unknown'}, not {ctx.release}"
+        running = machine.metadata.get(META_RELEASE)
+        if release is not None and running != release:
+            return f"{label} is on release {running or 'unknown'}, not {release}"
         expected = ctx.state.versions.get(machine.id)
         if expected is not None and machine.version != expected:
             return f"{label} is at version {machine.version}, not the expected {expected}"
@@ -188,18 +207,164 @@ def _slots(value: Any) -> list[int]:
     return sorted(int(v) for v in value if isinstance(v, int) and not isinstance(v, bool))
 
 
-async def metrics_gate(ctx: StepContext, step: Step) -> str:
-    """Run ``gate.metrics`` for ``step.region``: a hook, not evaluated yet.
+_SCRAPE_TRIES = 3
+# Requests the traffic generator may have in flight at once.
+_TRAFFIC_CONCURRENCY = 8
 
-    The bake-window check of error rate and p95 latency from ``/metrics`` comes with the staged
-    global rollout; until then the gate passes and says it did not look.
-    """
-    bake = step.params.get("bake_s", 0)
-    ctx.note(
-        f"{step.region}: metrics gate not evaluated yet (bake {bake}s, "
-        f"max error rate {step.params.get('max_error_rate')}, "
-        f"max p95 {step.params.get('max_p95_ms')} ms)",
-        step_id=step.id,
-        region=step.region,
+
+@dataclass(slots=True)
+class _Tally:
+    """The gate's own requests through the proxy."""
+
+    sent: int = 0
+    failed: int = 0
+
+    def add(self, answer: ProbeAnswer) -> None:
+        self.sent += 1
+        if answer.status_code is None or answer.status_code >= 500:
+            self.failed += 1
+
+
+async def _traffic(probe: AppProbe, region: str, rps: float, stop: asyncio.Event) -> _Tally:
+    """Send ``GET /`` to ``region`` through the proxy at about ``rps`` until ``stop`` is set."""
+    tally = _Tally()
+    if rps <= 0:
+        await stop.wait()
+        return tally
+    limit = asyncio.Semaphore(_TRAFFIC_CONCURRENCY)
+    pending: set[asyncio.Task[None]] = set()
+
+    async def one() -> None:
+        async with limit:
+            tally.add(await probe.request("GET", "/", region=region))
+
+    period = 1.0 / rps
+    next_at = time.monotonic()
+    try:
+        while not stop.is_set():
+            if len(pending) < 2 * _TRAFFIC_CONCURRENCY:
+                task = asyncio.create_task(one())
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            next_at += period
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, next_at - time.monotonic()))
+        # Let the last requests land, so the final scrape counts them.
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+    finally:
+        for task in pending:
+            task.cancel()
+    return tally
+
+
+async def _scrape(ctx: StepContext, machine_id: str, *, tries: int = _SCRAPE_TRIES) -> Scrape | str:
+    """Return one machine's counters, or why they could not be read."""
+    problem = "not asked"
+    for attempt in range(tries):
+        answer = await ctx.probe.metrics(machine_id)
+        if answer.status_code == 200:
+            try:
+                return parse_scrape(machine_id, answer.text)
+            except ValueError as exc:
+                problem = f"unreadable /metrics: {exc}"
+        else:
+            problem = f"/metrics: {answer.describe()}"
+        if attempt + 1 < tries:
+            await asyncio.sleep(0.2)
+    return problem
+
+
+async def _measured_machines(ctx: StepContext, region: str) -> list[Machine]:
+    machines = await ctx.client.list_machines(ctx.app, region=region)
+    return sorted(
+        (m for m in machines if m.metadata.get(META_SLOT, "").isdigit() and m.state == "started"),
+        key=lambda m: m.id,
     )
-    return f"{step.region}: metrics gate not evaluated (not built yet)"
+
+
+async def metrics_gate(ctx: StepContext, step: Step) -> str:
+    """Run ``gate.metrics`` for ``step.region`` over its bake window; return the figures.
+
+    Raises:
+        GateFailed: the error rate or the p95 latency broke the wave's threshold, the app
+            counted no request, or a machine's ``/metrics`` could not be read at the start or
+            the end of the window. The message carries the figures.
+    """
+    region = step.region
+    bake_s = float(step.params.get("bake_s") or 0.0)
+    max_error_rate = float(step.params.get("max_error_rate", 0.05))
+    max_p95_ms = float(step.params.get("max_p95_ms", 1000.0))
+    machines = await _measured_machines(ctx, region)
+    if not machines:
+        raise GateFailed(f"{region}: metrics gate: no started machine to measure")
+    ids = tuple(m.id for m in machines)
+    last: dict[str, Scrape] = {}
+    for machine_id in ids:
+        first = await _scrape(ctx, machine_id)
+        if isinstance(first, str):
+            raise GateFailed(f"{region}: metrics gate: machine {machine_id}: {first}")
+        last[machine_id] = first
+    window = Window()
+
+    async def scrape_all(*, final: bool) -> None:
+        for machine_id in ids:
+            now = await _scrape(ctx, machine_id, tries=_SCRAPE_TRIES if final else 1)
+            if isinstance(now, str):
+                if final:
+                    raise GateFailed(f"{region}: metrics gate: machine {machine_id}: {now}")
+                continue  # the next scrape covers this stretch
+            window.add(last[machine_id], now)
+            last[machine_id] = now
+
+    stop = asyncio.Event()
+    traffic = asyncio.create_task(_traffic(ctx.probe, region, ctx.options.bake_rps, stop))
+    began = time.monotonic()
+    deadline = began + bake_s
+    every = max(0.5, bake_s / 4)
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(every, left))
+            await scrape_all(final=False)
+            so_far = _figures(window, step, ids, bake_s, max_error_rate, max_p95_ms)
+            ctx.bus.emit(
+                StepProgress(
+                    step,
+                    f"baking {time.monotonic() - began:.1f}/{bake_s:g}s: {so_far.requests} "
+                    f"requests, error rate {so_far.error_rate:.3f}",
+                )
+            )
+    finally:
+        stop.set()
+        tally = await traffic
+    await scrape_all(final=True)
+    figures = _figures(
+        window, step, ids, bake_s, max_error_rate, max_p95_ms, tally.sent, tally.failed
+    )
+    ctx.state.gate_figures[step.id] = figures.to_json()
+    ctx.journal.step_result(ctx.run, step.id, {"metrics": figures.to_json()})
+    if not figures.passed:
+        raise GateFailed(f"metrics gate failed: {figures.describe()}")
+    return figures.describe()
+
+
+def _figures(
+    window: Window,
+    step: Step,
+    ids: tuple[str, ...],
+    bake_s: float,
+    max_error_rate: float,
+    max_p95_ms: float,
+    sent: int = 0,
+    failed: int = 0,
+) -> MetricsFigures:
+    return judge(
+        window,
+        region=step.region,
+        machines=ids,
+        bake_s=bake_s,
+        max_error_rate=max_error_rate,
+        max_p95_ms=max_p95_ms,
+        traffic_sent=sent,
+        traffic_failed=failed,
+    )

@@ -5,9 +5,11 @@ The journal lives at ``<root>/.orchestrator/journal.db`` (git-ignored), next to 
 
 - ``releases``: one row per *run* (one execution of a release: a deploy, a resume, a rollback).
   The release id (``v2-3f9a2c1b``) is not unique here: deploying the same release twice gives two
-  runs, the second one a ``noop``.
-- ``steps``: each step's start, end, outcome and error, and a small JSON ``result`` (the volume
-  a ``volume.ensure`` settled on, the version an update reached).
+  runs, the second one a ``noop``. A resumed run names the run it resumes (``resumed_from``); an
+  automatic rollback is a run of its own that names the deploy it undoes (``rollback_of``).
+- ``steps``: each step's start, end, outcome, error and one-line detail, and a small JSON
+  ``result`` (the volume a ``volume.ensure`` settled on, the version an update reached, the
+  figures a ``gate.metrics`` measured).
 - ``machine_configs``: a machine's version and full config **before** it is changed, written
   before the API call, and its version and config **after**, written once the change is
   verified. For a create the row is written with the launch id chosen for it before the create
@@ -34,6 +36,7 @@ from orchestrator.errors import DeployError
 from orchestrator.execute.events import (
     Event,
     ReleaseFinished,
+    RollbackFinished,
     StepFinished,
     StepStarted,
     Subscriber,
@@ -54,7 +57,7 @@ __all__ = [
 JOURNAL_DIR = ".orchestrator"
 JOURNAL_FILE = "journal.db"
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -73,7 +76,8 @@ CREATE TABLE IF NOT EXISTS releases (
     finished_at  TEXT,
     outcome      TEXT,
     error        TEXT,
-    resumed_from INTEGER
+    resumed_from INTEGER,
+    rollback_of  INTEGER
 );
 CREATE INDEX IF NOT EXISTS releases_app ON releases (app, run);
 CREATE TABLE IF NOT EXISTS steps (
@@ -90,6 +94,7 @@ CREATE TABLE IF NOT EXISTS steps (
     outcome     TEXT,
     error       TEXT,
     result      TEXT,
+    detail      TEXT,
     PRIMARY KEY (run, step_id)
 );
 CREATE TABLE IF NOT EXISTS machine_configs (
@@ -114,6 +119,12 @@ CREATE INDEX IF NOT EXISTS machine_configs_launch
     ON machine_configs (app, release, step_id, config_digest);
 CREATE INDEX IF NOT EXISTS machine_configs_machine ON machine_configs (machine_id);
 """
+
+# Columns added after version 1, for journals written by an older orchestrator.
+_ADDED_COLUMNS = (
+    ("releases", "rollback_of", "INTEGER"),
+    ("steps", "detail", "TEXT"),
+)
 
 
 def iso(when: datetime) -> str:
@@ -146,6 +157,7 @@ class RunRecord:
         outcome: ``succeeded``, ``noop``, ``failed``, ``rolled_back``, or ``None`` if unfinished.
         error: the first failure, or ``None``.
         resumed_from: the run this one resumed, or ``None``.
+        rollback_of: for an automatic rollback, the deploy run it undoes; else ``None``.
     """
 
     run: int
@@ -160,6 +172,7 @@ class RunRecord:
     outcome: str | None
     error: str | None
     resumed_from: int | None
+    rollback_of: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +192,8 @@ class StepRecord:
         finished_at: ISO timestamp, or ``None``.
         outcome: ``succeeded``, ``failed``, ``skipped``, or ``None`` while running.
         error: what failed, one line.
-        result: what the step settled on (volume id, version), or ``None``.
+        result: what the step settled on (volume id, version, gate figures), or ``None``.
+        detail: what a succeeded step did, one line, or ``None``.
     """
 
     run: int
@@ -195,6 +209,7 @@ class StepRecord:
     outcome: str | None
     error: str | None
     result: Mapping[str, Any] | None
+    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,8 +278,17 @@ class Journal:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
             db.executescript(_SCHEMA)
+            for table, column, kind in _ADDED_COLUMNS:
+                have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    try:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                    except sqlite3.OperationalError as exc:
+                        # Another process opening the same old journal added it first.
+                        if "duplicate column" not in str(exc):
+                            raise
             db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(_SCHEMA_VERSION),),
             )
         except (OSError, sqlite3.Error) as exc:
@@ -302,6 +326,7 @@ class Journal:
         command: str = "deploy",
         steps: Sequence[Step] = (),
         resumed_from: int | None = None,
+        rollback_of: int | None = None,
         started_at: datetime | None = None,
     ) -> int:
         """Record a run's start and its planned steps; return the run number."""
@@ -309,8 +334,18 @@ class Journal:
         with self._write() as db:
             cur = db.execute(
                 "INSERT INTO releases (release, app, command, spec_digest, image, regions,"
-                " started_at, resumed_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (release, app, command, spec_digest, image, _json(list(regions)), at, resumed_from),
+                " started_at, resumed_from, rollback_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    release,
+                    app,
+                    command,
+                    spec_digest,
+                    image,
+                    _json(list(regions)),
+                    at,
+                    resumed_from,
+                    rollback_of,
+                ),
             )
             run = int(cur.lastrowid or 0)
             db.executemany(
@@ -388,14 +423,15 @@ class Journal:
         outcome: str,
         error: str | None = None,
         *,
+        detail: str | None = None,
         at: datetime | None = None,
     ) -> None:
         """Record how a step ended."""
         with self._write() as db:
             db.execute(
-                "UPDATE steps SET finished_at = ?, outcome = ?, error = ?"
+                "UPDATE steps SET finished_at = ?, outcome = ?, error = ?, detail = ?"
                 " WHERE run = ? AND step_id = ?",
-                (iso(at or utcnow()), outcome, error, run, step.id),
+                (iso(at or utcnow()), outcome, error, detail, run, step.id),
             )
 
     def step_result(self, run: int, step_id: str, result: Mapping[str, Any]) -> None:
@@ -554,6 +590,27 @@ class Journal:
         ).fetchall()
         return [_machine_record(r) for r in rows]
 
+    def machine_history(self, app: str) -> list[MachineConfigRecord]:
+        """Return every machine row of ``app``, oldest first (what ``rollback --to`` searches)."""
+        rows = self._db.execute(
+            "SELECT * FROM machine_configs WHERE app = ? ORDER BY id", (app,)
+        ).fetchall()
+        return [_machine_record(r) for r in rows]
+
+    def chain(self, run: int) -> list[RunRecord]:
+        """Return ``run`` and the runs it resumed, newest first (a resume of a resume...)."""
+        out: list[RunRecord] = []
+        seen: set[int] = set()
+        current: int | None = run
+        while current is not None and current not in seen:
+            seen.add(current)
+            record = self.run(current)
+            if record is None:
+                break
+            out.append(record)
+            current = record.resumed_from
+        return out
+
     # -- events -----------------------------------------------------------------------------
 
     def recorder(self, run: int) -> Subscriber:
@@ -563,8 +620,10 @@ class Journal:
             if isinstance(event, StepStarted):
                 self.step_started(run, event.step, at=event.at)
             elif isinstance(event, StepFinished):
-                self.step_finished(run, event.step, event.outcome, event.error, at=event.at)
-            elif isinstance(event, ReleaseFinished):
+                self.step_finished(
+                    run, event.step, event.outcome, event.error, detail=event.detail, at=event.at
+                )
+            elif isinstance(event, ReleaseFinished | RollbackFinished):
                 self.finish_run(run, event.outcome, event.error, at=event.at)
 
         return record
@@ -584,6 +643,7 @@ def _run_record(row: sqlite3.Row) -> RunRecord:
         outcome=row["outcome"],
         error=row["error"],
         resumed_from=row["resumed_from"],
+        rollback_of=row["rollback_of"],
     )
 
 
@@ -602,6 +662,7 @@ def _step_record(row: sqlite3.Row) -> StepRecord:
         outcome=row["outcome"],
         error=row["error"],
         result=_load(row["result"]),
+        detail=row["detail"],
     )
 
 

@@ -32,10 +32,12 @@ from orchestrator.errors import (
     FlyNotFound,
     FlyTransportError,
     FlyWaitTimeout,
+    GateFailed,
     OrchestratorError,
 )
 from orchestrator.execute.context import StepContext
 from orchestrator.execute.gates import wait_healthy
+from orchestrator.execute.testhooks import kill_point
 from orchestrator.fly.models import Machine
 from orchestrator.plan.config import META_CONFIG_DIGEST, META_LAUNCH_ID
 from orchestrator.plan.steps import Step
@@ -91,10 +93,10 @@ async def leased(
         with contextlib.suppress(asyncio.CancelledError):
             await refresher
         # A lease left behind blocks the next deploy until it expires (13 s); worth one call,
-        # but never worth failing the step over.
-        with contextlib.suppress(OrchestratorError):
+        # but never worth failing the step over, nor hiding why it failed: when Fly is
+        # unreachable the release times out (TimeoutError) and the lease simply expires.
+        with contextlib.suppress(OrchestratorError, TimeoutError):
             await asyncio.wait_for(ctx.client.release_lease(ctx.app, machine_id, nonce), 5.0)
-        # wait_for raises TimeoutError on its own; the lease then simply expires.
 
 
 async def _lease_holder(ctx: StepContext, machine_id: str) -> str:
@@ -150,9 +152,11 @@ async def wait_version(
         except FlyWaitTimeout:
             current = await ctx.client.get_machine(ctx.app, machine_id)
             if current.state in ("failed", "destroyed") and state != current.state:
-                raise DeployError(
-                    f"machine {machine_id} is {current.state} (waiting for {state})"
-                ) from None
+                message = f"machine {machine_id} is {current.state} (waiting for {state})"
+                if current.state == "failed":
+                    # The new config cannot run: that is the release's failure (it rolls back).
+                    raise GateFailed(message) from None
+                raise DeployError(message) from None
     machine = await ctx.client.get_machine(ctx.app, machine_id)
     if version is not None and machine.version != version:
         raise DeployError(
@@ -216,6 +220,7 @@ async def create_machine(ctx: StepContext, step: Step) -> str:
         config_digest=digest,
     )
     config.setdefault("metadata", {})[META_LAUNCH_ID] = launch_id
+    kill_point("launch_recorded", step.id)
 
     machine: Machine | None = None
     nonce: str | None = None
@@ -254,6 +259,7 @@ async def create_machine(ctx: StepContext, step: Step) -> str:
             )
     ctx.journal.set_machine(row, machine.id)
     ctx.journal.step_result(ctx.run, step.id, {"machine_id": machine.id, "launch_id": launch_id})
+    kill_point("create_sent", step.id)
     await _drop_duplicates(ctx, step, launch_id, keep=machine.id)
 
     lease = (
@@ -359,6 +365,7 @@ async def update_machine(ctx: StepContext, step: Step) -> str:
         updated = await ctx.client.update_machine(
             ctx.app, machine_id, config, current_version=current_version, nonce=nonce
         )
+        kill_point("update_sent", step.id)
         expected = updated.version
         if not expected or expected == before.version:
             raise DeployError(

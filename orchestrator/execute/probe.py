@@ -14,6 +14,7 @@ A probe never raises for an unhealthy answer: it returns a `ProbeAnswer` saying 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -38,6 +39,8 @@ class ProbeAnswer:
             ``None``.
         machine_id: the machine that answered (``fly-machine-id`` header or the body), if known.
         region: the region that answered (``fly-region`` header or the body), if known.
+        text: the body as text, for answers that are not JSON (``/metrics``); else ``""``.
+        elapsed_s: seconds from sending the request to the end of the answer.
     """
 
     status_code: int | None
@@ -45,6 +48,8 @@ class ProbeAnswer:
     error: str | None = None
     machine_id: str | None = None
     region: str | None = None
+    text: str = ""
+    elapsed_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -114,17 +119,43 @@ class AppProbe:
         json_body: Any = None,
     ) -> ProbeAnswer:
         """Send one request to the app, steered to ``region`` or to ``machine_id``."""
+        return await self._send(method, path, region, machine_id, json_body, text=False)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        region: str | None,
+        machine_id: str | None,
+        json_body: Any,
+        *,
+        text: bool,
+    ) -> ProbeAnswer:
         headers: dict[str, str] = {}
         if region is not None:
             headers[PREFER_REGION_HEADER] = region
         if machine_id is not None:
             headers[FORCE_INSTANCE_HEADER] = machine_id
+        began = time.monotonic()
         try:
             resp = await self._http.request(method, path, headers=headers, json=json_body)
         except httpx.HTTPError as exc:
-            return ProbeAnswer(None, error=f"{type(exc).__name__}: {exc}".rstrip(": "))
+            return ProbeAnswer(
+                None,
+                error=f"{type(exc).__name__}: {exc}".rstrip(": "),
+                elapsed_s=time.monotonic() - began,
+            )
+        elapsed = time.monotonic() - began
         body: Mapping[str, Any] = {}
         error: str | None = None
+        if text:
+            return ProbeAnswer(
+                resp.status_code,
+                machine_id=resp.headers.get("fly-machine-id"),
+                region=resp.headers.get("fly-region"),
+                text=resp.text,
+                elapsed_s=elapsed,
+            )
         try:
             data = resp.json()
             if isinstance(data, Mapping):
@@ -134,7 +165,12 @@ class AppProbe:
         answered_by = resp.headers.get("fly-machine-id") or _opt(body.get("machine_id"))
         answered_in = resp.headers.get("fly-region") or _opt(body.get("region"))
         return ProbeAnswer(
-            resp.status_code, body=body, error=error, machine_id=answered_by, region=answered_in
+            resp.status_code,
+            body=body,
+            error=error,
+            machine_id=answered_by,
+            region=answered_in,
+            elapsed_s=elapsed,
         )
 
     async def status(
@@ -142,6 +178,10 @@ class AppProbe:
     ) -> ProbeAnswer:
         """Return the app's ``GET /status``, steered to ``region`` or to ``machine_id``."""
         return await self.request("GET", "/status", region=region, machine_id=machine_id)
+
+    async def metrics(self, machine_id: str) -> ProbeAnswer:
+        """Return one machine's ``GET /metrics`` (Prometheus text in ``ProbeAnswer.text``)."""
+        return await self._send("GET", "/metrics", None, machine_id, None, text=True)
 
 
 def _opt(value: Any) -> str | None:

@@ -14,12 +14,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
 from orchestrator.errors import DeployError, FlyNotFound
 from orchestrator.execute.context import StepContext
 from orchestrator.execute.probe import ProbeAnswer
+from orchestrator.execute.testhooks import kill_point
 from orchestrator.fly.models import Machine, Volume
 from orchestrator.plan.config import META_SLOT
 from orchestrator.plan.steps import Step
@@ -57,15 +59,23 @@ async def ensure_volume(ctx: StepContext, step: Step) -> str:
             source = params.get("fork_from")
             if not source and params.get("fork_from_region"):
                 source = await _fork_source(ctx, str(params["fork_from_region"]), name, step.slot)
-            volume = await ctx.client.create_volume(
-                ctx.app,
-                name=name,
-                region=step.region,
-                size_gb=size_gb,
-                source_volume_id=str(source) if source else None,
-            )
-            # Recorded at once, so a run killed while the volume hydrates picks it up again.
-            ctx.journal.step_result(ctx.run, step.id, {"volume_id": volume.id})
+            # Fly has no idempotency key for volumes: a create whose answer was lost and was
+            # sent again can make two. The region's creates take turns, so a volume that
+            # appears meanwhile and is not the one we got is such a twin.
+            lock = ctx.state.volume_creates.setdefault(step.region, asyncio.Lock())
+            async with lock:
+                before = {v.id for v in await ctx.client.list_volumes(ctx.app)}
+                volume = await ctx.client.create_volume(
+                    ctx.app,
+                    name=name,
+                    region=step.region,
+                    size_gb=size_gb,
+                    source_volume_id=str(source) if source else None,
+                )
+                # Recorded at once, so a run killed while the volume hydrates picks it up again.
+                ctx.journal.step_result(ctx.run, step.id, {"volume_id": volume.id})
+                kill_point("volume_created", step.id)
+                await _drop_twins(ctx, step, name, keep=volume.id, before=before)
             how = (
                 f"forked volume {volume.id} from {source}"
                 if source
@@ -75,6 +85,30 @@ async def ensure_volume(ctx: StepContext, step: Step) -> str:
     ctx.state.volumes[(step.region, step.slot)] = ready.id
     ctx.journal.step_result(ctx.run, step.id, {"volume_id": ready.id})
     return f"{how} ({ready.size_gb} GB, {ready.state})"
+
+
+async def _drop_twins(
+    ctx: StepContext, step: Step, name: str, *, keep: str, before: set[str]
+) -> None:
+    """Destroy the volumes a retried create made besides ``keep`` (unattached, new, same name)."""
+    for twin in await ctx.client.list_volumes(ctx.app):
+        if (
+            twin.id in before
+            or twin.id == keep
+            or twin.region != step.region
+            or twin.name != name
+            or twin.attached_machine_id
+            or twin.state in _GONE
+        ):
+            continue
+        ctx.note(
+            f"volume {twin.id} duplicates {keep} (a create was sent twice); destroying it",
+            level="warning",
+            step_id=step.id,
+            region=step.region,
+        )
+        with contextlib.suppress(FlyNotFound):
+            await ctx.client.destroy_volume(ctx.app, twin.id)
 
 
 async def _usable(ctx: StepContext, volume_id: str, region: str, name: str) -> Volume | None:

@@ -92,6 +92,10 @@ class _Call:
     timeout: float | None
     # Set by a 429 attempt; the next attempt waits this long before going.
     retry_after: float = 0.0
+    # Set once an attempt may have been carried out by Fly without us seeing the answer (a
+    # timeout, a dropped connection, a 5xx or 408): a later attempt's 404/409 may then be the
+    # echo of our own earlier success, which the non-idempotent calls check for.
+    ambiguous: bool = False
 
 
 class FlyClient:
@@ -299,15 +303,18 @@ class FlyClient:
             body["current_version"] = current_version
         if skip_launch:
             body["skip_launch"] = True
-        resp = await self._call(
-            "POST",
-            _m(app, machine_id),
-            "machine.update",
-            app,
-            machine_id,
-            body=body,
-            nonce=nonce,
-        )
+        call = _new_call("POST", _m(app, machine_id), "machine.update", app, machine_id, body=body)
+        call.headers = {NONCE_HEADER: nonce} if nonce else {}
+        try:
+            resp = await self._send(call)
+        except FlyConflict:
+            # Our first attempt may have been applied before its answer was lost; the retry
+            # then meets the version it made. That machine is the answer we never got.
+            if call.ambiguous and current_version is not None:
+                machine = await self.get_machine(app, machine_id)
+                if machine.version != current_version and _same_config(machine, body["config"]):
+                    return machine
+            raise
         return Machine.from_api(decode_object(resp))
 
     async def destroy_machine(
@@ -319,7 +326,7 @@ class FlyClient:
         (flaps_machines.go) sends ``kill=true`` instead, which the spec does not declare.
         """
         params: _Query | None = [("force", "true")] if force else None
-        await self._call(
+        call = _new_call(
             "DELETE",
             _m(app, machine_id),
             "machine.destroy",
@@ -328,6 +335,12 @@ class FlyClient:
             params=params,
             nonce=nonce,
         )
+        try:
+            await self._send(call)
+        except FlyNotFound:
+            if not call.ambiguous:
+                raise
+            # An earlier attempt destroyed it and its answer was lost: done.
 
     async def start_machine(self, app: str, machine_id: str, *, nonce: str | None = None) -> None:
         """Start a stopped machine."""
@@ -427,11 +440,17 @@ class FlyClient:
         if description is not None:
             body["description"] = description
         path = f"{_m(app, machine_id)}/lease"
+        call = _new_call(
+            "POST", path, "machine.lease.acquire", app, machine_id, body=body, nonce=nonce
+        )
         try:
-            resp = await self._call(
-                "POST", path, "machine.lease.acquire", app, machine_id, body=body, nonce=nonce
-            )
+            resp = await self._send(call)
         except FlyConflict as exc:
+            if call.ambiguous and nonce is None and description:
+                # The lease may be the one our lost attempt took: same description, so ours.
+                held = await self.get_lease(app, machine_id)
+                if held is not None and held.nonce and held.description == description:
+                    return held
             if isinstance(exc, FlyLeaseHeld):
                 raise
             raise FlyLeaseHeld(
@@ -455,14 +474,14 @@ class FlyClient:
 
     async def release_lease(self, app: str, machine_id: str, nonce: str) -> None:
         """Release our lease on a machine."""
-        await self._call(
-            "DELETE",
-            f"{_m(app, machine_id)}/lease",
-            "machine.lease.release",
-            app,
-            machine_id,
-            nonce=nonce,
-        )
+        path = f"{_m(app, machine_id)}/lease"
+        call = _new_call("DELETE", path, "machine.lease.release", app, machine_id, nonce=nonce)
+        try:
+            await self._send(call)
+        except (FlyNotFound, FlyConflict):
+            if not call.ambiguous:
+                raise
+            # An earlier attempt released it (its answer was lost); the lease is gone or new.
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -633,8 +652,13 @@ class FlyClient:
         return Volume.from_api(decode_object(resp))
 
     async def extend_volume(self, app: str, volume_id: str, size_gb: int) -> ExtendResult:
-        """Grow a volume to ``size_gb``; ``needs_restart`` says if its machine must restart."""
-        resp = await self._call(
+        """Grow a volume to ``size_gb``; ``needs_restart`` says if its machine must restart.
+
+        When an attempt's answer was lost and the retry is refused (the volume already has the
+        size), the volume is read back: at ``size_gb`` or more, that is the answer
+        (``needs_restart`` then false: Fly did not say).
+        """
+        call = _new_call(
             "PUT",
             f"{_v(app, volume_id)}/extend",
             "volume.extend",
@@ -642,6 +666,15 @@ class FlyClient:
             volume_id,
             body={"size_gb": int(size_gb)},
         )
+        try:
+            resp = await self._send(call)
+        except FlyAPIError as exc:
+            if not call.ambiguous or not 400 <= exc.status_code < 500:
+                raise
+            now = await self.get_volume(app, volume_id)
+            if now.size_gb < int(size_gb):
+                raise
+            return ExtendResult(volume=now, needs_restart=False)
         data = decode_object(resp)
         volume = data.get("volume")
         return ExtendResult(
@@ -708,17 +741,13 @@ class FlyClient:
         timeout: float | None = None,
     ) -> httpx.Response:
         """Send one logical call with retries; return the 2xx response or raise mapped."""
-        call = _Call(
-            method=method,
-            path=path,
-            action=action,
-            app=app,
-            scope=scope,
-            params=params,
-            body=body,
-            headers={NONCE_HEADER: nonce} if nonce else {},
-            timeout=timeout,
+        call = _new_call(
+            method, path, action, app, scope, params=params, body=body, nonce=nonce, timeout=timeout
         )
+        return await self._send(call)
+
+    async def _send(self, call: _Call) -> httpx.Response:
+        """Send ``call`` with retries (``call.ambiguous`` then says if an answer was lost)."""
         return await RETRYING(self._attempt, call)
 
     async def _attempt(self, call: _Call) -> httpx.Response:
@@ -738,6 +767,9 @@ class FlyClient:
                 call.method, call.path, params=call.params, headers=call.headers, **extra
             )
         except httpx.HTTPError as exc:
+            # A refused connection never reached Fly; anything later might have been acted on.
+            if not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+                call.ambiguous = True
             detail = scrub(str(exc), self._token.reveal()) or "no detail"
             log.debug("%s %s failed: %s", call.method, call.path, type(exc).__name__)
             raise FlyTransportError(
@@ -752,10 +784,43 @@ class FlyClient:
         )
         if resp.is_success:
             return resp
+        if resp.status_code >= 500 or resp.status_code == 408:
+            call.ambiguous = True
         error = error_from_response(call.method, call.path, resp, secret=self._token.reveal())
         if isinstance(error, FlyRateLimited) and error.retry_after:
             call.retry_after = error.retry_after
         raise error
+
+
+def _new_call(
+    method: str,
+    path: str,
+    action: str,
+    app: str,
+    scope: str = "",
+    *,
+    params: _Query | None = None,
+    body: Any = None,
+    nonce: str | None = None,
+    timeout: float | None = None,
+) -> _Call:
+    return _Call(
+        method=method,
+        path=path,
+        action=action,
+        app=app,
+        scope=scope,
+        params=params,
+        body=body,
+        headers={NONCE_HEADER: nonce} if nonce else {},
+        timeout=timeout,
+    )
+
+
+def _same_config(machine: Machine, sent: Mapping[str, Any]) -> bool:
+    """Tell whether a machine runs the config we sent (the parts Fly keeps as sent)."""
+    raw = machine.config.raw
+    return all(raw.get(key) == sent.get(key) for key in ("image", "env", "metadata"))
 
 
 def _seg(value: str) -> str:

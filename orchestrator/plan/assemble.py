@@ -29,6 +29,10 @@ __all__ = [
 ]
 
 
+# Steps a region's health gate waits for.
+_GATED_KINDS = MACHINE_KINDS | {StepKind.VOLUME_REPLICATE}
+
+
 @dataclass(slots=True)
 class _Region:
     """Steps of one region while the graph is assembled."""
@@ -39,6 +43,13 @@ class _Region:
     # volume.ensure steps that fork from the primary region and must wait for it to finish
     wait_for_primary: list[str] = field(default_factory=list)
     spearhead: str | None = None
+    # Kept as steps are added, so that the gates, the roots and the exits of a region are
+    # found without walking the graph: the machine and replicate steps (in the order added),
+    # and the steps with a predecessor / a successor inside the region.
+    gated: list[str] = field(default_factory=list)
+    own: set[str] = field(default_factory=set)
+    has_pred: set[str] = field(default_factory=set)
+    has_succ: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +82,31 @@ class Assembler:
     def __init__(self) -> None:
         self.graph = nx.DiGraph()
         self.regions: dict[str, _Region] = {}
+        # An edge named a step before it was added: find roots and exits in the graph then.
+        self._forward = False
 
     def add(self, step: Step, after: Iterable[str | None] = ()) -> str:
         """Add ``step`` after the given step ids (``None`` entries are skipped)."""
-        self.graph.add_node(step.id, step=step)
+        sid = step.id
+        region = self.regions.get(step.region)
+        if region is None:
+            region = self.regions[step.region] = _Region(step.region, step.wave)
+        graph = self.graph
+        graph.add_node(sid, step=step)
         for dep in after:
-            if dep is not None:
-                self.graph.add_edge(dep, step.id)
-        region = self.regions.setdefault(step.region, _Region(step.region, step.wave))
-        region.ids.append(step.id)
-        return step.id
+            if dep is None:
+                continue
+            if dep in region.own:
+                region.has_succ.add(dep)
+                region.has_pred.add(sid)
+            elif dep not in graph:
+                self._forward = True
+            graph.add_edge(dep, sid)
+        region.ids.append(sid)
+        region.own.add(sid)
+        if step.kind in _GATED_KINDS:
+            region.gated.append(sid)
+        return sid
 
     def spearhead(self, region: str) -> str | None:
         """Return the id of the region's spearhead update, if one was added."""
@@ -220,11 +246,7 @@ class Assembler:
         r = self.regions.get(region)
         if r is None or not slots:
             return
-        deps = [
-            sid
-            for sid in r.ids
-            if self.graph.nodes[sid]["step"].kind in MACHINE_KINDS | {StepKind.VOLUME_REPLICATE}
-        ]
+        deps = list(r.gated)
         health = self.add(
             Step(
                 id=step_id(region, StepKind.GATE_HEALTH),
@@ -252,15 +274,19 @@ class Assembler:
             )
 
     def _roots(self, region: str) -> list[str]:
-        ids = self.regions[region].ids
-        own = set(ids)
-        return [sid for sid in ids if not any(p in own for p in self.graph.predecessors(sid))]
+        r = self.regions[region]
+        if self._forward:
+            own = r.own
+            return [sid for sid in r.ids if not any(p in own for p in self.graph.predecessors(sid))]
+        return [sid for sid in r.ids if sid not in r.has_pred]
 
     def exits(self, region: str) -> list[str]:
         """Return the region's last steps: its gates, or its sinks when it has no gate."""
-        ids = self.regions[region].ids
-        own = set(ids)
-        return [sid for sid in ids if not any(s in own for s in self.graph.successors(sid))]
+        r = self.regions[region]
+        if self._forward:
+            own = r.own
+            return [sid for sid in r.ids if not any(s in own for s in self.graph.successors(sid))]
+        return [sid for sid in r.ids if sid not in r.has_succ]
 
     def resolve_primary_waits(self, primary: str, notes: list[str]) -> None:
         """Keep waits of forks on the primary region only where no wave barrier covers them.
@@ -304,8 +330,8 @@ class Assembler:
                 for sid in r.wait_for_primary:
                     for dep in primary_exits:
                         self.graph.add_edge(dep, sid)
-        if not nx.is_directed_acyclic_graph(self.graph):  # pragma: no cover - a planner bug
-            raise AssertionError("the planner built a cyclic graph")
+        # No separate cycle check: Plan orders the steps by topological generations on
+        # construction, and that walk fails (networkx.NetworkXUnfeasible) on a cyclic graph.
         return self.graph
 
 
@@ -328,16 +354,17 @@ def fork_source(
     writer's data), then any attached volume, then any at all; ties by id. Volumes in
     ``exclude`` (the plan destroys them) are never picked.
     """
+    here = [v for v in fleet.volumes_in(primary, name) if v.id not in exclude]
+    by_id: dict[str, ObservedVolume] = {}
+    for v in here:
+        by_id.setdefault(v.id, v)
     managed = fleet.managed_in(primary)
     for slot in sorted(managed):
         vid = managed[slot].volume_id
-        vol = fleet.volume(vid) if vid and vid not in exclude else None
-        if vol is not None and vol.name == name and vol.region == primary:
+        vol = by_id.get(vid) if vid else None
+        if vol is not None:
             return vol
-    candidates = sorted(
-        (v for v in fleet.volumes_in(primary, name) if v.id not in exclude),
-        key=lambda v: (v.attached_machine_id is None, v.id),
-    )
+    candidates = sorted(here, key=lambda v: (v.attached_machine_id is None, v.id))
     return candidates[0] if candidates else None
 
 

@@ -18,7 +18,6 @@ Two identifiers come out of a spec:
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -37,6 +36,7 @@ __all__ = [
     "META_SLOT",
     "PROCESS_GROUP",
     "RESTART_MAX_RETRIES",
+    "RegionConfigs",
     "autostops",
     "canonical_json",
     "config_digest",
@@ -191,17 +191,10 @@ def machine_name(app: str, region: str, slot: int) -> str:
     return f"{app}-{region}-{slot}"
 
 
-def desired_config(spec: DeploySpec, region: str, slot: int) -> dict[str, Any]:
-    """Return the full Fly machine config for ``slot`` of ``region`` (no volume id in mounts).
-
-    The executor fills ``mounts[0]["volume"]`` with the volume its ``volume.ensure`` step
-    resolved; ``orch_launch_id`` is added by the executor at create time.
-
-    Raises:
-        KeyError: ``region`` is not in the spec.
-    """
+def _base_config(spec: DeploySpec, region: str) -> dict[str, Any]:
+    """Return a region's desired config without ``metadata`` (fresh dicts, no volume id)."""
     rs = spec.regions[region]
-    config: dict[str, Any] = {
+    return {
         "image": spec.image,
         "guest": {"cpu_kind": rs.vm.cpu_kind, "cpus": rs.vm.cpus, "memory_mb": rs.vm.memory_mb},
         "env": {**dict(sorted(spec.env.items())), "PRIMARY_REGION": spec.primary_region},
@@ -212,14 +205,82 @@ def desired_config(spec: DeploySpec, region: str, slot: int) -> dict[str, Any]:
         "services": _services(spec),
         "restart": {"policy": "on-failure", "max_retries": RESTART_MAX_RETRIES},
     }
-    config["metadata"] = {
-        META_PLATFORM_VERSION: "v2",
-        META_PROCESS_GROUP: PROCESS_GROUP,
-        META_RELEASE: release_id(spec),
-        META_SLOT: str(slot),
-        META_CONFIG_DIGEST: config_digest(config),
-    }
-    return config
+
+
+class RegionConfigs:
+    """The desired configs of one region's slots, built (and digested) once.
+
+    Slots of a region differ only in ``orch_slot`` (which the digest leaves out) and in the
+    volume id of their first mount, so the planner builds the config and its digest once per
+    region and stamps the slot (and the volume) on for each machine.
+
+    :meth:`config` returns a new top-level dict with its own ``metadata`` dict and its own
+    ``mounts`` list and mount dicts. The other nested values (``guest``, ``env``, ``checks``,
+    ``services``, ``restart``) are shared by every config of the region: treat them as
+    read-only, and copy a config before changing it (the executor deep-copies a step's config
+    before it adds the volume and the launch id).
+
+    Attributes:
+        region: the region code.
+        release: the release id (:func:`release_id` of the spec).
+        digest: the config digest every slot of the region shares.
+        image: the desired image.
+        guest: the desired ``guest`` (read-only).
+    """
+
+    __slots__ = ("_base", "digest", "region", "release")
+
+    def __init__(self, spec: DeploySpec, region: str, *, release: str | None = None) -> None:
+        """Build the region's config; ``release`` saves recomputing :func:`release_id`.
+
+        Raises:
+            KeyError: ``region`` is not in the spec.
+        """
+        self.region = region
+        self._base = _base_config(spec, region)
+        self.release = release_id(spec) if release is None else release
+        self.digest = config_digest(self._base)
+
+    @property
+    def image(self) -> str:
+        image: str = self._base["image"]
+        return image
+
+    @property
+    def guest(self) -> Mapping[str, Any]:
+        guest: Mapping[str, Any] = self._base["guest"]
+        return guest
+
+    def config(self, slot: int, volume_id: str | None = None) -> dict[str, Any]:
+        """Return the config of ``slot``, with ``volume_id`` in its first mount when given."""
+        out = dict(self._base)
+        mounts: list[dict[str, Any]] = self._base["mounts"]
+        copied = [dict(m) for m in mounts]
+        if volume_id and copied:
+            copied[0]["volume"] = volume_id
+        out["mounts"] = copied
+        out["metadata"] = {
+            META_PLATFORM_VERSION: "v2",
+            META_PROCESS_GROUP: PROCESS_GROUP,
+            META_RELEASE: self.release,
+            META_SLOT: str(slot),
+            META_CONFIG_DIGEST: self.digest,
+        }
+        return out
+
+
+def desired_config(spec: DeploySpec, region: str, slot: int) -> dict[str, Any]:
+    """Return the full Fly machine config for ``slot`` of ``region`` (no volume id in mounts).
+
+    The executor fills ``mounts[0]["volume"]`` with the volume its ``volume.ensure`` step
+    resolved; ``orch_launch_id`` is added by the executor at create time. The result shares
+    nothing with any other call's. (The planner uses :class:`RegionConfigs` to build a
+    region's configs once.)
+
+    Raises:
+        KeyError: ``region`` is not in the spec.
+    """
+    return RegionConfigs(spec, region).config(slot)
 
 
 def config_digest(config: Mapping[str, Any]) -> str:
@@ -229,7 +290,8 @@ def config_digest(config: Mapping[str, Any]) -> str:
     restart policy and mount paths. The volume id is left out because it is only known at run
     time; metadata because it carries the digest itself and the release id.
     """
-    body = {k: copy.deepcopy(v) for k, v in config.items() if k != "metadata"}
+    # json.dumps only reads, so a shallow view is enough: no copy of the nested values.
+    body = {k: v for k, v in config.items() if k != "metadata"}
     mounts = body.get("mounts")
     if isinstance(mounts, list):
         body["mounts"] = [

@@ -9,19 +9,12 @@ and deterministic; docs/planning.md explains the rules. The rollback counterpart
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
 from orchestrator.errors import ConfigError
-from orchestrator.plan.assemble import Assembler, VolumePlan, fork_source, plan_waves, with_volume
-from orchestrator.plan.config import (
-    META_CONFIG_DIGEST,
-    autostops,
-    desired_config,
-    machine_name,
-    release_id,
-)
+from orchestrator.plan.assemble import Assembler, VolumePlan, fork_source, plan_waves
+from orchestrator.plan.config import RegionConfigs, autostops, machine_name, release_id
 from orchestrator.plan.fleet import Fleet, ObservedGuest, ObservedMachine, ObservedVolume
 from orchestrator.plan.model import Plan
 from orchestrator.plan.restore import build_restore_plan
@@ -64,15 +57,17 @@ def _select(spec: DeploySpec, regions: Sequence[str] | None) -> list[str]:
     return sorted(set(regions))
 
 
-def _update_reason(spec: DeploySpec, m: ObservedMachine, desired: Mapping[str, Any]) -> str | None:
+def _update_reason(
+    m: ObservedMachine, desired: RegionConfigs, guest: ObservedGuest, autostop: bool
+) -> str | None:
     """Say why an existing machine needs an update (``config``, ``drift``, ``state``), or None."""
-    if m.config_digest != desired["metadata"][META_CONFIG_DIGEST]:
+    if m.config_digest != desired.digest:
         return "config"
     # Someone changed the machine behind our back (fly scale vm, fly deploy) but kept our
     # metadata: the two fields Fly echoes back verbatim are enough to notice.
-    if m.image != desired["image"] or m.guest != ObservedGuest(**desired["guest"]):
+    if m.image != desired.image or m.guest != guest:
         return "drift"
-    if m.state == "failed" or (m.state in _COLD_STATES and not autostops(spec)):
+    if m.state == "failed" or (m.state in _COLD_STATES and not autostop):
         return "state"
     return None
 
@@ -138,8 +133,10 @@ def build_plan(
             )
     if not regions:
         for code in fleet.regions:
+            if code in spec.regions:
+                continue
             stray = [m for m in fleet.machines_in(code) if m.managed]
-            if code not in spec.regions and stray:
+            if stray:
                 notes.append(
                     f"{code}: {len(stray)} managed machine(s) in a region the spec does not "
                     f"list; left alone (add regions/{code}.toml with count = 0 to remove them)"
@@ -170,7 +167,10 @@ def _plan_region(
     rs = spec.regions[region]
     mount = spec.mount
     managed = fleet.managed_in(region)
-    desired = {slot: desired_config(spec, region, slot) for slot in range(1, rs.count + 1)}
+    # One config and one digest per region: slots differ only in orch_slot and their volume.
+    desired = RegionConfigs(spec, region, release=release)
+    guest = ObservedGuest(**desired.guest)
+    autostop = autostops(spec)
 
     for dup in fleet.duplicates_in(region):
         holder = managed[dup.slot].id if dup.slot in managed else "?"
@@ -180,7 +180,7 @@ def _plan_region(
 
     for slot in sorted(s for s in managed if s <= rs.count):
         m = managed[slot]
-        reason = _update_reason(spec, m, desired[slot])
+        reason = _update_reason(m, desired, guest, autostop)
         if reason is None:
             continue
         if mount is not None and m.volume_id is None:
@@ -191,7 +191,7 @@ def _plan_region(
             m,
             {
                 "name": m.name,
-                "config": with_volume(desired[slot], m.volume_id),
+                "config": desired.config(slot, m.volume_id),
                 "release": release,
                 "from_version": m.version,
                 "from_release": m.release,
@@ -200,11 +200,12 @@ def _plan_region(
         )
 
     # Orphaned volumes of the mount's name are reused first, by id, as fly scale count does.
-    free = list(fleet.unattached_volumes(region, mount.source)) if mount else []
-    for slot in (s for s in range(1, rs.count + 1) if s not in managed):
+    missing = [s for s in range(1, rs.count + 1) if s not in managed]
+    free = iter(fleet.unattached_volumes(region, mount.source) if mount and missing else ())
+    for slot in missing:
         volume: VolumePlan | None = None
         if mount is not None:
-            reuse = free.pop(0) if free else None
+            reuse = next(free, None)
             if reuse is not None:
                 if reuse.size_gb < rs.volume_size_gb:
                     notes.append(
@@ -228,7 +229,7 @@ def _plan_region(
             slot,
             params={
                 "name": machine_name(spec.app, region, slot),
-                "config": desired[slot],
+                "config": desired.config(slot),
                 "release": release,
             },
             volume=volume,
@@ -247,6 +248,6 @@ def _plan_region(
         bake=wave,
         params={
             "release": release,
-            "config_digest": desired[1]["metadata"][META_CONFIG_DIGEST] if desired else None,
+            "config_digest": desired.digest if rs.count > 0 else None,
         },
     )

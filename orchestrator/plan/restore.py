@@ -9,7 +9,7 @@ touched. Pure and deterministic, like :func:`~orchestrator.plan.graph.build_plan
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from orchestrator.plan.config import (
     config_digest,
     machine_name,
 )
-from orchestrator.plan.fleet import Fleet, ObservedMachine
+from orchestrator.plan.fleet import Fleet, ObservedMachine, ObservedVolume
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import StepKind, step_id
 from orchestrator.spec.model import WaveSpec
@@ -43,6 +43,62 @@ class _Target:
     slot: int
     config: Mapping[str, Any]
     current: ObservedMachine | None
+
+
+class _Index:
+    """Lookups into a Fleet built once per plan, so nothing scans the fleet per machine.
+
+    ``Fleet.machine``, ``Fleet.volume`` and ``Fleet.unattached_volumes`` walk the whole fleet;
+    a rollback of N machines would call them N times. Same answers, from dicts.
+    """
+
+    __slots__ = ("_cursor", "_forks", "_machines", "_unattached", "_volumes", "fleet", "mounted")
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self._machines: dict[str, ObservedMachine] = {}
+        for m in fleet.machines:
+            self._machines.setdefault(m.id, m)
+        self._volumes: dict[str, ObservedVolume] = {}
+        for v in fleet.volumes:
+            self._volumes.setdefault(v.id, v)
+        self.mounted = fleet.mounted_volume_ids()
+        self._unattached: dict[tuple[str, str], tuple[ObservedVolume, ...]] = {}
+        self._forks: dict[tuple[str, str], ObservedVolume | None] = {}
+        self._cursor: dict[tuple[str, str], int] = {}
+
+    def machine(self, machine_id: str) -> ObservedMachine | None:
+        return self._machines.get(machine_id)
+
+    def volume(self, volume_id: str) -> ObservedVolume | None:
+        return self._volumes.get(volume_id)
+
+    def unattached_volumes(self, region: str, name: str) -> tuple[ObservedVolume, ...]:
+        key = (region, name)
+        found = self._unattached.get(key)
+        if found is None:
+            found = self._unattached[key] = self.fleet.unattached_volumes(region, name)
+        return found
+
+    def first_free(self, region: str, name: str, free: Callable[[str], bool]) -> str | None:
+        """Return the first unattached volume ``region``/``name`` that ``free`` accepts.
+
+        Once ``free`` turns a volume down it never accepts it again (a claimed volume stays
+        claimed), so each call resumes where the last one stopped instead of starting over.
+        """
+        key = (region, name)
+        volumes = self.unattached_volumes(region, name)
+        i = self._cursor.get(key, 0)
+        while i < len(volumes) and not free(volumes[i].id):
+            i += 1
+        self._cursor[key] = i
+        return volumes[i].id if i < len(volumes) else None
+
+    def fork_source(self, primary: str, name: str) -> ObservedVolume | None:
+        key = (primary, name)
+        if key not in self._forks:
+            self._forks[key] = fork_source(self.fleet, primary, name)
+        return self._forks[key]
 
 
 def _slot_of(config: Mapping[str, Any]) -> int | None:
@@ -84,13 +140,13 @@ def _is_restored(t: _Target) -> bool:
 
 
 def _resolve(
-    fleet: Fleet, mid: str, config: Mapping[str, Any], regions: Mapping[str, str]
+    index: _Index, mid: str, config: Mapping[str, Any], regions: Mapping[str, str]
 ) -> _Target:
-    current = fleet.machine(mid)
+    current = index.machine(mid)
     region = current.region if current else regions.get(mid)
     if region is None:
         mount = _first_mount(config)
-        vol = fleet.volume(str(mount.get("volume", ""))) if mount else None
+        vol = index.volume(str(mount.get("volume", ""))) if mount else None
         region = vol.region if vol else None
     if region is None:
         raise DeployError(f"cannot restore machine {mid}: it is gone and its region is unknown")
@@ -131,8 +187,9 @@ def build_restore_plan(
         DeployError: a gone machine whose region or slot cannot be told, or two targets that
             claim one slot.
     """
+    index = _Index(fleet)
     resolved = sorted(
-        (_resolve(fleet, mid, cfg, regions or {}) for mid, cfg in targets.items()),
+        (_resolve(index, mid, cfg, regions or {}) for mid, cfg in targets.items()),
         key=lambda t: (t.region, t.slot, t.machine_id),
     )
     seen: dict[tuple[str, int], str] = {}
@@ -144,7 +201,7 @@ def build_restore_plan(
                 f"of {t.region}"
             )
     doomed = sorted(
-        (m for m in (fleet.machine(mid) for mid in set(destroy)) if m is not None),
+        (m for m in (index.machine(mid) for mid in set(destroy)) if m is not None),
         key=lambda m: (m.region, -(m.slot or 0), m.id),
     )
     touched = {t.region for t in resolved} | {m.region for m in doomed}
@@ -153,21 +210,28 @@ def build_restore_plan(
     all_waves = (*spec_waves, WaveSpec(index=len(spec_waves) + 1, regions=stray))
     waves = plan_waves(all_waves, touched)
 
+    by_region: dict[str, list[_Target]] = {}
+    for t in resolved:
+        by_region.setdefault(t.region, []).append(t)
+    doomed_in: dict[str, list[ObservedMachine]] = {}
+    for m in doomed:
+        doomed_in.setdefault(m.region, []).append(m)
+
     asm = Assembler()
     notes: list[str] = []
     claimed: set[str] = set()
     for wave in waves:
         for region in wave.regions:
-            mine = [t for t in resolved if t.region == region]
-            gone = [m for m in doomed if m.region == region]
-            _restore_region(fleet, region, wave.index, mine, gone, release, asm, notes, claimed)
+            mine = by_region.get(region, [])
+            gone = doomed_in.get(region, [])
+            _restore_region(index, region, wave.index, mine, gone, release, asm, notes, claimed)
             slots = set(fleet.managed_in(region)) | {t.slot for t in mine}
             slots -= {m.slot for m in gone if m.slot is not None}
             asm.add_gates(
                 region,
                 slots=sorted(slots),
                 bake=wave if bake else None,
-                params={"release": release, "config_digest": None},
+                params={"release": _gate_release(mine, release), "config_digest": None},
             )
     primary = _primary(resolved)
     if primary is not None:
@@ -183,6 +247,25 @@ def build_restore_plan(
     )
 
 
+def _gate_release(targets: Sequence[_Target], release: str) -> str | None:
+    """Return the release a region's gate expects: its targets' own, when they agree.
+
+    Machines go back to the release their journaled config carries, which may differ between
+    regions (a rollback of everything a deploy changed, over a fleet that was not on one
+    release). ``None`` when a region's targets disagree, or when it has none (the restore
+    only destroys machines there; the others were not touched): the gate then checks health
+    only.
+    """
+    if not targets:
+        return None
+    found = set()
+    for t in targets:
+        meta = t.config.get("metadata")
+        value = meta.get(META_RELEASE) if isinstance(meta, Mapping) else None
+        found.add(value if isinstance(value, str) and value else release)
+    return found.pop() if len(found) == 1 else None
+
+
 def _primary(targets: Sequence[_Target]) -> str | None:
     for t in targets:
         env = t.config.get("env")
@@ -193,7 +276,7 @@ def _primary(targets: Sequence[_Target]) -> str | None:
 
 
 def _restore_region(
-    fleet: Fleet,
+    index: _Index,
     region: str,
     wave: int,
     targets: Sequence[_Target],
@@ -227,9 +310,8 @@ def _restore_region(
             },
         )
     asm.add_destroys(region, wave, gone, destroy_volumes=False)
-    managed = fleet.managed_in(region)
+    managed = index.fleet.managed_in(region)
     doomed = {m.id for m in gone}
-    mounted = fleet.mounted_volume_ids()
     for t in targets:
         if t.current is not None:
             continue
@@ -240,13 +322,13 @@ def _restore_region(
                 f"{holder.id}; not recreated"
             )
             continue
-        volume = _restore_volume(fleet, t, mounted, claimed)
+        volume = _restore_volume(index, t, claimed)
         asm.add_create(
             region,
             wave,
             t.slot,
             params={
-                "name": machine_name(fleet.app, region, t.slot),
+                "name": machine_name(index.fleet.app, region, t.slot),
                 "config": without_volumes(t.config),
                 "release": release,
                 "replaces": t.machine_id,
@@ -258,39 +340,35 @@ def _restore_region(
         )
 
 
-def _restore_volume(
-    fleet: Fleet, t: _Target, mounted: frozenset[str], claimed: set[str]
-) -> VolumePlan | None:
+def _restore_volume(index: _Index, t: _Target, claimed: set[str]) -> VolumePlan | None:
     """Pick the volume a recreated machine gets: its old one if still free, else like a deploy."""
     mount = _first_mount(t.config)
     if mount is None:
         return None
     name = str(mount.get("name") or "data")
-    old = fleet.volume(str(mount.get("volume", "")))
+    old = index.volume(str(mount.get("volume", "")))
     size = mount.get("size_gb")
     size_gb = size if isinstance(size, int) and size > 0 else (old.size_gb if old else 1)
 
     def free(vid: str) -> bool:
-        vol = fleet.volume(vid)
+        vol = index.volume(vid)
         return (
             vol is not None
             and vol.region == t.region
             and vol.attached_machine_id is None
-            and vid not in mounted
+            and vid not in index.mounted
             and vid not in claimed
         )
 
-    candidates = ([old.id] if old else []) + [
-        v.id for v in fleet.unattached_volumes(t.region, name)
-    ]
-    reuse = next((vid for vid in candidates if free(vid)), None)
+    # Its old volume first, then the region's unattached volumes of that name, by id.
+    reuse = old.id if old is not None and free(old.id) else index.first_free(t.region, name, free)
     if reuse is not None:
         claimed.add(reuse)
         return VolumePlan(name, size_gb, reuse=reuse)
     primary = _primary([t])
     if primary is None or primary == t.region:
         return VolumePlan(name, size_gb)
-    source = fork_source(fleet, primary, name)
+    source = index.fork_source(primary, name)
     if source is not None:
         return VolumePlan(name, max(size_gb, source.size_gb), fork_from=source.id)
     return VolumePlan(name, size_gb, fork_from_region=primary)

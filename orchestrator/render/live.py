@@ -3,7 +3,8 @@
 `LiveView` is an event subscriber (``bus.subscribe(view)``). On a terminal it keeps a rich
 `Live` table of every step (region, step, status, elapsed, what it did) refreshed four times a
 second; when the output is a pipe or a file (CI logs, tests) it prints one line per finished
-step and per note instead, so logs stay readable.
+step and per note instead, so logs stay readable. An automatic rollback adds its steps below
+the deploy's, marked ``↩``; a metrics gate's bake shows its running figures on its row.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from orchestrator.execute.events import (
     Note,
     ReleaseFinished,
     ReleaseStarted,
+    RollbackFinished,
+    RollbackStarted,
     StepFinished,
+    StepProgress,
     StepStarted,
 )
 from orchestrator.plan.steps import Step
@@ -37,7 +41,9 @@ STATUS_STYLE = {
     "succeeded": ("✓", "green"),
     "failed": ("✗", "bold red"),
     "skipped": ("-", "dim"),
+    "cancelled": ("⊘", "dim yellow"),
 }
+_ROLLBACK_MARK = "↩"
 _PIPE_WIDTH = 160
 _NOTE_STYLE = {"info": "cyan", "warning": "yellow", "error": "bold red"}
 
@@ -71,6 +77,7 @@ class _Row:
     started: float | None = None
     finished: float | None = None
     text: str = ""
+    rollback: bool = False
 
     def elapsed(self, now: float) -> float | None:
         if self.started is None:
@@ -93,6 +100,9 @@ class LiveView:
         self._rows: dict[str, _Row] = {}
         self._title = ""
         self._notes: list[Text] = []
+        # Step ids repeat in a rollback (``dfw:machine.update:1`` again): rows are keyed by
+        # phase too, and the phase changes when a rollback starts.
+        self._phase = ""
 
     def __enter__(self) -> LiveView:
         if self._live_wanted:
@@ -121,6 +131,7 @@ class LiveView:
     def __call__(self, event: Event) -> None:
         """Take one event."""
         if isinstance(event, ReleaseStarted):
+            self._phase = ""
             self._rows = {s.id: _Row(s) for s in event.steps}
             regions = ", ".join(event.regions) or "no region"
             self._title = (
@@ -128,12 +139,38 @@ class LiveView:
                 f"{event.mutating_steps} mutating step(s)"
             )
             self._line(Text(self._title, style="bold"))
+        elif isinstance(event, RollbackStarted):
+            self._phase = f"rollback-{event.run}/"
+            for step in event.steps:
+                self._rows[self._phase + step.id] = _Row(step, rollback=True)
+            regions = ", ".join(event.regions) or "no region"
+            how = "finishing the rollback" if event.policy == "resume" else event.policy
+            header = Text(
+                f"{_ROLLBACK_MARK} rolling back {regions} to {event.release} ({how}, run "
+                f"{event.run}, {event.mutating_steps} mutating step(s)): {event.reason}",
+                style="bold yellow",
+            )
+            if not self._title:
+                self._title = header.plain
+            self._notes.append(header)
+            self._line(header)
+        elif isinstance(event, RollbackFinished):
+            text = Text(
+                f"{_ROLLBACK_MARK} rollback to {event.release} {event.outcome}"
+                + (f": {event.error}" if event.error else ""),
+                style="yellow" if event.outcome != "failed" else "bold red",
+            )
+            self._notes.append(text)
+            self._line(text)
         elif isinstance(event, StepStarted):
-            row = self._rows.setdefault(event.step.id, _Row(event.step))
+            row = self._rows.setdefault(self._phase + event.step.id, _Row(event.step))
             row.status = "running"
             row.started = time.monotonic()
+        elif isinstance(event, StepProgress):
+            row = self._rows.setdefault(self._phase + event.step.id, _Row(event.step))
+            row.text = event.detail
         elif isinstance(event, StepFinished):
-            row = self._rows.setdefault(event.step.id, _Row(event.step))
+            row = self._rows.setdefault(self._phase + event.step.id, _Row(event.step))
             row.status = event.outcome
             if event.started_at is not None:
                 row.finished = time.monotonic()
@@ -164,6 +201,8 @@ class LiveView:
         mark, style = STATUS_STYLE.get(row.status, ("?", ""))
         line = Text()
         line.append(f"{mark} ", style=style)
+        if row.rollback:
+            line.append(f"{_ROLLBACK_MARK} ", style="yellow")
         line.append(row.step.id, style="bold" if row.step.mutating else "")
         elapsed = format_elapsed(row.elapsed(time.monotonic()))
         if elapsed:
@@ -185,6 +224,8 @@ class LiveView:
         for row in self._rows.values():
             mark, style = STATUS_STYLE.get(row.status, ("?", ""))
             name = row.step.kind.value + (f" {row.step.slot}" if row.step.slot else "")
+            if row.rollback:
+                name = f"{_ROLLBACK_MARK} {name}"
             first = row.step.region != previous_region
             previous_region = row.step.region
             table.add_row(

@@ -43,7 +43,11 @@ def outcome_line(result: DeployResult) -> Text:
         if result.error:
             text.append(f"\n{result.error}", style="red")
         return text
-    done = sum(1 for s in result.steps if s.mutating and s.outcome == "succeeded")
+    # A rollback's steps are counted apart from the deploy's (its line below says how it went).
+    phase = "deploy" if any(s.phase == "deploy" for s in result.steps) else "rollback"
+    done = sum(
+        1 for s in result.steps if s.mutating and s.outcome == "succeeded" and s.phase == phase
+    )
     text = Text(f"Release {result.release} {result.outcome}", style=style)
     text.append(
         f" in {took}: {done}/{result.mutating_steps} mutating step(s) done"
@@ -51,13 +55,19 @@ def outcome_line(result: DeployResult) -> Text:
     )
     if result.error:
         text.append(f"\n{result.error}", style="red")
+    if result.rollback is not None:
+        report = result.rollback
+        text.append(
+            f"\n↩ {report.describe()}" + (f" (run {report.run})" if report.run is not None else ""),
+            style="yellow" if report.ok else "bold red",
+        )
     return text
 
 
-def _step_row(step: StepReport) -> tuple[str, Text, str, str]:
+def _step_row(step: StepReport, *, mark_rollback: bool) -> tuple[str, Text, str, str]:
     mark, style = STATUS_STYLE.get(step.outcome, ("?", ""))
     return (
-        step.id,
+        f"↩ {step.id}" if mark_rollback and step.phase == "rollback" else step.id,
         Text(f"{mark} {step.outcome}", style=style),
         format_elapsed(_seconds(step.started_at, step.finished_at)),
         (step.error or "").removeprefix(f"{step.id}: ") or step.detail or "",
@@ -74,7 +84,7 @@ def deploy_summary(result: DeployResult) -> RenderableType:
     table.add_column("took", justify="right")
     table.add_column("what happened", overflow="fold")
     for step in result.steps:
-        table.add_row(*_step_row(step))
+        table.add_row(*_step_row(step, mark_rollback=result.rollback is not None))
     return Group(table, outcome_line(result))
 
 

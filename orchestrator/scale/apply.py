@@ -286,7 +286,8 @@ async def scale(
     check_scale(settings, request)
     # The app name and the other files are checked too, still before any network call.
     load_checked_spec(settings, regions=request.regions)
-    async with connect(settings) as conn:
+    timeout = (options or ExecuteOptions()).api_timeout_s
+    async with connect(settings, timeout=timeout) as conn:
         return await run_scale(conn, request, bus=bus, options=options)
 
 

@@ -364,7 +364,9 @@ def read_fly_toml(
         refused=_FLY_REFUSED,
         ignored=ignored,
     )
-    if app_override is not None:
+    # Settings fill the override from fly.toml when FLY_APP_NAME is unset: a bad name then is
+    # fly.toml's, and the error must send the user there, not to a variable they never set.
+    if app_override is not None and app_override != top.data.get("app"):
         app = check_app_name(app_override, "FLY_APP_NAME")
     else:
         app = check_app_name(top.required("app", "set the Fly app name"), top.at("app"))

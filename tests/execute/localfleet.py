@@ -120,33 +120,46 @@ class LocalFleet:
     # -- the orchestrator's command line ------------------------------------------------------
 
     def invoke(
-        self, *args: str, cwd: Path | None = None, timeout: float = 240.0
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        timeout: float = 240.0,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``invoke ARGS`` with the repo's tasks.py, from the fleet's directory."""
+        """Run ``invoke ARGS`` with the repo's tasks.py, from the fleet's directory.
+
+        ``env`` adds variables (``ORCH_TEST_KILL_AT``...) to the child's environment.
+        """
         return subprocess.run(
             [str(INVOKE), "--search-root", str(REPO), *args],
             cwd=cwd or self.root,
-            env=self._env(),
+            env=self._env(env),
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
         )
 
-    def spawn(self, *args: str) -> subprocess.Popen[str]:
-        """Start ``invoke ARGS`` in the background (the caller stops it by PID)."""
+    def spawn(self, *args: str, capture: bool = False) -> subprocess.Popen[str]:
+        """Start ``invoke ARGS`` in the background (the caller stops it by PID).
+
+        With ``capture``, stdout and stderr are pipes (read them with ``communicate``).
+        """
+        out = subprocess.PIPE if capture else subprocess.DEVNULL
         return subprocess.Popen(
             [str(INVOKE), "--search-root", str(REPO), *args],
             cwd=self.root,
             env=self._env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
             text=True,
         )
 
-    def _env(self) -> dict[str, str]:
+    def _env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+        env.pop("ORCH_TEST_KILL_AT", None)  # only where a test asks for it
         env["COLUMNS"] = "200"  # rich wraps at 80 columns in a pipe otherwise
+        env.update(extra or {})
         return env
 
     # -- the Machines API, to look at what happened -------------------------------------------

@@ -15,10 +15,11 @@ from typing import Any
 import networkx as nx
 import pytest
 
-from orchestrator.execute.events import Event, EventBus, Note
+from orchestrator.execute.events import Event, EventBus, Note, RollbackStarted
 from orchestrator.execute.executor import DeployResult, Executor
 from orchestrator.execute.journal import Journal
 from orchestrator.execute.probe import AppProbe
+from orchestrator.execute.undo import RestoreSettings, automatic_rollback
 from orchestrator.fly.client import FlyClient
 from orchestrator.plan.config import META_LAUNCH_ID, META_SLOT, desired_config, release_id
 from orchestrator.plan.model import Plan
@@ -233,3 +234,84 @@ def test_a_destroy_stops_the_machine_and_keeps_its_volume(
     kept = fleet.api("GET", f"/v1/apps/{APP}/volumes/{volume_id}").json()
     assert kept["state"] == "created"
     assert not kept.get("attached_machine_id")
+
+
+def test_a_failure_to_reach_fly_rolls_nothing_back_whatever_the_policy(
+    fleet: LocalFleet, spec: DeploySpec
+) -> None:
+    created = _execute(fleet, _plan(spec, _create(spec, "dfw", 2)))
+    assert created.outcome == "succeeded", created.error
+    [machine] = _slot_machines(fleet, "dfw", 2)
+    lease = fleet.api(
+        "POST",
+        f"/v1/apps/{APP}/machines/{machine['id']}/lease",
+        json={"ttl": 60, "description": "an operator's fly machine update"},
+    )
+    assert lease.status_code == 201, lease.text
+    nonce = lease.json().get("data", lease.json())["nonce"]
+    config = dict(machine["config"])
+    config["env"] = {**config["env"], "LOG_LEVEL": "debug"}
+    update = Step(
+        id=step_id("dfw", StepKind.MACHINE_UPDATE, 2),
+        kind=StepKind.MACHINE_UPDATE,
+        region="dfw",
+        wave=1,
+        slot=2,
+        machine=machine["id"],
+        params={"config": config, "from_version": machine["version"], "spearhead": True},
+    )
+    plan = _plan(spec, update)
+    plan = Plan(
+        app=plan.app,
+        release=plan.release,
+        waves=plan.waves,
+        graph=plan.graph,
+        wave_specs=(WaveSpec(index=1, regions=("dfw",), on_failure="rollback_all"),),
+    )
+    events: list[Event] = []
+
+    async def go() -> DeployResult:
+        bus = EventBus(events.append)
+        async with (
+            FlyClient(fleet.endpoint.api_url, fleet.endpoint.token) as client,
+            AppProbe(fleet.endpoint.proxy_url, APP, host_header=True) as probe,
+        ):
+            with Journal.open(fleet.root) as journal:
+                how = RestoreSettings(
+                    client=client,
+                    probe=probe,
+                    journal=journal,
+                    bus=bus,
+                    app=APP,
+                    image=spec.image,
+                    spec_digest=spec.digest,
+                    max_unavailable={},
+                    options=None,
+                    wave_specs=plan.wave_specs,
+                )
+                executor = Executor(
+                    client,
+                    plan,
+                    journal=journal,
+                    probe=probe,
+                    bus=bus,
+                    rollback=automatic_rollback(how),
+                )
+                return await executor.run()
+
+    try:
+        result = asyncio.run(go())
+    finally:
+        fleet.api(
+            "DELETE",
+            f"/v1/apps/{APP}/machines/{machine['id']}/lease",
+            headers={"fly-machine-lease-nonce": nonce},
+        )
+
+    assert result.outcome == "failed"
+    assert result.rollback is None
+    assert not any(isinstance(e, RollbackStarted) for e in events)
+    notes = [e.message for e in events if isinstance(e, Note)]
+    assert any("nothing is rolled back" in n for n in notes), notes
+    with Journal.open(fleet.root) as journal:
+        assert journal.runs(APP, limit=1)[0].command == "deploy"

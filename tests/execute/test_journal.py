@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -109,3 +110,47 @@ def test_the_journal_never_holds_the_token(tmp_path: Path) -> None:
         journal.finish_run(run, "succeeded")
     data = b"".join(p.read_bytes() for p in (tmp_path / ".orchestrator").iterdir() if p.is_file())
     assert secret.encode() not in data
+
+
+def test_a_journal_written_before_rollbacks_gains_their_columns(tmp_path: Path) -> None:
+    # Version 1 had no releases.rollback_of and no steps.detail.
+    directory = tmp_path / ".orchestrator"
+    directory.mkdir()
+    db = sqlite3.connect(directory / "journal.db")
+    db.executescript(
+        """
+        CREATE TABLE releases (run INTEGER PRIMARY KEY AUTOINCREMENT, release TEXT NOT NULL,
+            app TEXT NOT NULL, command TEXT NOT NULL, spec_digest TEXT NOT NULL,
+            image TEXT NOT NULL, regions TEXT NOT NULL, started_at TEXT NOT NULL,
+            finished_at TEXT, outcome TEXT, error TEXT, resumed_from INTEGER);
+        CREATE TABLE steps (run INTEGER NOT NULL, step_id TEXT NOT NULL, kind TEXT NOT NULL,
+            region TEXT NOT NULL, wave INTEGER NOT NULL, slot INTEGER, machine TEXT,
+            mutating INTEGER NOT NULL, started_at TEXT, finished_at TEXT, outcome TEXT,
+            error TEXT, result TEXT, PRIMARY KEY (run, step_id));
+        INSERT INTO releases (release, app, command, spec_digest, image, regions, started_at)
+            VALUES ('v1-x', 'a', 'deploy', 'd', 'i', '["syd"]', '2026-01-01T00:00:00Z');
+        """
+    )
+    db.close()
+
+    with Journal.open(tmp_path) as journal:
+        old = journal.run(1)
+        undo = journal.begin_run(
+            app="a",
+            release="v0-y",
+            spec_digest="d",
+            image="i",
+            regions=["syd"],
+            steps=[GATE],
+            command="rollback",
+            rollback_of=1,
+        )
+        journal.step_finished(undo, GATE, "succeeded", detail="syd: 2 machine(s) healthy")
+        record = journal.run(undo)
+        [step] = journal.steps(undo)
+
+    assert old is not None
+    assert old.rollback_of is None
+    assert record is not None
+    assert (record.command, record.rollback_of) == ("rollback", 1)
+    assert step.detail == "syd: 2 machine(s) healthy"

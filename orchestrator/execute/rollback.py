@@ -1,0 +1,258 @@
+"""Run ``invoke rollback``: put the previous (or a named) release back, from the journal.
+
+The journal keeps every machine's full config before each change and after it
+(`orchestrator.execute.journal`), so any release this working directory has deployed can be put
+back without its spec: for each machine of the chosen regions the newest journaled config that
+carries the release (``fly_release_id``) becomes its target, matched by machine id, else by
+region and slot (a machine that was replaced since). The targets go through the same graph
+machinery as a deploy (`orchestrator.plan.restore.build_restore_plan`: per region a spearhead,
+then the rest within ``max_unavailable``, then a health gate; regions in wave order) and the
+same `Executor`, under the same lock, journaled as a ``rollback`` run.
+
+Which release:
+
+- ``--to RELEASE``: that release (the full id ``v1-92d1226d``, or its tag ``v1`` when only one
+  journaled release has it);
+- otherwise the release the machines ran before their current one: the chosen regions must
+  all run one release, and the newest journaled config from before the deploy (or the manual
+  rollback) that put that release on them names the previous one. A release an automatic
+  rollback took off is never "the previous one", and a second ``invoke rollback`` goes
+  forward again.
+
+Machine counts are not part of a release, so a rollback changes configs only: machines without
+a journaled config of the release are left alone (the plan's notes say so), and machines that
+are gone are not recreated. ``invoke deploy`` remains the way to change counts.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.connect import connect
+from orchestrator.errors import ConfigError
+from orchestrator.execute.context import ExecuteOptions
+from orchestrator.execute.deploy import load_checked_spec, observe_fleet
+from orchestrator.execute.events import EventBus, Note
+from orchestrator.execute.executor import DeployResult, Executor
+from orchestrator.execute.journal import Journal, MachineConfigRecord, RunRecord
+from orchestrator.execute.lock import DeployLock
+from orchestrator.execute.undo import config_release
+from orchestrator.plan.config import META_LAUNCH_ID, META_SLOT
+from orchestrator.plan.fleet import Fleet
+from orchestrator.plan.graph import spec_waves
+from orchestrator.plan.restore import build_restore_plan
+from orchestrator.settings import Settings
+
+__all__ = [
+    "RollbackRequest",
+    "known_releases",
+    "previous_release",
+    "release_targets",
+    "resolve_release",
+    "rollback",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackRequest:
+    """What the operator asked to roll back.
+
+    Attributes:
+        regions: regions to roll back (empty: every region of the spec).
+        to: the release to put back (``None``: the previous one).
+    """
+
+    regions: tuple[str, ...] = ()
+    to: str | None = None
+
+
+def _slot(config: Mapping[str, Any]) -> int | None:
+    meta = config.get("metadata")
+    value = meta.get(META_SLOT) if isinstance(meta, Mapping) else None
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def known_releases(history: Sequence[MachineConfigRecord]) -> list[str]:
+    """Return every release a journaled machine config carries, newest first."""
+    seen: list[str] = []
+    for row in sorted(history, key=lambda r: r.id, reverse=True):
+        for config in (row.config_after, row.config_before):
+            release = config_release(config)
+            if release and release not in seen:
+                seen.append(release)
+    return seen
+
+
+def resolve_release(history: Sequence[MachineConfigRecord], wanted: str) -> str:
+    """Return the journaled release ``wanted`` names (its full id, or its tag if unambiguous).
+
+    Raises:
+        ConfigError: no journaled release matches, or the tag matches several (names ``--to``).
+    """
+    known = known_releases(history)
+    if wanted in known:
+        return wanted
+    matches = [r for r in known if r.rsplit("-", 1)[0] == wanted]
+    if len(matches) == 1:
+        return matches[0]
+    listed = ", ".join(known[:8]) or "none"
+    if matches:
+        raise ConfigError(
+            f"{wanted!r} matches several releases ({', '.join(matches)}); give the full id",
+            where="--to",
+        )
+    raise ConfigError(f"no release {wanted!r} in the journal; known: {listed}", where="--to")
+
+
+def previous_release(
+    history: Sequence[MachineConfigRecord],
+    runs: Mapping[int, RunRecord],
+    fleet: Fleet,
+    regions: Collection[str],
+) -> str:
+    """Return the release the machines of ``regions`` ran before their current one.
+
+    Only rows of the runs that put the current release on the machines count: its deploys
+    and manual rollbacks to it (an automatic rollback's rows hold the failed release).
+
+    Raises:
+        ConfigError: the regions run several releases, or the journal has nothing earlier
+            (names ``--to``).
+    """
+    current = {m.release or "unknown" for r in regions for m in fleet.managed_in(r).values()}
+    if not current:
+        raise ConfigError(f"no machines in {', '.join(regions)} to roll back", where="--region")
+    if len(current) > 1:
+        raise ConfigError(
+            f"the machines run several releases ({', '.join(sorted(current))}); name the one "
+            "to put back",
+            where="--to",
+        )
+    (now,) = current
+    for row in sorted(history, key=lambda r: r.id, reverse=True):
+        run = runs.get(row.run)
+        if row.region not in regions or run is None or run.release != now:
+            continue
+        if run.command != "deploy" and (run.command != "rollback" or run.rollback_of is not None):
+            continue
+        before = config_release(row.config_before)
+        if before and before != now:
+            return before
+    raise ConfigError(
+        f"the journal has no release before {now} in {', '.join(regions)}; name one",
+        where="--to",
+    )
+
+
+def release_targets(
+    history: Sequence[MachineConfigRecord],
+    fleet: Fleet,
+    regions: Collection[str],
+    release: str,
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Return machine id → the newest journaled config of ``release``, and notes (pure).
+
+    A machine is matched by id, else by its region and slot (a machine replaced since). The
+    config keeps the machine's own launch id, so it never claims another machine's create.
+    """
+    by_id: dict[str, Mapping[str, Any]] = {}
+    by_slot: dict[tuple[str, int], Mapping[str, Any]] = {}
+    for row in sorted(history, key=lambda r: r.id):
+        for config in (row.config_before, row.config_after):
+            if config is None or config_release(config) != release:
+                continue
+            if row.machine_id:
+                by_id[row.machine_id] = config
+            slot = _slot(config)
+            if slot is not None:
+                by_slot[(row.region, slot)] = config
+    targets: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
+    for region in sorted(regions):
+        for slot, m in sorted(fleet.managed_in(region).items()):
+            found = by_id.get(m.id) or by_slot.get((region, slot))
+            if found is None:
+                notes.append(
+                    f"{region}: machine {m.id} (slot {slot}) has no journaled config of "
+                    f"{release}; left as it is"
+                )
+                continue
+            config = copy.deepcopy(dict(found))
+            meta = dict(config.get("metadata") or {})
+            launch = m.metadata.get(META_LAUNCH_ID)
+            if launch:
+                meta[META_LAUNCH_ID] = launch
+            else:
+                meta.pop(META_LAUNCH_ID, None)
+            config["metadata"] = meta
+            targets[m.id] = config
+    return targets, notes
+
+
+async def rollback(
+    settings: Settings,
+    request: RollbackRequest,
+    *,
+    bus: EventBus | None = None,
+    options: ExecuteOptions | None = None,
+    resumed_from: int | None = None,
+) -> DeployResult:
+    """Put the previous (or the named) release back on the fleet; return how it went.
+
+    Args:
+        resumed_from: the killed rollback run this one finishes (``invoke deploy --resume``).
+
+    Raises:
+        ConfigError: an unknown region, a release the journal does not know, or no previous
+            release to go back to (nothing was changed).
+        DeployLocked: another deploy, rollback or scale of the app runs.
+        OrchestratorError: the API or the local Fly could not be reached.
+    """
+    bus = bus or EventBus()
+    spec = load_checked_spec(settings, regions=request.regions)
+    waves = spec_waves(spec)
+    order = [r for w in waves for r in w.regions]
+    regions = [r for r in order if not request.regions or r in request.regions]
+    async with connect(settings, timeout=(options or ExecuteOptions()).api_timeout_s) as conn:
+        with (
+            Journal.open(settings.root) as journal,
+            DeployLock(
+                settings.root, conn.app, release=request.to or "", command="rollback"
+            ) as lock,
+        ):
+            if lock.stale is not None:
+                bus.emit(
+                    Note(
+                        f"took over a stale lock: {lock.stale.describe()} (no longer running)",
+                        level="warning",
+                    )
+                )
+            history = journal.machine_history(conn.app)
+            fleet = await observe_fleet(conn)
+            if request.to is not None:
+                release = resolve_release(history, request.to)
+            else:
+                runs = {r.run: r for r in journal.runs(conn.app)}
+                release = previous_release(history, runs, fleet, regions)
+            targets, notes = release_targets(history, fleet, regions, release)
+            plan = build_restore_plan(fleet, targets, release=release, spec_waves=waves)
+            for note in (*notes, *plan.notes):
+                bus.emit(Note(note))
+            images = {str(t.get("image")) for t in targets.values() if t.get("image")}
+            executor = Executor(
+                conn.client,
+                plan,
+                journal=journal,
+                probe=conn.probe,
+                bus=bus,
+                image=images.pop() if len(images) == 1 else spec.image,
+                spec_digest=spec.digest,
+                max_unavailable={code: r.max_unavailable for code, r in spec.regions.items()},
+                options=options,
+                command="rollback",
+                resumed_from=resumed_from,
+            )
+            return await executor.run()

@@ -1,0 +1,47 @@
+"""TEST ONLY: kill the orchestrator's own process at a named point, to test crash recovery.
+
+Never set this in production. ``ORCH_TEST_KILL_AT`` names one point; when the running process
+reaches it, it sends itself ``SIGKILL`` (no cleanup, no ``finally``, like a power cut of the
+orchestrator alone). The crash-matrix tests (``tests/rollout/test_crash_matrix.py``) use it to
+stop a deploy exactly where they want and then check that ``invoke deploy --resume`` converges.
+
+Points are ``<event>:<step id>`` or ``<event>:<n>`` (the n-th such event of the process):
+
+- ``step_started`` — the step's start is in the journal, nothing of it has been sent;
+- ``step_finished`` — the step's end is in the journal, the next step has not started;
+- ``launch_recorded`` — a create's launch id is in the journal, the create is not sent;
+- ``create_sent`` — Fly answered the create; the machine is not yet checked;
+- ``update_sent`` — Fly answered the update; the new version is not yet checked;
+- ``volume_created`` — Fly answered a volume create; it may still be hydrating;
+- ``rollback_started`` — an automatic rollback's run is in the journal, no step has started
+  (no step id: ``rollback_started`` alone, or ``rollback_started:1``).
+
+The variable is read once per process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+
+__all__ = ["KILL_ENV", "kill_point"]
+
+KILL_ENV = "ORCH_TEST_KILL_AT"
+
+_target: str | None = os.environ.get(KILL_ENV) or None
+_seen: Counter[str] = Counter()
+
+
+def kill_point(event: str, step_id: str | None = None) -> None:
+    """SIGKILL this process if ``ORCH_TEST_KILL_AT`` names this point (test only)."""
+    if _target is None:
+        return
+    _seen[event] += 1
+    wanted = {f"{event}:{_seen[event]}"}
+    if step_id is not None:
+        wanted.add(f"{event}:{step_id}")
+    else:
+        wanted.add(event)
+    if _target in wanted:
+        os.kill(os.getpid(), signal.SIGKILL)

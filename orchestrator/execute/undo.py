@@ -1,0 +1,288 @@
+"""Put machines back from the journal: automatic rollback after a failed step, and its resume.
+
+A deploy journals every machine's full config *before* changing it, and the launch id of every
+machine it creates (`orchestrator.execute.journal`). Undoing a deploy is therefore a plan, not a
+guess:
+
+- `undo_targets` reads the journal rows of a deploy (and of the runs it resumed) and returns,
+  for the regions being rolled back, each changed machine's config from before the deploy
+  first touched it, and the machines the deploy created (by id, or by launch id when the answer
+  to the create was lost), which are destroyed, their volumes kept. A machine the deploy
+  destroyed is in the targets too; the restore plan recreates it on its kept volume.
+- `rollback_regions` turns the failed wave's ``on_failure`` into regions: the failed region(s)
+  (``rollback_region``), every region of the failed wave (``rollback_wave``), or every region
+  the deploy changed (``rollback_all``).
+- `restore` observes the fleet, builds the graph with
+  `orchestrator.plan.restore.build_restore_plan` (updates back, spearhead first; creates;
+  destroys; a health gate per region) and runs it with the same `Executor`, as a run of its
+  own (``command = rollback``, ``rollback_of`` = the deploy's run), announced with
+  `RollbackStarted`.
+- `automatic_rollback` is the executor's rollback hook built from those; `resume_restore`
+  finishes a rollback a killed run had begun (``invoke deploy --resume``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.errors import FlyNotFound
+from orchestrator.execute.context import ExecuteOptions
+from orchestrator.execute.events import EventBus, Note
+from orchestrator.execute.executor import (
+    Executor,
+    Failure,
+    Restoring,
+    RollbackHook,
+    RollbackReport,
+)
+from orchestrator.execute.journal import Journal, MachineConfigRecord
+from orchestrator.execute.probe import AppProbe
+from orchestrator.fly.client import FlyClient
+from orchestrator.plan.config import META_LAUNCH_ID, META_RELEASE
+from orchestrator.plan.fleet import Fleet, observe
+from orchestrator.plan.restore import build_restore_plan
+from orchestrator.plan.steps import Step
+from orchestrator.spec.model import WaveSpec
+
+__all__ = [
+    "NO_RELEASE",
+    "Undo",
+    "automatic_rollback",
+    "changed_regions",
+    "config_release",
+    "restore",
+    "rollback_regions",
+    "undo_targets",
+]
+
+# The release a rollback "puts back" when the deploy only added machines (a first deploy).
+NO_RELEASE = "none"
+
+
+def config_release(config: Mapping[str, Any] | None) -> str | None:
+    """Return the ``fly_release_id`` a machine config carries in its metadata, or ``None``."""
+    meta = config.get("metadata") if isinstance(config, Mapping) else None
+    value = meta.get(META_RELEASE) if isinstance(meta, Mapping) else None
+    return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True, slots=True)
+class Undo:
+    """What undoing a deploy means for some regions.
+
+    Attributes:
+        targets: machine id → the full config it had before the deploy touched it.
+        regions: machine id → region, for the targets (a destroyed machine is not observed).
+        destroy: machines the deploy created, to destroy (volumes kept).
+        release: the release the targets carry (the most common one), or ``None`` when the
+            deploy only created machines.
+    """
+
+    targets: Mapping[str, Mapping[str, Any]]
+    regions: Mapping[str, str]
+    destroy: frozenset[str]
+    release: str | None
+
+    @property
+    def empty(self) -> bool:
+        """Tell whether there is nothing to undo."""
+        return not self.targets and not self.destroy
+
+
+def undo_targets(
+    rows: Iterable[MachineConfigRecord], fleet: Fleet, regions: Collection[str]
+) -> Undo:
+    """Return how to undo the journal ``rows`` of a deploy in ``regions`` (pure).
+
+    The oldest row of a machine wins: it holds the config from before the first run of the
+    deploy changed it (a resumed run may journal the same machine again).
+    """
+    wanted = set(regions)
+    targets: dict[str, Mapping[str, Any]] = {}
+    where: dict[str, str] = {}
+    created: set[str] = set()
+    launches: set[str] = set()
+    for row in sorted(rows, key=lambda r: r.id):
+        if row.region not in wanted:
+            continue
+        if row.launch_id is not None:
+            launches.add(row.launch_id)
+            if row.machine_id:
+                created.add(row.machine_id)
+            continue
+        if row.machine_id is None or row.config_before is None:
+            continue
+        if row.machine_id not in targets:
+            targets[row.machine_id] = row.config_before
+            where[row.machine_id] = row.region
+    # A create whose answer was lost (a crash, a dropped connection) is found by its launch id.
+    for m in fleet.machines:
+        if m.region in wanted and m.metadata.get(META_LAUNCH_ID) in launches:
+            created.add(m.id)
+    for machine_id in created:
+        targets.pop(machine_id, None)
+        where.pop(machine_id, None)
+    releases = Counter(r for r in (config_release(c) for c in targets.values()) if r)
+    release = min(releases, key=lambda r: (-releases[r], r)) if releases else None
+    live_created = frozenset(m for m in created if fleet.machine(m) is not None)
+    return Undo(targets=targets, regions=where, destroy=live_created, release=release)
+
+
+def changed_regions(rows: Iterable[MachineConfigRecord]) -> set[str]:
+    """Return the regions where the journal ``rows`` changed (or began to change) a machine."""
+    return {r.region for r in rows}
+
+
+def rollback_regions(
+    policy: str,
+    failed: Sequence[Step],
+    waves: Sequence[Sequence[str]],
+    changed: Collection[str],
+) -> tuple[str, ...]:
+    """Return the regions a policy rolls back, in rollout order.
+
+    Args:
+        policy: ``rollback_region``, ``rollback_wave`` or ``rollback_all``.
+        failed: the failed steps.
+        waves: the plan's waves.
+        changed: regions the deploy changed (``rollback_all`` takes them all).
+    """
+    failed_regions = {s.region for s in failed}
+    if policy == "rollback_region":
+        chosen = failed_regions
+    elif policy == "rollback_wave":
+        chosen = {r for s in failed if 0 < s.wave <= len(waves) for r in waves[s.wave - 1]}
+        chosen |= failed_regions
+    else:
+        chosen = set(changed) | failed_regions
+    order = [r for wave in waves for r in wave]
+    return tuple(r for r in order if r in chosen) + tuple(sorted(chosen - set(order)))
+
+
+def chain_rows(journal: Journal, run: int) -> list[MachineConfigRecord]:
+    """Return the machine rows of ``run`` and of every run it resumed, oldest first."""
+    rows = [row for record in journal.chain(run) for row in journal.machine_configs(record.run)]
+    return sorted(rows, key=lambda r: r.id)
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreSettings:
+    """What a restore run needs besides the journal and the regions.
+
+    Attributes:
+        client: the Machines API client.
+        probe: the app through the proxy.
+        journal: the journal.
+        bus: where events go (the view).
+        app: the app.
+        image: the spec's image (for the journal).
+        spec_digest: the spec's digest (for the journal).
+        max_unavailable: region → machines that may be down at once.
+        options: timeouts and lease settings.
+        wave_specs: the rollout waves (restore order).
+    """
+
+    client: FlyClient
+    probe: AppProbe
+    journal: Journal
+    bus: EventBus
+    app: str
+    image: str
+    spec_digest: str
+    max_unavailable: Mapping[str, int]
+    options: ExecuteOptions | None
+    wave_specs: Sequence[WaveSpec]
+
+
+async def _observe(client: FlyClient, app: str) -> Fleet:
+    try:
+        return await observe(client, app)
+    except FlyNotFound:
+        return Fleet(app=app)
+
+
+async def restore(
+    how: RestoreSettings,
+    *,
+    deploy_run: int,
+    regions: Sequence[str],
+    failed_release: str,
+    policy: str,
+    reason: str,
+    resumed_from: int | None = None,
+) -> RollbackReport:
+    """Undo ``deploy_run`` (and the runs it resumed) in ``regions``; report how it went.
+
+    Raises:
+        DeployError: the restore cannot be planned (a gone machine whose region or slot is
+            unknown).
+        OrchestratorError: the journal cannot be written, or the API cannot be reached to
+            observe the fleet.
+    """
+    fleet = await _observe(how.client, how.app)
+    undo = undo_targets(chain_rows(how.journal, deploy_run), fleet, regions)
+    plan = build_restore_plan(
+        fleet,
+        undo.targets,
+        release=undo.release or NO_RELEASE,
+        spec_waves=how.wave_specs,
+        regions=undo.regions,
+        destroy=undo.destroy,
+    )
+    for note in plan.notes:
+        how.bus.emit(Note(f"rollback: {note}"))
+    images = {str(c.get("image")) for c in undo.targets.values() if c.get("image")}
+    executor = Executor(
+        how.client,
+        plan,
+        journal=how.journal,
+        probe=how.probe,
+        bus=how.bus,
+        image=images.pop() if len(images) == 1 else how.image,
+        spec_digest=how.spec_digest,
+        max_unavailable=how.max_unavailable,
+        options=how.options,
+        command="rollback",
+        resumed_from=resumed_from,
+        restoring=Restoring(
+            failed_release=failed_release,
+            policy=policy,
+            regions=tuple(regions),
+            reason=reason,
+            rollback_of=deploy_run,
+        ),
+    )
+    result = await executor.run()
+    return RollbackReport(
+        policy=policy,
+        regions=tuple(regions),
+        release=undo.release,
+        reason=reason,
+        run=result.run,
+        outcome=result.outcome,
+        error=result.error,
+        steps=result.steps,
+    )
+
+
+def automatic_rollback(how: RestoreSettings) -> RollbackHook:
+    """Return the executor's rollback hook: undo the failed deploy where its policy says."""
+
+    async def hook(failure: Failure) -> RollbackReport:
+        rows = chain_rows(how.journal, failure.run)
+        regions = rollback_regions(
+            failure.policy, [s for s, _ in failure.failed], failure.waves, changed_regions(rows)
+        )
+        return await restore(
+            how,
+            deploy_run=failure.run,
+            regions=regions,
+            failed_release=failure.release,
+            policy=failure.policy,
+            reason=failure.failed[0][1],
+        )
+
+    return hook
