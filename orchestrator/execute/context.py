@@ -26,7 +26,7 @@ class ExecuteOptions:
         machine_timeout_s: how long a machine may take to reach the expected version and
             ``started`` (flyctl's ``--wait-timeout``: 5 min).
         health_timeout_s: how long a machine's checks may take to pass, at most; a check still
-            failing after its grace period and three intervals fails sooner.
+            failing after its grace period and five intervals (at least 10 s) fails sooner.
         gate_timeout_s: how long a health gate keeps trying before it fails.
         replicate_timeout_s: how long a replica may take to catch up with the primary.
         volume_timeout_s: how long a volume may take to become ``created`` (a fork hydrates).

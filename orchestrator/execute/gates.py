@@ -66,16 +66,18 @@ def parse_duration(value: Any, default: float) -> float:
 def check_budget_s(checks: Mapping[str, Mapping[str, Any]]) -> float:
     """Return how long after start a failing check means a broken release.
 
-    Each check gets its grace period, three intervals and a timeout: a check that has failed
-    three probes in a row after the grace period is not going to pass by waiting.
+    Each check gets its grace period, five intervals and a timeout: a check that has failed
+    five probes in a row after the grace period is not going to pass by waiting. Five, not
+    three, and a 10 s floor, because on a loaded host a healthy process can miss a probe or
+    two; failing a good release (and rolling it back) costs more than a few seconds.
     """
     budget = 0.0
     for check in checks.values():
         grace = parse_duration(check.get("grace_period"), 1.0)
         interval = parse_duration(check.get("interval"), 15.0)
         timeout = parse_duration(check.get("timeout"), 2.0)
-        budget = max(budget, grace + 3 * interval + timeout)
-    return max(budget, 5.0)
+        budget = max(budget, grace + 5 * interval + timeout)
+    return max(budget, 10.0)
 
 
 def describe_checks(machine: Machine) -> str:
