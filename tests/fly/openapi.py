@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 # CI runs with a copy of shared/ beside the clone, so this path works there too.
-SPEC_PATH = Path(__file__).parents[2].parent / "shared/ref/fly-machines-openapi.json"
+SPEC_PATH = Path(__file__).resolve().parents[1] / "ref" / "fly-machines-openapi.json"
 _SPEC_URI = "urn:fly-machines-openapi"
 
 DEVIATIONS: Mapping[str, str] = {

@@ -33,7 +33,7 @@ from orchestrator.localfly.control import Endpoint
 from .helpers import ECHO_IMAGES, api, assert_no_processes, machine_pids, wait_for
 
 # Fly's document lives beside the repo, as tests/fly/openapi.py also reads it.
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "ref" / "fly-machines-openapi.json"
+SPEC = Path(__file__).resolve().parents[1] / "ref" / "fly-machines-openapi.json"
 EXAMPLES = 4
 LAST = ("Machines_delete", "Volume_delete", "Apps_delete")
 # Fixed inputs that keep a call bounded (a wait of at most 1 s, an exec that returns).
