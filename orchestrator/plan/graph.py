@@ -202,6 +202,13 @@ def _plan_region(
     # Orphaned volumes of the mount's name are reused first, by id, as fly scale count does.
     missing = [s for s in range(1, rs.count + 1) if s not in managed]
     free = iter(fleet.unattached_volumes(region, mount.source) if mount and missing else ())
+    # A primary region without a machine (a first deploy) gets its first machine alone: an
+    # app that elects its writer among the region's machines (the sample app, LiteFS without
+    # a lease) then elects that one, and the others find it and follow. Started together,
+    # each found nobody and took writes, and the one that stepped down set aside writes it
+    # had acknowledged.
+    first_alone = region == spec.primary_region and not managed
+    first_create: str | None = None
     for slot in missing:
         volume: VolumePlan | None = None
         if mount is not None:
@@ -223,7 +230,7 @@ def _plan_region(
                 volume = VolumePlan(
                     mount.source, rs.volume_size_gb, fork_from_region=spec.primary_region
                 )
-        asm.add_create(
+        create = asm.add_create(
             region,
             wave.index,
             slot,
@@ -234,7 +241,9 @@ def _plan_region(
             },
             volume=volume,
             primary_region=spec.primary_region,
+            after=[first_create] if first_alone and first_create else (),
         )
+        first_create = first_create or create
 
     asm.add_destroys(
         region,

@@ -18,6 +18,12 @@ it through that:
 * A primary told to stop (SIGTERM, as in a rolling update) refuses new writes, waits (a few
   seconds at most) until the followers of its region hold every record, and says it is stopping
   in its answers, so a follower takes over at its first missed pull: nothing is lost.
+* Each candidate keeps who it last knew as the primary, and the term, beside its records
+  (`StoreMemory`). After a restart of the whole region (a host reboot, the local Fly
+  restarting) nobody answers at first; a candidate that followed another machine then waits
+  for that primary (``takeover_after``) instead of taking writes at once. Without this, two
+  fresh candidates both claimed, and the one that stepped down set aside writes it had
+  acknowledged meanwhile.
 
 Machines outside the primary region only ever follow. Without ``LOCALFLY_PROXY_URL`` there is
 nobody to ask, so a candidate takes the writes at once.
@@ -25,6 +31,8 @@ nobody to ask, so a candidate takes the writes at once.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import random
 import threading
 import time
@@ -37,7 +45,7 @@ from orchestrator.sampleapp.replication import (
     Upstream,
     leader_hint,
 )
-from orchestrator.sampleapp.store import StoreError, utc_now_iso
+from orchestrator.sampleapp.store import RecordStore, StoreError, utc_now_iso
 
 __all__ = [
     "GUARD_PROBES",
@@ -46,6 +54,7 @@ __all__ = [
     "Coordinator",
     "Followers",
     "Leadership",
+    "StoreMemory",
     "leader_claim",
 ]
 
@@ -97,26 +106,78 @@ def leader_claim(body: Mapping[str, object], primary_region: str) -> Claim | Non
     return None
 
 
+class StoreMemory:
+    """Keep who this machine last knew as its region's primary, and the term, in its store."""
+
+    KEY = "leadership"
+
+    def __init__(self, store: RecordStore, primary_region: str) -> None:
+        """Remember for ``primary_region`` (a memory of another primary region is ignored)."""
+        self._store = store
+        self._primary_region = primary_region
+
+    def load(self) -> tuple[str, int] | None:
+        """Return ``(leader machine id, term)`` as last kept, or None."""
+        try:
+            text = self._store.recall(self.KEY)
+            data = json.loads(text) if text else None
+        except (StoreError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("primary_region") != self._primary_region:
+            return None
+        leader, term = data.get("leader"), data.get("term")
+        if not isinstance(leader, str) or not isinstance(term, int):
+            return None
+        return leader, term
+
+    def save(self, leader: str, term: int) -> None:
+        """Keep ``leader`` and ``term`` (best effort: a failure only loses the hint)."""
+        value = {"primary_region": self._primary_region, "leader": leader, "term": term}
+        with contextlib.suppress(StoreError):
+            self._store.remember(self.KEY, json.dumps(value, sort_keys=True))
+
+
 class Leadership:
     """Know who takes writes: this machine, another one (by id), or nobody known yet."""
 
-    def __init__(self, machine_id: str, *, candidate: bool) -> None:
-        """Start undecided (a candidate) or as a follower of an unknown primary."""
+    def __init__(
+        self, machine_id: str, *, candidate: bool, memory: StoreMemory | None = None
+    ) -> None:
+        """Start undecided (a candidate) or as a follower of an unknown primary.
+
+        A candidate with a ``memory`` starts from the term it kept and remembers the primary
+        it followed before (see `take_remembered`).
+        """
         self.machine_id = machine_id
         self.candidate = candidate
+        self._memory = memory if candidate else None
         self._lock = threading.Lock()
         self._leader: str | None = None
         self._since: str | None = None
         self._term = 0
+        self._remembered: str | None = None
         self._decided = threading.Event()
         if not candidate:
             self._decided.set()
+        kept = self._memory.load() if self._memory is not None else None
+        if kept is not None:
+            leader, self._term = kept
+            self._remembered = leader if leader != machine_id else None
+
+    def take_remembered(self) -> str | None:
+        """Return, once, the other machine this one followed before it (re)started."""
+        with self._lock:
+            leader, self._remembered = self._remembered, None
+        return leader
 
     def claim(self) -> None:
         """Become the primary, in a term above every term seen so far."""
         with self._lock:
             self._term += 1
             self._leader, self._since = self.machine_id, utc_now_iso()
+            term = self._term
+        if self._memory is not None:
+            self._memory.save(self.machine_id, term)
         self._decided.set()
 
     def observe(self, term: int) -> None:
@@ -140,6 +201,9 @@ class Leadership:
         """Follow another machine (None: not known yet)."""
         with self._lock:
             self._leader, self._since = leader, None
+            term = self._term
+        if leader is not None and self._memory is not None:
+            self._memory.save(leader, term)
         self._decided.set()
 
     def is_leader(self) -> bool:
@@ -318,6 +382,17 @@ class Coordinator:
         if self._stop.is_set() or replicator is None:
             return
         if claim is None:
+            remembered = self._leadership.take_remembered()
+            if remembered is not None:
+                # Nobody answers, but this machine followed another before it started: the
+                # whole region is likely restarting. The old primary has the newest records;
+                # wait for it (a follower takes over after ``takeover_after``) rather than
+                # take writes now and set them aside when it comes back.
+                self._leadership.follow(remembered)
+                replicator.pin(remembered)
+                replicator.forgive()
+                self._log(f"leadership: waiting for {remembered}, the primary before a restart")
+                return
             self._leadership.claim()
             self._log(
                 f"leadership: taking writes (term {self._leadership.term()}); no other machine "

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 from orchestrator.errors import ConfigError
 from orchestrator.sampleapp.app import FOLLOWER_HEADER, MAX_BODY_BYTES, Response, SampleApp
 from orchestrator.sampleapp.config import AppConfig, load_config
-from orchestrator.sampleapp.leadership import Coordinator, Leadership
+from orchestrator.sampleapp.leadership import Coordinator, Leadership, StoreMemory
 from orchestrator.sampleapp.metrics import path_label
 from orchestrator.sampleapp.replication import Replicator, Upstream
 from orchestrator.sampleapp.store import CorruptStore, RecordStore, StoreError, quarantine
@@ -250,7 +250,9 @@ def run(environ: Mapping[str, str]) -> int:
 
 def _serve(config: AppConfig, store: RecordStore) -> int:
     """Listen, follow or lead, and serve until a stop signal."""
-    leadership = Leadership(config.machine_id, candidate=config.candidate)
+    # Only a coordinated candidate keeps who it followed (see `StoreMemory`).
+    memory = StoreMemory(store, config.primary_region) if config.upstream_url else None
+    leadership = Leadership(config.machine_id, candidate=config.candidate, memory=memory)
     upstream = replicator = None
     if config.upstream_url:
         upstream = Upstream(

@@ -66,6 +66,10 @@ CREATE TABLE IF NOT EXISTS orphaned_records (
     at          TEXT NOT NULL,
     orphaned_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 
@@ -284,6 +288,29 @@ class RecordStore:
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot count orphaned records: {exc}") from exc
         return int(row[0])
+
+    def recall(self, key: str) -> str | None:
+        """Return a value kept with :meth:`remember`, or None."""
+        with self._lock:
+            self._check_open()
+            try:
+                row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read {key!r}: {exc}") from exc
+        return None if row is None else str(row[0])
+
+    def remember(self, key: str, value: str) -> None:
+        """Keep a small value beside the records (same file, so a fork carries it along)."""
+        with self._lock:
+            self._check_open()
+            try:
+                self._conn.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (key, value),
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot write {key!r}: {exc}") from exc
 
     def close(self) -> None:
         """Checkpoint and close the database; later calls fail with StoreError."""
