@@ -69,6 +69,7 @@ class FailOver:
             r.t0 = r.now()
             r.fault_injected = True  # set first: a half-applied fault is still cleared
             span.detail = await r.fault.inject(r.region)
+            r.fault_applied_at = r.now()
         t0 = r.t0
         async with r.phase(Phase.DETECT) as span:
             r.detected_at = await r.until(
@@ -159,7 +160,9 @@ class FailOver:
             r.rpo = await self._measure_rpo(target)
             r.verified_at = r.now()
             r.during = r.probes.stats(t0, r.verified_at, targets=r.survivors)
-            r.served_by = r.probes.answered_by(r.region, t0)
+            # Probes sent between T0 and the fault taking effect were still served by the
+            # region itself; who served it *while down* counts from the fault's completion.
+            r.served_by = r.probes.answered_by(r.region, r.fault_applied_at or t0)
             span.detail = (
                 f"writes acknowledged by {target} {first - t0:.2f}s after T0; RPO "
                 f"{r.rpo.records} record(s) / {r.rpo.seconds:.2f}s; {r.region}'s "

@@ -192,6 +192,8 @@ class DrillRunner:
         self.started_at = 0.0
         self.t0: float | None = None
         self.fault_injected = False
+        # When the fault call returned: from then on the region is down for every new request.
+        self.fault_applied_at: float | None = None
         self.promoted: str | None = None
         self.detected_at: float | None = None
         self.promoted_at: float | None = None
