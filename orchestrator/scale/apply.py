@@ -325,13 +325,15 @@ async def run_scale(
                     level="warning",
                 )
             )
+        # Observe before writing: an API that refuses us (a bad token, unreachable) fails the
+        # scale with the region files as they were, not holding a size nothing acted on.
+        fleet = await observe_fleet(conn)
         edits = tuple(_edit(settings.root, code, request, dry_run=False) for code in regions)
         for edit in edits:
             if edit.written:
                 changed = ", ".join(f"{c.key} {c.old} → {c.new}" for c in edit.changes)
                 bus.emit(Note(f"{edit.path}: {changed}", region=edit.region))
         spec = load_checked_spec(settings, regions=regions)
-        fleet = await observe_fleet(conn)
         plan = build_plan(spec, fleet, regions=regions, destroy_volumes=request.destroy_volumes)
         for note in plan.notes:
             bus.emit(Note(note))
