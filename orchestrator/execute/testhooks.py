@@ -16,7 +16,9 @@ Points are ``<event>:<step id>`` or ``<event>:<n>`` (the n-th such event of the 
 - ``rollback_started`` — an automatic rollback's run is in the journal, no step has started
   (no step id: ``rollback_started`` alone, or ``rollback_started:1``).
 
-The variable is read once per process.
+The variable is read once per process. With ``ORCH_TEST_KILL_MARK`` set to a path, the point
+is written there just before the kill: evidence of where the process died for a harness that
+cannot see the exit status itself (a child of a forkserver may report 255 instead of -9).
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import os
 import signal
 from collections import Counter
 
-__all__ = ["KILL_ENV", "kill_point"]
+__all__ = ["KILL_ENV", "MARK_ENV", "kill_point"]
 
 KILL_ENV = "ORCH_TEST_KILL_AT"
+MARK_ENV = "ORCH_TEST_KILL_MARK"
 
 _target: str | None = os.environ.get(KILL_ENV) or None
 _seen: Counter[str] = Counter()
@@ -44,4 +47,8 @@ def kill_point(event: str, step_id: str | None = None) -> None:
     else:
         wanted.add(event)
     if _target in wanted:
+        mark = os.environ.get(MARK_ENV)
+        if mark:
+            with open(mark, "w", encoding="utf-8") as f:
+                f.write(_target)
         os.kill(os.getpid(), signal.SIGKILL)
