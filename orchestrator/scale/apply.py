@@ -38,7 +38,7 @@ from orchestrator.plan.graph import build_plan, spec_waves
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import StepKind
 from orchestrator.scale.report import ScaleReport, build_report
-from orchestrator.scale.request import ScaleRequest, rename_flag
+from orchestrator.scale.request import ScaleRequest
 from orchestrator.scale.usage import measure_usage
 from orchestrator.settings import Settings
 from orchestrator.spec.edit import RegionEdit, update_region_file
@@ -180,19 +180,16 @@ def check_scale(settings: Settings, request: ScaleRequest) -> tuple[RegionEdit, 
 
 
 def _edit(root: Path, code: str, request: ScaleRequest, *, dry_run: bool) -> RegionEdit:
-    try:
-        return update_region_file(
-            root,
-            code,
-            count=request.count,
-            vm=request.vm,
-            cpus=request.cpus,
-            memory_mb=request.memory_mb,
-            volume_size_gb=request.volume_size_gb,
-            dry_run=dry_run,
-        )
-    except ConfigError as exc:
-        raise rename_flag(exc) from None
+    return update_region_file(
+        root,
+        code,
+        count=request.count,
+        vm=request.vm,
+        cpus=request.cpus,
+        memory_mb=request.memory_mb,
+        volume_size_gb=request.volume_size_gb,
+        dry_run=dry_run,
+    )
 
 
 def plan_extends(

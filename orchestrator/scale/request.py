@@ -13,13 +13,10 @@ from dataclasses import dataclass
 
 from orchestrator.errors import ConfigError
 
-__all__ = ["CHANGE_FLAGS", "ScaleRequest", "parse_scale_flags", "rename_flag"]
+__all__ = ["CHANGE_FLAGS", "ScaleRequest", "parse_scale_flags"]
 
 CHANGE_FLAGS: tuple[str, ...] = ("--count", "--vm", "--cpu", "--memory", "--volume-size")
 """The flags that change a region, in the order errors list them."""
-
-# orchestrator.spec.edit names the volume flag after the file's key; the command line is shorter.
-_FLAG_NAMES = {"--volume-size-gb": "--volume-size"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +67,6 @@ def _whole(value: int | str | None, flag: str) -> int | None:
         return int(text, 10)
     except ValueError:
         raise ConfigError(f"expected a whole number, got {text!r}", where=flag) from None
-
-
-def rename_flag(exc: ConfigError) -> ConfigError:
-    """Return ``exc`` naming the command line's flag where the spec editor named the key's."""
-    where = exc.where or ""
-    renamed = _FLAG_NAMES.get(where)
-    if renamed is None:
-        return exc
-    return ConfigError(exc.message.replace(where, renamed), where=renamed)
 
 
 def parse_scale_flags(

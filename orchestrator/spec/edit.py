@@ -1,7 +1,7 @@
 """Write ``invoke scale``'s changes back into ``regions/<code>.toml``, keeping its comments.
 
 The flags are checked against Fly's rules first (the same messages as the loader, naming
-``--count``, ``--vm``, ``--cpu``, ``--memory`` and ``--volume-size-gb``), then the edited file is
+``--count``, ``--vm``, ``--cpu``, ``--memory`` and ``--volume-size``), then the edited file is
 validated together with the rest of the fleet in memory, and only then written, atomically.
 Nothing is written when anything is wrong, or when nothing would change.
 
@@ -175,7 +175,7 @@ def update_region_file(
         vm: a preset (``--vm``); memory resets to its default unless ``memory_mb`` is given.
         cpus: a CPU count within the current kind (``--cpu``).
         memory_mb: memory in MB (``--memory``).
-        volume_size_gb: each machine's volume size in GB (``--volume-size-gb``); Fly volumes
+        volume_size_gb: each machine's volume size in GB (``--volume-size``); Fly volumes
             only grow, so a smaller value is refused.
         dry_run: compute and validate the changes without writing.
 
@@ -211,16 +211,16 @@ def update_region_file(
             _check_flag_int(memory_mb, "--memory", 1, 10**7, " MB")
         size = resolve_vm(vm, None, cpus, memory_mb, keys=FLAG_KEYS, base=before.vm)
     if volume_size_gb is not None:
-        _check_flag_int(volume_size_gb, "--volume-size-gb", 1, MAX_VOLUME_GB, " GB")
+        _check_flag_int(volume_size_gb, "--volume-size", 1, MAX_VOLUME_GB, " GB")
         if spec.mount is None:
             raise ConfigError(
-                "fly.toml has no [[mounts]], so machines get no volume", where="--volume-size-gb"
+                "fly.toml has no [[mounts]], so machines get no volume", where="--volume-size"
             )
         if volume_size_gb < before.volume_size_gb:
             raise ConfigError(
                 f"Fly volumes only grow: {volume_size_gb} GB is below the current "
                 f"{before.volume_size_gb} GB",
-                where="--volume-size-gb",
+                where="--volume-size",
             )
 
     # Edit what a symlinked region file points at, rather than replacing the link.

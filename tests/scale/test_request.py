@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.errors import ConfigError
-from orchestrator.scale.request import parse_scale_flags, rename_flag
+from orchestrator.scale.request import parse_scale_flags
 
 
 def test_no_flags_shows_and_flags_become_numbers() -> None:
@@ -45,8 +45,3 @@ def test_bad_shapes_name_the_flag(flags: dict[str, object], where: str, text: st
     assert "\n" not in str(info.value)
 
 
-def test_the_spec_editors_flag_name_becomes_the_command_lines() -> None:
-    error = rename_flag(ConfigError("Fly volumes only grow", where="--volume-size-gb"))
-    assert str(error) == "--volume-size: Fly volumes only grow"
-    same = ConfigError("x", where="--memory")
-    assert rename_flag(same) is same

@@ -137,7 +137,7 @@ def test_no_change_writes_nothing(fleet: Path) -> None:
         ({"count": 1001}, "--count: expected a whole number from 0 to 1000, got 1001"),
         ({"count": 0}, "--count: the primary region syd needs at least 1 machine"),
         ({"count": 3, "memory_mb": 4096}, "--memory: 4096 MB is not allowed"),
-        ({"volume_size_gb": 0}, "--volume-size-gb: expected a whole number from 1 to 500 GB"),
+        ({"volume_size_gb": 0}, "--volume-size: expected a whole number from 1 to 500 GB"),
     ],
 )
 def test_bad_flags_name_the_flag_and_write_nothing(
@@ -157,7 +157,7 @@ def test_volumes_only_grow(fleet: Path) -> None:
     with pytest.raises(ConfigError) as err:
         update_region_file(fleet, "dfw", volume_size_gb=2)
     assert str(err.value) == (
-        "--volume-size-gb: Fly volumes only grow: 2 GB is below the current 3 GB"
+        "--volume-size: Fly volumes only grow: 2 GB is below the current 3 GB"
     )
     assert _snapshot(fleet) == before
 
