@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import os
+import sys
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -55,6 +56,11 @@ def _errors() -> Iterator[None]:
         raise Exit(f"error: {' '.join(str(exc).split())}", exc.exit_code) from None
     except KeyboardInterrupt:
         raise Exit("interrupted", 130) from None
+    except BrokenPipeError:
+        # The reader went away (``invoke status --json | head``): say nothing more, and exit as
+        # a process killed by SIGPIPE would, without Python's "Exception ignored" at shutdown.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise Exit(code=141) from None
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -69,8 +75,15 @@ def _options(c: Context) -> ExecuteOptions:
     return ExecuteOptions.from_config(c.config.get("orchestrator"))
 
 
+def _emit(text: str) -> None:
+    """Write ``text`` to stdout; a reader that went away (``| head``) ends the task quietly."""
+    with _errors():
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
 def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True))
+    _emit(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 # -- tasks ------------------------------------------------------------------------------------
@@ -91,11 +104,11 @@ def plan(c, region=None, format="tree", image=None):
     with _errors():
         the_plan = _run(deploying.plan(_settings(c), regions=region or [], image=image))
     if format == "json":
-        print(to_json_text(the_plan), end="")
+        _emit(to_json_text(the_plan))
     elif format == "dot":
-        print(to_dot(the_plan), end="")
+        _emit(to_dot(the_plan))
     elif format == "mermaid":
-        print(to_mermaid(the_plan), end="")
+        _emit(to_mermaid(the_plan))
     else:
         make_console().print(plan_tree(the_plan))
 
