@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from types import TracebackType
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -29,7 +28,7 @@ from orchestrator.drill.events import (
 )
 from orchestrator.drill.phases import Phase
 from orchestrator.drill.report import DrillReport
-from orchestrator.render.live import format_elapsed
+from orchestrator.render.live import LivePanel, format_elapsed
 
 __all__ = ["DrillView", "drill_summary"]
 
@@ -54,7 +53,7 @@ class _Row:
     detail: str = ""
 
 
-class DrillView:
+class DrillView(LivePanel):
     """Render drill events on a console.
 
     Args:
@@ -71,29 +70,10 @@ class DrillView:
         self._progress: DrillProgress | None = None
         self._notes: list[Text] = []
 
-    def __enter__(self) -> DrillView:
-        if self._live_wanted:
-            self._live = Live(
-                get_renderable=self._render,
-                console=self.console,
-                refresh_per_second=4,
-                transient=True,
-            )
-            self._live.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
-            self.console.print(self._phase_table(time.time()))
-            for note in self._notes:
-                self.console.print(note)
+    def _after_live(self) -> None:
+        self.console.print(self._phase_table(time.time()))
+        for note in self._notes:
+            self.console.print(note)
 
     def __call__(self, event: DrillEvent) -> None:
         """Take one event."""

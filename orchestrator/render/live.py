@@ -13,6 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Self
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -33,7 +34,7 @@ from orchestrator.execute.events import (
 )
 from orchestrator.plan.steps import Step
 
-__all__ = ["STATUS_STYLE", "LiveView", "format_elapsed", "make_console"]
+__all__ = ["STATUS_STYLE", "LivePanel", "LiveView", "format_elapsed", "make_console"]
 
 STATUS_STYLE = {
     "pending": ("·", "dim"),
@@ -85,26 +86,25 @@ class _Row:
         return (self.finished or now) - self.started
 
 
-class LiveView:
-    """Render executor events on a console.
+class LivePanel:
+    """A transient rich `Live` panel while the ``with`` block runs, on a terminal only.
 
-    Args:
-        console: where to draw.
-        live: draw a live-updating table (default: when the console is a terminal).
+    Subclasses give `_render` (the panel) and may print what stays in the scrollback in
+    `_after_live`. Off a terminal (``live`` false) they print lines instead, and nothing here
+    draws.
     """
 
-    def __init__(self, console: Console, *, live: bool | None = None) -> None:
-        self.console = console
-        self._live_wanted = console.is_terminal if live is None else live
-        self._live: Live | None = None
-        self._rows: dict[str, _Row] = {}
-        self._title = ""
-        self._notes: list[Text] = []
-        # Step ids repeat in a rollback (``dfw:machine.update:1`` again): rows are keyed by
-        # phase too, and the phase changes when a rollback starts.
-        self._phase = ""
+    console: Console
+    _live_wanted: bool
+    _live: Live | None
 
-    def __enter__(self) -> LiveView:
+    def _render(self) -> RenderableType:
+        raise NotImplementedError
+
+    def _after_live(self) -> None:
+        """Print what should stay once the live panel is gone."""
+
+    def __enter__(self) -> Self:
         if self._live_wanted:
             self._live = Live(
                 get_renderable=self._render,
@@ -124,9 +124,32 @@ class LiveView:
         if self._live is not None:
             self._live.stop()
             self._live = None
-            # The transient table goes; the notes stay in the scrollback.
-            for note in self._notes:
-                self.console.print(note)
+            self._after_live()
+
+
+class LiveView(LivePanel):
+    """Render executor events on a console.
+
+    Args:
+        console: where to draw.
+        live: draw a live-updating table (default: when the console is a terminal).
+    """
+
+    def __init__(self, console: Console, *, live: bool | None = None) -> None:
+        self.console = console
+        self._live_wanted = console.is_terminal if live is None else live
+        self._live: Live | None = None
+        self._rows: dict[str, _Row] = {}
+        self._title = ""
+        self._notes: list[Text] = []
+        # Step ids repeat in a rollback (``dfw:machine.update:1`` again): rows are keyed by
+        # phase too, and the phase changes when a rollback starts.
+        self._phase = ""
+
+    def _after_live(self) -> None:
+        # The transient table goes; the notes stay in the scrollback.
+        for note in self._notes:
+            self.console.print(note)
 
     def __call__(self, event: Event) -> None:
         """Take one event."""
