@@ -54,7 +54,8 @@ def test_a_second_deploy_fails_at_once_naming_the_holder(
     started = time.monotonic()
     with pytest.raises(DeployLocked) as info:
         DeployLock(tmp_path, "app", release="v3", command="deploy").acquire()
-    assert time.monotonic() - started < 2
+    # At once: nothing waits for the holder (10 s leaves room for a busy host).
+    assert time.monotonic() - started < 10
     message = str(info.value)
     assert f"pid {holder.pid}" in message
     assert "v2-abc" in message

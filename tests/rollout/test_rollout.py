@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -178,7 +177,6 @@ def test_two_concurrent_deploys_one_proceeds_the_other_fails_fast_naming_it(
     fleet: LocalFleet,
 ) -> None:
     rel3 = release_of(fleet, V3)
-    began = time.monotonic()
     procs = [fleet.spawn("deploy", "--image", V3, capture=True) for _ in range(2)]
     try:
         loser = wait_for(
@@ -187,8 +185,9 @@ def test_two_concurrent_deploys_one_proceeds_the_other_fails_fast_naming_it(
             every=0.05,
             what="one of the two deploys to end",
         )
-        loser_s = time.monotonic() - began
         [winner] = [p for p in procs if p is not loser]
+        # Refused without waiting for the lock: the other deploy still runs.
+        winner_running = winner.poll() is None
         _, loser_err = loser.communicate(timeout=30)
         winner_out, winner_err = winner.communicate(timeout=240)
     finally:
@@ -198,7 +197,7 @@ def test_two_concurrent_deploys_one_proceeds_the_other_fails_fast_naming_it(
                 proc.wait(timeout=30)
 
     assert loser.returncode == 1, loser_err
-    assert loser_s < 5.0, f"the refused deploy took {loser_s:.1f}s"
+    assert winner_running, "the refused deploy ended only after the other one"
     assert "locked" in loser_err
     assert f"pid {winner.pid}" in loser_err
     assert socket.gethostname() in loser_err

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import socket
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -34,32 +33,27 @@ def test_a_machine_costs_well_under_50_mb(launcher: Launcher, edge: EdgeProxy) -
         assert rss < 50 * MB, f"{rss / MB:.1f} MB"
 
 
-def test_listens_within_half_a_second(launcher: Launcher, tmp_path: Path) -> None:
-    timings = []
-    for attempt in range(3):
-        env = launcher.env(
-            region="syd",
-            primary_region="syd",
-            release="v1",
-            data_dir=tmp_path / f"boot-{attempt}",
-            extra=None,
-        )
-        started = time.monotonic()
-        _, out, _ = launcher.spawn(env)
+def test_a_fresh_machine_listens_and_says_where_and_what_it_is(
+    launcher: Launcher, tmp_path: Path
+) -> None:
+    # How fast it listens is measured in bench/sampleapp.py, not here.
+    env = launcher.env(
+        region="syd", primary_region="syd", release="v1", data_dir=tmp_path / "boot", extra=None
+    )
+    _, out, _ = launcher.spawn(env)
 
-        def answers(out: Path = out) -> bool:
-            match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", out.read_text())
-            if not match:
-                return False
-            url = f"http://127.0.0.1:{match.group(1)}/status"
-            return httpx.get(url, timeout=2.0, trust_env=False).status_code == 200
+    def status() -> dict[str, object] | None:
+        match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", out.read_text())
+        if not match:
+            return None
+        url = f"http://127.0.0.1:{match.group(1)}/status"
+        resp = httpx.get(url, timeout=2.0, trust_env=False)
+        return resp.json() if resp.status_code == 200 else None
 
-        wait_for(answers, what="the app to answer /status")
-        timings.append(time.monotonic() - started)
-        if timings[-1] < 0.5:
-            break
-    # Best of three: the test machine is shared, the app's own cost is what is measured.
-    assert min(timings) < 0.5, timings
+    answer = wait_for(status, what="the app to answer /status")
+    assert answer["region"] == "syd"
+    assert answer["role"] == "primary"
+    assert out.read_text().startswith("sample-app v1")
 
 
 def test_sigterm_finishes_the_request_in_flight_then_exits_0(launcher: Launcher) -> None:
