@@ -72,6 +72,18 @@ def _update_reason(
     return None
 
 
+def _guest_text(g: ObservedGuest) -> str:
+    kind = "shared-cpu" if g.cpu_kind == "shared" else g.cpu_kind
+    return f"{kind}-{g.cpus}x {g.memory_mb} MB"
+
+
+def _resize(observed: ObservedGuest, desired: ObservedGuest) -> dict[str, str]:
+    """Return ``{"resize": "<from> → <to>"}`` when the machine's size changes, else ``{}``."""
+    if observed == desired:
+        return {}
+    return {"resize": f"{_guest_text(observed)} → {_guest_text(desired)}"}
+
+
 def _destroyed_volumes(spec: DeploySpec, fleet: Fleet, selected: Sequence[str]) -> set[str]:
     """Return the volumes a scale-down with ``destroy_volumes`` removes from the primary."""
     primary = spec.primary_region
@@ -196,6 +208,7 @@ def _plan_region(
                 "from_version": m.version,
                 "from_release": m.release,
                 "reason": reason,
+                **_resize(m.guest, guest),
             },
         )
 

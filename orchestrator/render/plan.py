@@ -55,7 +55,11 @@ def describe_step(step: Step) -> str:
         why = {"config": "", "drift": " (drifted)", "state": " (not running)"}.get(
             str(p.get("reason")), f" ({p.get('reason')})"
         )
-        return f"update {step.machine}: {p.get('from_release') or '?'} → {p.get('release')}{why}"
+        change = f"{p.get('from_release') or '?'} → {p.get('release')}"
+        if p.get("resize"):
+            same = p.get("from_release") == p.get("release")
+            change = f"resize {p['resize']}" if same else f"{change}, resize {p['resize']}"
+        return f"update {step.machine}: {change}{why}"
     if kind is StepKind.MACHINE_DESTROY:
         keep = (
             "keep its volume" if p.get("keep_volume", True) else f"destroy volume {p.get('volume')}"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from rich.console import Console
 
 from orchestrator.plan import Plan, build_plan, to_dot, to_json_text, to_mermaid
 from orchestrator.render.plan import plan_tree
+from orchestrator.spec.model import VMSize
 
-from .plan_helpers import IMAGE_V2, fleet_at, sample_spec, to_fleet
+from .plan_helpers import IMAGE_V2, fleet_at, region, sample_spec, to_fleet
 
 
 def _image_change() -> Plan:
@@ -78,3 +80,11 @@ def test_tree_describes_volume_reuse_and_forks() -> None:
     text = _render(build_plan(sample_spec(), to_fleet([], [])))
     assert "fork a syd volume" in text
     assert "create a 1 GB volume 'data'" in text
+
+
+def test_tree_shows_a_size_change_as_a_resize() -> None:
+    deployed = sample_spec()
+    big = VMSize("performance", 2, 4096, "performance-2x")
+    bigger = replace(deployed, regions={**deployed.regions, "ams": region("ams", 1, vm=big)})
+    text = _render(build_plan(bigger, to_fleet(*fleet_at(deployed)), regions=["ams"]))
+    assert "resize shared-cpu-1x 256 MB → performance-2x 4096 MB" in text
