@@ -21,7 +21,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# The longest files (a minute or more each: real fleets, drills, matrices). They go first, so
+# that the three workers (`-n 3 --dist loadfile`) start on them and the short files fill in
+# around them, rather than one of them starting last and running alone.
+LONGEST_FIRST = (
+    "drill/test_drills.py",
+    "reliability/test_faults.py",
+    "rollout/test_rollout.py",
+    "scale/test_docs.py",
+    "reliability/test_secrets.py",
+    "rollout/test_crash_matrix.py",
+    "bench/test_bench_smoke.py",
+    "reliability/test_crashes.py",
+    "reliability/test_restart.py",
+    "reliability/test_concurrency.py",
+    "test_tasks.py",
+)
+
+
+def _longest_first(item: pytest.Item) -> int:
+    path = item.path.as_posix()
+    for rank, name in enumerate(LONGEST_FIRST):
+        if path.endswith("/tests/" + name):
+            return rank
+    return len(LONGEST_FIRST)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=_longest_first)  # stable: the order within a file is kept
     if config.getoption("--runslow"):
         return
     skip = pytest.mark.skip(reason="slow: run with --runslow")
