@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -12,6 +12,7 @@ from orchestrator.execute.events import EventBus, Note, NoteLevel
 from orchestrator.execute.journal import Journal
 from orchestrator.execute.probe import AppProbe
 from orchestrator.fly.client import FlyClient
+from orchestrator.plan.fleet import ObservedMachine
 
 __all__ = ["ExecuteOptions", "RunState", "StepContext"]
 
@@ -21,8 +22,9 @@ class ExecuteOptions:
     """Timeouts and lease settings of a run (flyctl's defaults where it has one).
 
     Attributes:
-        lease_ttl_s: lease length while a machine changes (flyctl: 13 s, refreshed every
-            ``(ttl - 1) / 3`` s).
+        lease_ttl_s: lease length while a machine changes (flyctl's 13 s); refreshed two
+            thirds into it (8 s of 13, so a typical update needs no refresh; flyctl refreshes
+            every ``(ttl - 1) / 3`` s), every second for a lease of 6 s or less.
         machine_timeout_s: how long a machine may take to reach the expected version and
             ``started`` (flyctl's ``--wait-timeout``: 5 min).
         health_timeout_s: how long a machine's checks may take to pass, at most; a check still
@@ -88,6 +90,11 @@ class RunState:
         gate_figures: gate step id → what a metrics gate measured (for its `GateResult`).
         volume_creates: region → the lock its volume creates take turns on, so the volumes a
             lost answer's retry made twice can be told from a sibling step's.
+        observed: machine id → the machine as observed before the plan was made (its version
+            and full config), so a step need not read it again; empty when the caller did
+            not pass the fleet.
+        background: work a step handed off instead of waiting for it (lease releases); the
+            executor waits for it with `settle`.
     """
 
     volumes: dict[tuple[str, int], str] = field(default_factory=dict)
@@ -95,6 +102,19 @@ class RunState:
     versions: dict[str, str] = field(default_factory=dict)
     gate_figures: dict[str, dict[str, Any]] = field(default_factory=dict)
     volume_creates: dict[str, asyncio.Lock] = field(default_factory=dict)
+    observed: Mapping[str, ObservedMachine] = field(default_factory=dict)
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` without waiting for it; `settle` waits for it."""
+        task = asyncio.ensure_future(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def settle(self) -> None:
+        """Wait for the work handed to `in_background` (its failures are its own business)."""
+        while self.background:
+            await asyncio.gather(*tuple(self.background), return_exceptions=True)
 
 
 @dataclass(frozen=True, slots=True)

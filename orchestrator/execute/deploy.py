@@ -232,5 +232,6 @@ async def deploy(
                 command="deploy",
                 resumed_from=resumed.run if resumed else None,
                 rollback=automatic_rollback(how),
+                fleet=fleet,
             )
             return await executor.run()

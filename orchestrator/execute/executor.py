@@ -62,6 +62,7 @@ from orchestrator.execute.results import (
 from orchestrator.execute.testhooks import kill_point
 from orchestrator.execute.volumes import ensure_volume, replicate
 from orchestrator.fly.client import FlyClient
+from orchestrator.plan.fleet import Fleet
 from orchestrator.plan.steps import Step, StepKind
 from orchestrator.spec.model import OnFailure, WaveSpec
 
@@ -138,6 +139,8 @@ class Executor:
         restoring: set when this run is an automatic rollback (or finishes one): it then
             announces itself with `RollbackStarted`/`RollbackFinished` instead of the release
             events, and its steps are reported with ``phase = "rollback"``.
+        fleet: the fleet the plan was made from, if the caller has it: an update then takes
+            the machine's version and config from it instead of reading the machine again.
     """
 
     def __init__(
@@ -156,6 +159,7 @@ class Executor:
         resumed_from: int | None = None,
         rollback: RollbackHook | None = None,
         restoring: Restoring | None = None,
+        fleet: Fleet | None = None,
     ) -> None:
         self.client = client
         self.plan = plan
@@ -184,6 +188,7 @@ class Executor:
         # Gates this executor cancelled itself (after another step failed).
         self._stopped: set[str] = set()
         self._run: int | None = None
+        self._observed = {m.id: m for m in fleet.machines} if fleet is not None else {}
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -221,7 +226,7 @@ class Executor:
             bus=bus,
             probe=self.probe,
             options=self.options,
-            state=RunState(),
+            state=RunState(observed=self._observed),
         )
         if self.restoring is not None:
             kill_point("rollback_started")
@@ -298,26 +303,37 @@ class Executor:
         return ReleaseFinished(self.plan.release, outcome, error, at=at)
 
     async def _schedule(self, ctx: StepContext) -> None:
+        """Start each step once every step it depends on has succeeded, in plan order.
+
+        Each step counts its predecessors that have not succeeded yet; a success counts its
+        successors down and starts those that reach zero: O(steps + edges) over the run.
+        """
         graph = self.plan.graph
-        status: dict[str, str] = {}
+        order = {step.id: i for i, step in enumerate(self._steps)}
+        by_id = {step.id: step for step in self._steps}
+        waiting = {step.id: graph.in_degree(step.id) for step in self._steps}
+        ready = [step for step in self._steps if waiting[step.id] == 0]
         running: dict[asyncio.Task[StepOutcome], Step] = {}
         try:
             while True:
                 if not self._failed:
-                    for step in self._steps:
-                        if step.id in status:
-                            continue
-                        preds = list(graph.predecessors(step.id))
-                        if all(status.get(p) == "succeeded" for p in preds):
-                            status[step.id] = "running"
-                            task = asyncio.create_task(self._run_step(ctx, step), name=step.id)
-                            running[task] = step
+                    for step in ready:
+                        task = asyncio.create_task(self._run_step(ctx, step), name=step.id)
+                        running[task] = step
+                ready = []
                 if not running:
                     break
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     step = running.pop(task)
-                    status[step.id] = task.result()
+                    if task.result() != "succeeded":
+                        continue
+                    for succ in graph.successors(step.id):
+                        if succ in waiting:
+                            waiting[succ] -= 1
+                            if waiting[succ] == 0:
+                                ready.append(by_id[succ])
+                ready.sort(key=lambda s: order[s.id])
                 if self._failed:
                     # Gates only read: stop them rather than wait out a bake window before
                     # the rollback can start. Machine steps are left to finish.
@@ -330,6 +346,9 @@ class Executor:
                 task.cancel()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
+            # Lease releases handed off by the steps: done before anything (a rollback, the
+            # next run) may lease the same machines.
+            await ctx.state.settle()
         for step in self._steps:
             if step.id not in self._reports:
                 self._finish(ctx, step, "skipped", None)

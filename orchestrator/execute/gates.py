@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.errors import DeployError, FlyAPIError, FlyTransportError, GateFailed
@@ -97,20 +99,56 @@ def describe_checks(machine: Machine) -> str:
     return f"{label}: " + "; ".join(parts)
 
 
-async def wait_healthy(ctx: StepContext, machine_id: str, *, version: str | None) -> Machine:
+def _check_timing(
+    checks: Mapping[str, Mapping[str, Any]] | None, scale: float
+) -> tuple[float, float] | None:
+    """Return when the checks first run and how often, as the backend runs them.
+
+    ``(grace, interval)``: the longest grace period and the shortest interval of ``checks``,
+    both scaled by the backend's ``scale``; ``None`` when there is no check.
+    """
+    if not checks:
+        return None
+    grace = max(parse_duration(c.get("grace_period"), 0.0) for c in checks.values())
+    interval = min(parse_duration(c.get("interval"), 15.0) for c in checks.values())
+    return grace * scale, max(interval * scale, 0.01)
+
+
+async def wait_healthy(
+    ctx: StepContext,
+    machine_id: str,
+    *,
+    version: str | None,
+    since: float | None = None,
+    checks: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Machine:
     """Wait until the machine is started at ``version`` and every check passes.
 
     A machine whose config has no checks is healthy once started.
+
+    Args:
+        since: when the machine was seen started (``time.monotonic()``; ``/wait`` returned),
+            if it was. No check can have a result before its grace period has passed since
+            then, so the first look is at that moment, and the next ones when the checks run
+            again (one interval later each), not every ``poll_s`` from the start.
+        checks: the checks of the config the machine was given (to time those looks).
 
     Raises:
         GateFailed: the machine died, moved to another version, or its checks kept failing
             past their budget (or ``health_timeout_s``); the message names the check.
     """
     opts = ctx.options
-    start = time.monotonic()
+    start = time.monotonic() if since is None else since
     hard_deadline = start + opts.health_timeout_s
-    started_at: float | None = None
+    started_at: float | None = since
+    timing = _check_timing(checks, ctx.client.check_scale) if since is not None else None
+    first_run = start + timing[0] if timing is not None else start
+    next_at = first_run + _lag(timing[1]) if timing is not None else start
+    # Results older than this (wall clock, as Fly stamps them) predate the first run.
+    ran_after = time.time() - (time.monotonic() - start) + (timing[0] / 2 if timing else 0.0)
     while True:
+        if (delay := next_at - time.monotonic()) > 0:
+            await asyncio.sleep(delay)
         machine = await ctx.client.get_machine(ctx.app, machine_id)
         now = time.monotonic()
         label = f"machine {machine.id}" + (f" ({machine.name})" if machine.name else "")
@@ -128,7 +166,50 @@ async def wait_healthy(ctx: StepContext, machine_id: str, *, version: str | None
         if now > hard_deadline:
             state = "" if machine.state == "started" else f" (state {machine.state})"
             raise GateFailed(f"{describe_checks(machine)}{state} after {opts.health_timeout_s:g}s")
-        await asyncio.sleep(opts.poll_s)
+        if timing is not None and machine.state == "started":
+            interval = timing[1]
+            if now < first_run + interval and _first_run_pending(machine, checks, ran_after):
+                # Looked a moment too early: the first result is due any time now.
+                next_at = now + min(opts.poll_s, interval) / 4
+            else:
+                # The checks run again one interval after their last run: look just after
+                # that (or later, when ``poll_s`` asks for fewer looks), not in between.
+                runs = math.ceil((now + max(0.0, opts.poll_s - interval) - first_run) / interval)
+                next_at = first_run + max(runs, 1) * interval + _lag(interval)
+        else:
+            next_at = now + opts.poll_s
+
+
+def _first_run_pending(
+    machine: Machine, checks: Mapping[str, Mapping[str, Any]] | None, ran_after: float
+) -> bool:
+    """Tell whether a check of ``machine`` has no result from after its grace period yet."""
+    seen = {c.name: c for c in machine.checks}
+    for name in checks or {}:
+        result = seen.get(name)
+        if result is None:
+            return True
+        if result.passing:
+            continue
+        at = _epoch(result.updated_at)
+        if at is None or at < ran_after:
+            return True
+    return False
+
+
+def _epoch(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    try:
+        at = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+
+
+def _lag(interval: float) -> float:
+    """Return how long after a check is due to look at its result (the probe takes a moment)."""
+    return min(0.1, max(0.01, 0.02 * interval))
 
 
 async def health_gate(ctx: StepContext, step: Step) -> str:

@@ -2,12 +2,17 @@
 
 Every handler follows the same order, because a crash can come between any two calls:
 
-1. take the machine's lease (13 s, refreshed in the background while the change runs);
+1. take the machine's lease (13 s, refreshed in the background when a change outlasts two
+   thirds of it);
 2. write the machine's version and full config to the journal (for a create: the launch id);
 3. send the change;
 4. wait for the *expected* result: the new version started (flyctl PR #4921: an update can be
    reported done while the machine silently went back to its old version), checks passing;
-5. write the after-state to the journal, release the lease.
+5. write the after-state to the journal, release the lease (in the background: the executor
+   waits for every release before it schedules a rollback or returns).
+
+An update takes the machine's version and config from the fleet observed before planning, and
+reads the machine only once its checks can have a result (or when that fleet is missing).
 
 A create carries ``orch_launch_id`` (a uuid4 journaled before the request). Whenever a create
 may have happened without us seeing the answer (a 408 or 5xx after Fly received it, a crash, a
@@ -28,6 +33,7 @@ from typing import Any
 from orchestrator.errors import (
     DeployError,
     FlyAPIError,
+    FlyConflict,
     FlyLeaseHeld,
     FlyNotFound,
     FlyTransportError,
@@ -38,7 +44,7 @@ from orchestrator.errors import (
 from orchestrator.execute.context import StepContext
 from orchestrator.execute.gates import wait_healthy
 from orchestrator.execute.testhooks import kill_point
-from orchestrator.fly.models import Machine
+from orchestrator.fly.models import Machine, MachineConfig
 from orchestrator.plan.config import META_CONFIG_DIGEST, META_LAUNCH_ID
 from orchestrator.plan.steps import Step
 
@@ -92,11 +98,18 @@ async def leased(
         refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await refresher
-        # A lease left behind blocks the next deploy until it expires (13 s); worth one call,
-        # but never worth failing the step over, nor hiding why it failed: when Fly is
-        # unreachable the release times out (TimeoutError) and the lease simply expires.
-        with contextlib.suppress(OrchestratorError, TimeoutError):
-            await asyncio.wait_for(ctx.client.release_lease(ctx.app, machine_id, nonce), 5.0)
+        # The change is over: the release need not hold up the step (nor the region's
+        # max_unavailable slot). The executor waits for every release before it schedules
+        # anything else that could lease the same machine (a rollback) and before it returns.
+        ctx.state.in_background(_release(ctx, machine_id, nonce))
+
+
+async def _release(ctx: StepContext, machine_id: str, nonce: str) -> None:
+    # A lease left behind blocks the next deploy until it expires (13 s); worth one call,
+    # but never worth failing the step over, nor hiding why it failed: when Fly is
+    # unreachable the release times out (TimeoutError) and the lease simply expires.
+    with contextlib.suppress(OrchestratorError, TimeoutError):
+        await asyncio.wait_for(ctx.client.release_lease(ctx.app, machine_id, nonce), 5.0)
 
 
 async def _lease_holder(ctx: StepContext, machine_id: str) -> str:
@@ -110,13 +123,25 @@ async def _lease_holder(ctx: StepContext, machine_id: str) -> str:
     return f"{who} ({lease.description})" if lease.description else who
 
 
+def refresh_every(ttl: int) -> float:
+    """Return the seconds between refreshes of a lease of ``ttl`` seconds.
+
+    flyctl refreshes every ``(ttl - 1) / 3`` s: with its 13 s lease, once during a typical
+    6-8 s update, for nothing. Here a refresh comes two thirds into the lease (8 s of 13),
+    which leaves 5 s, ample for one call and a retry, before it would lapse; most updates are
+    over by then and need none. A lease of 6 s or less is refreshed every second.
+    """
+    return max(1.0, min(ttl - 5.0, 2 * (ttl - 1) / 3))
+
+
 async def _refresh(ctx: StepContext, machine_id: str, nonce: str, ttl: int) -> None:
-    # flyctl refreshes every (ttl - 1) / 3 seconds with a little jitter.
-    every = max(1.0, (ttl - 1) / 3)
+    every = refresh_every(ttl)
+    wait = every
     while True:
-        await asyncio.sleep(every + random.uniform(-0.02, 0.02))
+        await asyncio.sleep(wait + random.uniform(-0.02, 0.02))
         try:
             await ctx.client.acquire_lease(ctx.app, machine_id, ttl=ttl, nonce=nonce)
+            wait = every
         except FlyNotFound:
             return  # the machine is gone (destroyed): nothing left to hold
         except OrchestratorError as exc:
@@ -124,12 +149,25 @@ async def _refresh(ctx: StepContext, machine_id: str, nonce: str, ttl: int) -> N
                 f"machine {machine_id}: lease refresh failed: {exc}",
                 level="warning",
             )
+            # Try again soon: the lease has less left than a full refresh period.
+            wait = min(every, 1.0)
 
 
 async def wait_version(
-    ctx: StepContext, machine_id: str, *, version: str | None, state: str = "started"
-) -> Machine:
+    ctx: StepContext,
+    machine_id: str,
+    *,
+    version: str | None,
+    state: str = "started",
+    read: bool = True,
+) -> Machine | None:
     """Long-poll ``/wait`` until the machine is in ``state`` at ``version``, then verify it.
+
+    Args:
+        read: read the machine once ``/wait`` answered and return it. A caller that waited
+            for a known ``version`` and reads the machine next anyway (`wait_healthy`, which
+            checks the version on every read) passes ``False``: ``/wait`` answers only once
+            the machine is in ``state`` at ``version``, and ``None`` is returned.
 
     Raises:
         DeployError: the deadline passed, or the machine is at another version than expected
@@ -145,7 +183,7 @@ async def wait_version(
                 f"{ctx.options.machine_timeout_s:g}s (it is {current.state} at {current.version})"
             )
         try:
-            await ctx.client.wait_machine(
+            waited = await ctx.client.wait_machine(
                 ctx.app, machine_id, state=state, version=version, timeout=min(60.0, left)
             )
             break
@@ -157,13 +195,21 @@ async def wait_version(
                     # The new config cannot run: that is the release's failure (it rolls back).
                     raise GateFailed(message) from None
                 raise DeployError(message) from None
+    if version is not None and waited.version and waited.version != version:
+        raise _not_stuck(machine_id, waited.version, version)
+    if not read and version is not None:
+        return None
     machine = await ctx.client.get_machine(ctx.app, machine_id)
     if version is not None and machine.version != version:
-        raise DeployError(
-            f"machine {machine_id} is at version {machine.version}, not the expected {version} "
-            "(the change did not stick)"
-        )
+        raise _not_stuck(machine_id, machine.version, version)
     return machine
+
+
+def _not_stuck(machine_id: str, actual: str, expected: str) -> DeployError:
+    return DeployError(
+        f"machine {machine_id} is at version {actual}, not the expected {expected} "
+        "(the change did not stick)"
+    )
 
 
 def _with_volume(config: Mapping[str, Any], volume_id: str | None) -> dict[str, Any]:
@@ -274,8 +320,14 @@ async def create_machine(ctx: StepContext, step: Step) -> str:
             with contextlib.suppress(FlyAPIError):
                 await ctx.client.start_machine(ctx.app, machine.id, nonce=held)
         expected = machine.version or None
-        started = await wait_version(ctx, machine.id, version=expected)
-        healthy = await wait_healthy(ctx, machine.id, version=started.version or expected)
+        started = await wait_version(ctx, machine.id, version=expected, read=False)
+        healthy = await wait_healthy(
+            ctx,
+            machine.id,
+            version=started.version if started is not None else expected,
+            since=time.monotonic(),
+            checks=_checks(config),
+        )
     ctx.state.machines[(step.region, slot)] = machine.id
     if healthy.version:
         ctx.state.versions[machine.id] = healthy.version
@@ -338,18 +390,32 @@ async def _drop_duplicates(ctx: StepContext, step: Step, launch_id: str, *, keep
 
 
 async def update_machine(ctx: StepContext, step: Step) -> str:
-    """Run ``machine.update``: new config at ``current_version``, then the new version verified."""
+    """Run ``machine.update``: new config at ``current_version``, then the new version verified.
+
+    The machine as the run observed it before planning (its version and full config) is what
+    the journal keeps and what ``current_version`` names; it is read again only when that is
+    missing, or when Fly answers 409 because the machine changed since (then the step fails,
+    naming both versions: the plan no longer fits the machine).
+    """
     machine_id = step.machine
     if machine_id is None:
         raise DeployError("machine.update without a machine")
     params = step.params
-    from_version = params.get("from_version")
+    from_version = str(params.get("from_version") or "")
+    observed = ctx.state.observed.get(machine_id)
     async with leased(
         ctx, machine_id, description=f"update {step.id}", wait_s=ctx.options.lease_wait_s
     ) as nonce:
-        before = await ctx.client.get_machine(ctx.app, machine_id)
-        current_version = str(from_version) if from_version else before.version
-        volume = _volume_at(before, params.get("config") or {})
+        if observed is not None and from_version and observed.version == from_version:
+            before_version = observed.version
+            before_config = dict(observed.config)
+            volume = _volume_at(MachineConfig.from_api(before_config), params.get("config") or {})
+        else:
+            before = await ctx.client.get_machine(ctx.app, machine_id)
+            before_version = before.version
+            before_config = dict(before.config.raw) or before.config.to_api()
+            volume = _volume_at(before.config, params.get("config") or {})
+        current_version = from_version or before_version
         config = _with_volume(params.get("config") or {}, volume)
         row = ctx.journal.record_before(
             ctx.run,
@@ -357,43 +423,66 @@ async def update_machine(ctx: StepContext, step: Step) -> str:
             release=ctx.release,
             step=step,
             machine_id=machine_id,
-            version=before.version,
-            config=dict(before.config.raw) or before.config.to_api(),
+            version=before_version,
+            config=before_config,
             config_digest=_digest(config),
         )
         ctx.journal.step_result(ctx.run, step.id, {"machine_id": machine_id})
-        updated = await ctx.client.update_machine(
-            ctx.app, machine_id, config, current_version=current_version, nonce=nonce
-        )
+        try:
+            updated = await ctx.client.update_machine(
+                ctx.app, machine_id, config, current_version=current_version, nonce=nonce
+            )
+        except FlyLeaseHeld:
+            raise
+        except FlyConflict as exc:
+            now = await ctx.client.get_machine(ctx.app, machine_id)
+            if now.version == current_version:
+                raise
+            raise DeployError(
+                f"machine {machine_id} changed since the plan was made: it is at version "
+                f"{now.version}, the plan expected {current_version}; nothing was sent "
+                "(run the deploy again to plan from what runs now)"
+            ) from exc
         kill_point("update_sent", step.id)
         expected = updated.version
-        if not expected or expected == before.version:
+        if not expected or expected == before_version:
             raise DeployError(
                 f"machine {machine_id}: the update did not make a new version "
-                f"(still {before.version})"
+                f"(still {before_version})"
             )
         ctx.state.versions[machine_id] = expected
-        await wait_version(ctx, machine_id, version=expected)
-        healthy = await wait_healthy(ctx, machine_id, version=expected)
+        # /wait answers once the new version is started; the health wait reads the machine
+        # (and checks its version) when its checks can first have a result.
+        await wait_version(ctx, machine_id, version=expected, read=False)
+        healthy = await wait_healthy(
+            ctx, machine_id, version=expected, since=time.monotonic(), checks=_checks(config)
+        )
     if step.slot is not None:
         ctx.state.machines[(step.region, step.slot)] = machine_id
     ctx.journal.record_after(
         row, machine_id=machine_id, version=healthy.version, config=dict(healthy.config.raw)
     )
     ctx.journal.step_result(ctx.run, step.id, {"version": healthy.version})
-    return f"machine {machine_id} updated {before.version} -> {healthy.version}, checks passing"
+    return f"machine {machine_id} updated {before_version} -> {healthy.version}, checks passing"
 
 
-def _volume_at(machine: Machine, desired: Mapping[str, Any]) -> str | None:
+def _checks(config: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]] | None:
+    checks = config.get("checks")
+    if not isinstance(checks, Mapping):
+        return None
+    return {str(k): v for k, v in checks.items() if isinstance(v, Mapping)}
+
+
+def _volume_at(config: MachineConfig, desired: Mapping[str, Any]) -> str | None:
     """Return the volume the machine mounts where the desired config mounts one."""
     mounts = desired.get("mounts")
     path = None
     if isinstance(mounts, list) and mounts and isinstance(mounts[0], Mapping):
         path = mounts[0].get("path")
-    for mount in machine.config.mounts:
+    for mount in config.mounts:
         if mount.volume and (path is None or mount.path == path):
             return mount.volume
-    return next((m.volume for m in machine.config.mounts if m.volume), None)
+    return next((m.volume for m in config.mounts if m.volume), None)
 
 
 async def destroy_machine(ctx: StepContext, step: Step) -> str:

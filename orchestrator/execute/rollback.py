@@ -254,5 +254,6 @@ async def rollback(
                 options=options,
                 command="rollback",
                 resumed_from=resumed_from,
+                fleet=fleet,
             )
             return await executor.run()

@@ -254,6 +254,7 @@ async def restore(
             reason=reason,
             rollback_of=deploy_run,
         ),
+        fleet=fleet,
     )
     result = await executor.run()
     return RollbackReport(

@@ -53,6 +53,7 @@ from orchestrator.fly.models import (
 )
 from orchestrator.fly.ratelimit import SYSTEM_CLOCK, Clock, RateLimiter
 from orchestrator.fly.wire import (
+    CHECK_SCALE_HEADER,
     NEXT_CURSOR_HEADER,
     NONCE_HEADER,
     REQUEST_ID_HEADER,
@@ -142,6 +143,7 @@ class FlyClient:
             transport=transport,
         )
         self._api_calls = 0
+        self._check_scale = 1.0
 
     def __repr__(self) -> str:
         return f"FlyClient(base_url={self._base_url!r}, token={self._token!r})"
@@ -155,6 +157,15 @@ class FlyClient:
     def api_calls(self) -> int:
         """Return the number of HTTP requests sent so far, retries included (for benchmarks)."""
         return self._api_calls
+
+    @property
+    def check_scale(self) -> float:
+        """Return how the backend scales configured check grace periods and intervals.
+
+        1 on Fly.io; the embedded local Fly runs checks at its profile's scale (a tenth in
+        tests, the time factor in benchmarks) and says so on every answer.
+        """
+        return self._check_scale
 
     @property
     def rate_limiter(self) -> RateLimiter:
@@ -782,6 +793,9 @@ class FlyClient:
             resp.status_code,
             resp.headers.get(REQUEST_ID_HEADER, "-"),
         )
+        scale = resp.headers.get(CHECK_SCALE_HEADER)
+        if scale is not None:
+            self._check_scale = _positive(scale, self._check_scale)
         if resp.is_success:
             return resp
         if resp.status_code >= 500 or resp.status_code == 408:
@@ -815,6 +829,14 @@ def _new_call(
         headers={NONCE_HEADER: nonce} if nonce else {},
         timeout=timeout,
     )
+
+
+def _positive(text: str, default: float) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        return default
+    return value if 0 < value < float("inf") else default
 
 
 def _same_config(machine: Machine, sent: Mapping[str, Any]) -> bool:

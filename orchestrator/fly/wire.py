@@ -28,6 +28,7 @@ from orchestrator.errors import (
 )
 
 __all__ = [
+    "CHECK_SCALE_HEADER",
     "NEXT_CURSOR_HEADER",
     "NONCE_HEADER",
     "REQUEST_ID_HEADER",
@@ -47,6 +48,10 @@ __all__ = [
 NONCE_HEADER = "fly-machine-lease-nonce"
 REQUEST_ID_HEADER = "fly-request-id"
 NEXT_CURSOR_HEADER = "fly-next-cursor"
+# Not Fly's: the embedded local Fly runs health checks at its profile's scale of the configured
+# grace periods and intervals (a tenth in tests, the time factor in benchmarks) and says so
+# here, so a client can time its check polls; Fly.io never sends it (the scale is 1 there).
+CHECK_SCALE_HEADER = "localfly-check-scale"
 
 
 @dataclass(frozen=True, slots=True)

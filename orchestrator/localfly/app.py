@@ -42,6 +42,10 @@ MAX_BODY = 1 << 20
 # The status counted (stats, requests.log) for a call whose client went away before its
 # answer: nginx's "client closed request". Never sent: there is nobody to send it to.
 CLIENT_CLOSED = 499
+# Not a Fly header: health checks here run at the profile's scale of the configured grace
+# period and interval (a tenth in `fast`, the time factor in `realistic`); a client times its
+# check polls by it (`orchestrator.fly.wire.CHECK_SCALE_HEADER`; Fly.io's scale is 1).
+CHECK_SCALE_HEADER = "localfly-check-scale"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +146,7 @@ class LocalFlyApp:
         self.proxy = EdgeProxy(fly)
         self.proxy_port = proxy_port
         self._accepted = [f"Bearer {token}".encode(), f"FlyV1 {token}".encode()]
+        self._check_scale = f"{fly.profile.check_scale:g}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection scope."""
@@ -218,6 +223,7 @@ class LocalFlyApp:
         elif response is not None:
             status = response.status_code
             response.headers["fly-request-id"] = ulid()
+            response.headers[CHECK_SCALE_HEADER] = self._check_scale
             await response(scope, receive, send)
         self.fly.stats.record(operation, status)
         self.request_log.write(

@@ -22,6 +22,7 @@ from orchestrator.execute.probe import AppProbe
 from orchestrator.execute.undo import RestoreSettings, automatic_rollback
 from orchestrator.fly.client import FlyClient
 from orchestrator.plan.config import META_LAUNCH_ID, META_SLOT, desired_config, release_id
+from orchestrator.plan.fleet import Fleet, observe
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import Step, StepKind, step_id
 from orchestrator.spec.load import load_spec
@@ -78,7 +79,13 @@ def _create(spec: DeploySpec, region: str, slot: int) -> Step:
     )
 
 
-def _execute(fleet: LocalFleet, plan: Plan, events: list[Event] | None = None) -> DeployResult:
+def _execute(
+    fleet: LocalFleet,
+    plan: Plan,
+    events: list[Event] | None = None,
+    *,
+    observed: Fleet | None = None,
+) -> DeployResult:
     async def go() -> DeployResult:
         bus = EventBus()
         if events is not None:
@@ -88,10 +95,35 @@ def _execute(fleet: LocalFleet, plan: Plan, events: list[Event] | None = None) -
             AppProbe(fleet.endpoint.proxy_url, APP, host_header=True) as probe,
         ):
             with Journal.open(fleet.root) as journal:
-                executor = Executor(client, plan, journal=journal, probe=probe, bus=bus)
+                executor = Executor(
+                    client, plan, journal=journal, probe=probe, bus=bus, fleet=observed
+                )
                 return await executor.run()
 
     return asyncio.run(go())
+
+
+def _observe(fleet: LocalFleet) -> Fleet:
+    async def go() -> Fleet:
+        async with FlyClient(fleet.endpoint.api_url, fleet.endpoint.token) as client:
+            return await observe(client, APP)
+
+    return asyncio.run(go())
+
+
+def _env_update(machine: dict[str, Any], **env: str) -> Step:
+    config = dict(machine["config"])
+    config["env"] = {**config["env"], **env}
+    slot = int(machine["config"]["metadata"][META_SLOT])
+    return Step(
+        id=step_id(machine["region"], StepKind.MACHINE_UPDATE, slot),
+        kind=StepKind.MACHINE_UPDATE,
+        region=machine["region"],
+        wave=1,
+        slot=slot,
+        machine=machine["id"],
+        params={"config": config, "from_version": machine["version"], "spearhead": True},
+    )
 
 
 def _slot_machines(fleet: LocalFleet, region: str, slot: int) -> list[dict[str, Any]]:
@@ -186,6 +218,64 @@ def test_an_update_of_a_machine_leased_by_someone_else_fails_naming_the_holder(
     assert "someone else's deploy" in result.error
     [after] = _slot_machines(fleet, "syd", 1)
     assert after["version"] == machine["version"]
+
+
+def test_an_update_from_the_observed_fleet_journals_it_and_sends_without_reading_first(
+    fleet: LocalFleet, spec: DeploySpec
+) -> None:
+    created = _execute(fleet, _plan(spec, _create(spec, "dfw", 5)))
+    assert created.outcome == "succeeded", created.error
+    [machine] = _slot_machines(fleet, "dfw", 5)
+    observed = _observe(fleet)
+    seen = len(fleet.requests_log())
+
+    update = _env_update(machine, LOG_LEVEL="debug")
+    result = _execute(fleet, _plan(spec, update), observed=observed)
+
+    assert result.outcome == "succeeded", result.error
+    [after] = _slot_machines(fleet, "dfw", 5)
+    assert after["version"] != machine["version"]
+    assert after["config"]["env"]["LOG_LEVEL"] == "debug"
+    with Journal.open(fleet.root) as journal:
+        [row] = journal.machine_configs(result.run or 0)
+    assert row.version_before == machine["version"]
+    assert row.config_before is not None
+    assert row.config_before["env"] == machine["config"]["env"]
+    # The lease, then at once the update: the observed fleet already said what was there.
+    own = [
+        r["operation"]
+        for r in fleet.requests_log()[seen:]
+        if f"/machines/{machine['id']}" in str(r.get("path"))
+    ]
+    assert own[:2] == ["Machines_create_lease", "Machines_update"], own
+
+
+def test_an_update_of_a_machine_changed_since_the_plan_fails_naming_both_versions(
+    fleet: LocalFleet, spec: DeploySpec
+) -> None:
+    created = _execute(fleet, _plan(spec, _create(spec, "dfw", 6)))
+    assert created.outcome == "succeeded", created.error
+    [machine] = _slot_machines(fleet, "dfw", 6)
+    observed = _observe(fleet)
+    # Someone changes the machine after the plan was made.
+    theirs = dict(machine["config"])
+    theirs["env"] = {**theirs["env"], "CHANGED_BY": "someone else"}
+    resp = fleet.api("POST", f"/v1/apps/{APP}/machines/{machine['id']}", json={"config": theirs})
+    assert resp.status_code == 200, resp.text
+    their_version = resp.json()["version"]
+
+    update = _env_update(machine, LOG_LEVEL="debug")
+    result = _execute(fleet, _plan(spec, update), observed=observed)
+
+    assert result.outcome == "failed"
+    assert result.error is not None
+    assert "changed since the plan" in result.error
+    assert their_version in result.error
+    assert machine["version"] in result.error
+    [after] = _slot_machines(fleet, "dfw", 6)
+    assert after["version"] == their_version
+    assert after["config"]["env"]["CHANGED_BY"] == "someone else"
+    assert after["config"]["env"].get("LOG_LEVEL") == machine["config"]["env"].get("LOG_LEVEL")
 
 
 def test_a_destroy_stops_the_machine_and_keeps_its_volume(

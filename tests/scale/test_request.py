@@ -43,5 +43,3 @@ def test_bad_shapes_name_the_flag(flags: dict[str, object], where: str, text: st
     assert info.value.where == where
     assert text in str(info.value)
     assert "\n" not in str(info.value)
-
-
