@@ -12,6 +12,7 @@ from orchestrator.execute.events import EventBus, Note, NoteLevel
 from orchestrator.execute.journal import Journal
 from orchestrator.execute.probe import AppProbe
 from orchestrator.fly.client import FlyClient
+from orchestrator.fly.models import Volume
 from orchestrator.plan.fleet import ObservedMachine
 
 __all__ = ["ExecuteOptions", "RunState", "StepContext"]
@@ -95,6 +96,14 @@ class RunState:
             not pass the fleet.
         background: work a step handed off instead of waiting for it (lease releases); the
             executor waits for it with `settle`.
+        known_volumes: the app's volume ids listed before this run's first volume create,
+            plus those it created since: a volume outside it that shows up after a create
+            whose answer was lost is that create's twin. None until the first create.
+        fork_sources: ``(region, name)`` → that region's volumes to fork from and the writer
+            machine, listed once per run (a list per forked volume would meet Fly's limit of
+            one list per second at a few hundred machines).
+        list_lock: taken while ``known_volumes`` or ``fork_sources`` is filled, so steps that
+            start together list once.
     """
 
     volumes: dict[tuple[str, int], str] = field(default_factory=dict)
@@ -104,6 +113,11 @@ class RunState:
     volume_creates: dict[str, asyncio.Lock] = field(default_factory=dict)
     observed: Mapping[str, ObservedMachine] = field(default_factory=dict)
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    known_volumes: set[str] | None = None
+    fork_sources: dict[tuple[str, str], tuple[list[Volume], str | None]] = field(
+        default_factory=dict
+    )
+    list_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def in_background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` without waiting for it; `settle` waits for it."""

@@ -22,6 +22,7 @@ from orchestrator.errors import DeployError, FlyNotFound
 from orchestrator.execute.context import StepContext
 from orchestrator.execute.probe import ProbeAnswer
 from orchestrator.execute.testhooks import kill_point
+from orchestrator.fly.client import trace_calls
 from orchestrator.fly.models import Machine, Volume
 from orchestrator.plan.config import META_SLOT
 from orchestrator.plan.steps import Step
@@ -64,18 +65,21 @@ async def ensure_volume(ctx: StepContext, step: Step) -> str:
             # appears meanwhile and is not the one we got is such a twin.
             lock = ctx.state.volume_creates.setdefault(step.region, asyncio.Lock())
             async with lock:
-                before = {v.id for v in await ctx.client.list_volumes(ctx.app)}
-                volume = await ctx.client.create_volume(
-                    ctx.app,
-                    name=name,
-                    region=step.region,
-                    size_gb=size_gb,
-                    source_volume_id=str(source) if source else None,
-                )
+                known = await _known_volumes(ctx)
+                with trace_calls() as trace:
+                    volume = await ctx.client.create_volume(
+                        ctx.app,
+                        name=name,
+                        region=step.region,
+                        size_gb=size_gb,
+                        source_volume_id=str(source) if source else None,
+                    )
                 # Recorded at once, so a run killed while the volume hydrates picks it up again.
                 ctx.journal.step_result(ctx.run, step.id, {"volume_id": volume.id})
                 kill_point("volume_created", step.id)
-                await _drop_twins(ctx, step, name, keep=volume.id, before=before)
+                known.add(volume.id)
+                if trace.ambiguous:  # an answer was lost: the create may have been done twice
+                    await _drop_twins(ctx, step, name, keep=volume.id, known=known)
             how = (
                 f"forked volume {volume.id} from {source}"
                 if source
@@ -87,19 +91,30 @@ async def ensure_volume(ctx: StepContext, step: Step) -> str:
     return f"{how} ({ready.size_gb} GB, {ready.state})"
 
 
+async def _known_volumes(ctx: StepContext) -> set[str]:
+    """Return the run's set of known volume ids, listing the app's volumes the first time."""
+    async with ctx.state.list_lock:
+        if ctx.state.known_volumes is None:
+            ctx.state.known_volumes = {v.id for v in await ctx.client.list_volumes(ctx.app)}
+        return ctx.state.known_volumes
+
+
 async def _drop_twins(
-    ctx: StepContext, step: Step, name: str, *, keep: str, before: set[str]
+    ctx: StepContext, step: Step, name: str, *, keep: str, known: set[str]
 ) -> None:
-    """Destroy the volumes a retried create made besides ``keep`` (unattached, new, same name)."""
+    """Destroy the volumes a retried create made besides ``keep`` (unattached, new, same name).
+
+    Every other volume listed joins ``known``, so a later create's check leaves it alone.
+    """
     for twin in await ctx.client.list_volumes(ctx.app):
         if (
-            twin.id in before
-            or twin.id == keep
+            twin.id in known
             or twin.region != step.region
             or twin.name != name
             or twin.attached_machine_id
             or twin.state in _GONE
         ):
+            known.add(twin.id)
             continue
         ctx.note(
             f"volume {twin.id} duplicates {keep} (a create was sent twice); destroying it",
@@ -123,23 +138,36 @@ async def _usable(ctx: StepContext, volume_id: str, region: str, name: str) -> V
     return volume
 
 
+async def _fork_candidates(
+    ctx: StepContext, region: str, name: str
+) -> tuple[list[Volume], str | None]:
+    """Return ``region``'s volumes named ``name`` and its writer machine, listed once a run."""
+    async with ctx.state.list_lock:
+        cached = ctx.state.fork_sources.get((region, name))
+        if cached is not None:
+            return cached
+        volumes = [
+            v
+            for v in await ctx.client.list_volumes(ctx.app)
+            if v.region == region and v.name == name and v.state not in _GONE
+        ]
+        if not volumes:
+            raise DeployError(f"no volume named {name!r} in {region} to fork from")
+        try:
+            writer: str | None = (await _primary_status(ctx, region)).machine_id
+        except DeployError:
+            writer = None
+        ctx.state.fork_sources[(region, name)] = (volumes, writer)
+        return volumes, writer
+
+
 async def _fork_source(ctx: StepContext, region: str, name: str, slot: int) -> str:
     """Pick the primary-region volume to fork for ``slot``.
 
     The writer's volume when the app says which machine that is (it has the newest data);
     else the attached volumes in turn, by id (an unattached one may be stale).
     """
-    volumes = [
-        v
-        for v in await ctx.client.list_volumes(ctx.app)
-        if v.region == region and v.name == name and v.state not in _GONE
-    ]
-    if not volumes:
-        raise DeployError(f"no volume named {name!r} in {region} to fork from")
-    try:
-        writer = (await _primary_status(ctx, region)).machine_id
-    except DeployError:
-        writer = None
+    volumes, writer = await _fork_candidates(ctx, region, name)
     for volume in volumes:
         if writer is not None and volume.attached_machine_id == writer:
             return volume.id

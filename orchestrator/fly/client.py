@@ -19,9 +19,11 @@ Paths carry the ``/v1`` prefix; the base URL does not. The token only ever trave
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
@@ -67,9 +69,36 @@ from orchestrator.fly.wire import (
 )
 from orchestrator.settings import Token
 
-__all__ = ["FlyClient"]
+__all__ = ["CallTrace", "FlyClient", "trace_calls"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class CallTrace:
+    """What the calls made inside `trace_calls` went through.
+
+    Attributes:
+        ambiguous: some call may have been carried out by Fly without us seeing its answer
+            (a dropped connection, a timeout, a 5xx), and was sent again or failed: a
+            non-idempotent call (a volume create) may then have been done twice.
+    """
+
+    ambiguous: bool = False
+
+
+_TRACE: ContextVar[CallTrace | None] = ContextVar("fly_call_trace", default=None)
+
+
+@contextlib.contextmanager
+def trace_calls() -> Iterator[CallTrace]:
+    """Trace the calls this task makes in the ``with`` block (tasks' traces stay apart)."""
+    trace = CallTrace()
+    token = _TRACE.set(trace)
+    try:
+        yield trace
+    finally:
+        _TRACE.reset(token)
 
 _USER_AGENT = "fly-orchestrator/0.1"
 # Room on top of a long poll's own timeout, so httpx does not give up before Fly answers.
@@ -759,7 +788,12 @@ class FlyClient:
 
     async def _send(self, call: _Call) -> httpx.Response:
         """Send ``call`` with retries (``call.ambiguous`` then says if an answer was lost)."""
-        return await RETRYING(self._attempt, call)
+        try:
+            return await RETRYING(self._attempt, call)
+        finally:
+            trace = _TRACE.get()
+            if trace is not None and call.ambiguous:
+                trace.ambiguous = True
 
     async def _attempt(self, call: _Call) -> httpx.Response:
         if call.retry_after > 0:

@@ -405,3 +405,56 @@ def test_a_failure_to_reach_fly_rolls_nothing_back_whatever_the_policy(
     assert any("nothing is rolled back" in n for n in notes), notes
     with Journal.open(fleet.root) as journal:
         assert journal.runs(APP, limit=1)[0].command == "deploy"
+
+
+def _ensure(region: str, slot: int, name: str) -> Step:
+    return Step(
+        id=step_id(region, StepKind.VOLUME_ENSURE, slot),
+        kind=StepKind.VOLUME_ENSURE,
+        region=region,
+        wave=1,
+        slot=slot,
+        params={"name": name, "size_gb": 1},
+    )
+
+
+def _live_volumes(fleet: LocalFleet, name: str) -> list[dict[str, Any]]:
+    return [v for v in fleet.volumes() if v["name"] == name and v["state"] != "destroyed"]
+
+
+def test_a_volume_create_whose_answer_is_lost_leaves_one_volume_per_slot(
+    fleet: LocalFleet, spec: DeploySpec
+) -> None:
+    # Fly makes the volume, then the connection drops; the client sends the create again and
+    # Fly, which has no idempotency key for volumes, makes a second one.
+    faults = {"rules": [{"operation": "Volumes_create", "drop": "after", "times": 1}]}
+    assert fleet.api("PUT", "/_localfly/faults", json=faults).status_code in (200, 204)
+    try:
+        events: list[Event] = []
+        steps = [_ensure("ams", slot, "twins") for slot in (1, 2)]
+        result = _execute(fleet, _plan(spec, *steps), events)
+    finally:
+        fleet.api("DELETE", "/_localfly/faults")
+
+    assert result.outcome == "succeeded", result.error
+    volumes = _live_volumes(fleet, "twins")
+    assert len(volumes) == 2, volumes  # one per slot: the twin was destroyed
+    notes = [e.message for e in events if isinstance(e, Note)]
+    assert any("a create was sent twice" in n for n in notes), notes
+
+
+def test_volume_creates_list_the_app_volumes_once_a_run(
+    fleet: LocalFleet, spec: DeploySpec
+) -> None:
+    # Fly allows one volume list per second: a list per volume would make a first deploy of a
+    # few hundred machines wait minutes on the rate limit.
+    before = len(fleet.requests_log())
+    steps = [_ensure(region, slot, "once") for region in ("syd", "dfw") for slot in (1, 2, 3)]
+    result = _execute(fleet, _plan(spec, *steps))
+
+    assert result.outcome == "succeeded", result.error
+    calls = fleet.requests_log()[before:]
+    assert len(_live_volumes(fleet, "once")) == 6
+    made = [r for r in calls if r["operation"] == "Volumes_create" and r["status"] == 200]
+    assert len(made) == 6  # (some more were answered 429 and sent again)
+    assert [r["operation"] for r in calls].count("Volumes_list") == 1
