@@ -24,13 +24,20 @@ from typing import Protocol
 import httpx
 
 from orchestrator.drill.probes import live_machines
-from orchestrator.errors import DrillError, FlyAPIError, FlyNotFound, OrchestratorError
+from orchestrator.errors import (
+    DrillError,
+    FlyAPIError,
+    FlyNotFound,
+    FlyWaitTimeout,
+    OrchestratorError,
+)
 from orchestrator.fly.client import FlyClient
 from orchestrator.settings import Token
 
 __all__ = ["LocalOutage", "RegionFault", "StopAndCordon", "fence"]
 
 _LEASE_TTL = 30
+_STOP_WAIT_S = 60
 
 
 class RegionFault(Protocol):
@@ -127,16 +134,29 @@ class StopAndCordon:
                 if m.state == "started":
                     await self.client.stop_machine(self.app, m.id, nonce=lease.nonce)
                     self.stopped.append(m.id)
+                    # The stop is accepted at once and done later: the region is down (and the
+                    # fault in effect) only once the machine is stopped.
+                    await self._until_stopped(m.id)
             finally:
                 with contextlib.suppress(OrchestratorError):
                     await self.client.release_lease(self.app, m.id, lease.nonce)
         return f"cordoned {len(machines)} and stopped {len(self.stopped)} machine(s) in {region}"
 
+    async def _until_stopped(self, machine_id: str) -> None:
+        try:
+            await self.client.wait_machine(
+                self.app, machine_id, state="stopped", timeout=_STOP_WAIT_S
+            )
+        except FlyWaitTimeout:
+            raise DrillError(f"machine {machine_id} did not stop within {_STOP_WAIT_S}s") from None
+
     async def clear(self, region: str) -> str:
         """Start the machines this fault stopped and uncordon every machine of ``region``."""
         started = 0
         for m in await live_machines(self.client, self.app, region=region):
-            if m.id in self.stopped and m.state in ("stopped", "suspended"):
+            if m.id in self.stopped and m.state == "stopping":
+                await self._until_stopped(m.id)  # a start now would be refused
+            if m.id in self.stopped and m.state in ("stopping", "stopped", "suspended"):
                 await self.client.start_machine(self.app, m.id)
                 started += 1
             with contextlib.suppress(FlyNotFound):
