@@ -203,7 +203,10 @@ class LocalFleet:
         path = self.state_dir / "requests.log"
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        text = path.read_text()
+        # The server may be appending: a last line without its newline is not written yet.
+        text = text[: text.rfind("\n") + 1]
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def mutating_requests(self) -> list[dict[str, Any]]:
         """Return the logged API requests that could change something (not GET)."""

@@ -408,11 +408,11 @@ class Rig:
         """Return the requests logged since ``mark`` (API and control calls)."""
         try:
             with self.requests_log.open("rb") as f:
-                f.seek(mark)
+                f.seek(max(mark - 1, 0))
                 data = f.read()
         except FileNotFoundError:
             return []
-        return [json.loads(line) for line in data.splitlines() if line.strip()]
+        return _complete_lines(data, after_mark=mark > 0)
 
     def operations_since(self, mark: int) -> Counter[str]:
         """Count the Machines API operations logged since ``mark``."""
@@ -537,6 +537,21 @@ class Child:
 
 
 _child_count = itertools.count()
+
+
+def _complete_lines(data: bytes, *, after_mark: bool) -> list[dict[str, Any]]:
+    """Parse the whole JSON lines of a log the local Fly may be appending to right now.
+
+    A reader can see a line half written: the last one is dropped unless it is complete. With
+    ``after_mark``, ``data`` starts one byte before the mark; unless that byte ends a line, the
+    mark fell inside a line being written, which is dropped too.
+    """
+    if after_mark:
+        first, data = data[:1], data[1:]
+        if first != b"\n":
+            data = data.split(b"\n", 1)[1] if b"\n" in data else b""
+    data = data[: data.rfind(b"\n") + 1]
+    return [json.loads(line) for line in data.splitlines() if line.strip()]
 
 
 def recover(
