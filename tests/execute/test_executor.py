@@ -126,6 +126,17 @@ def _env_update(machine: dict[str, Any], **env: str) -> Step:
     )
 
 
+def _hold_lease(fleet: LocalFleet, machine: dict[str, Any], description: str) -> str:
+    """Lease ``machine`` as someone else would (60 s); return the nonce."""
+    lease = fleet.api(
+        "POST",
+        f"/v1/apps/{APP}/machines/{machine['id']}/lease",
+        json={"ttl": 60, "description": description},
+    )
+    assert lease.status_code == 201, lease.text
+    return str(lease.json().get("data", lease.json())["nonce"])
+
+
 def _slot_machines(fleet: LocalFleet, region: str, slot: int) -> list[dict[str, Any]]:
     return [
         m
@@ -185,24 +196,8 @@ def test_an_update_of_a_machine_leased_by_someone_else_fails_naming_the_holder(
     created = _execute(fleet, _plan(spec, _create(spec, "syd", 1)))
     assert created.outcome == "succeeded", created.error
     [machine] = _slot_machines(fleet, "syd", 1)
-    lease = fleet.api(
-        "POST",
-        f"/v1/apps/{APP}/machines/{machine['id']}/lease",
-        json={"ttl": 60, "description": "someone else's deploy"},
-    )
-    assert lease.status_code == 201, lease.text
-    nonce = lease.json().get("data", lease.json())["nonce"]
-    config = dict(machine["config"])
-    config["env"] = {**config["env"], "LOG_LEVEL": "debug"}
-    update = Step(
-        id=step_id("syd", StepKind.MACHINE_UPDATE, 1),
-        kind=StepKind.MACHINE_UPDATE,
-        region="syd",
-        wave=1,
-        slot=1,
-        machine=machine["id"],
-        params={"config": config, "from_version": machine["version"], "spearhead": True},
-    )
+    nonce = _hold_lease(fleet, machine, "someone else's deploy")
+    update = _env_update(machine, LOG_LEVEL="debug")
     try:
         result = _execute(fleet, _plan(spec, update))
     finally:
@@ -332,24 +327,8 @@ def test_a_failure_to_reach_fly_rolls_nothing_back_whatever_the_policy(
     created = _execute(fleet, _plan(spec, _create(spec, "dfw", 2)))
     assert created.outcome == "succeeded", created.error
     [machine] = _slot_machines(fleet, "dfw", 2)
-    lease = fleet.api(
-        "POST",
-        f"/v1/apps/{APP}/machines/{machine['id']}/lease",
-        json={"ttl": 60, "description": "an operator's fly machine update"},
-    )
-    assert lease.status_code == 201, lease.text
-    nonce = lease.json().get("data", lease.json())["nonce"]
-    config = dict(machine["config"])
-    config["env"] = {**config["env"], "LOG_LEVEL": "debug"}
-    update = Step(
-        id=step_id("dfw", StepKind.MACHINE_UPDATE, 2),
-        kind=StepKind.MACHINE_UPDATE,
-        region="dfw",
-        wave=1,
-        slot=2,
-        machine=machine["id"],
-        params={"config": config, "from_version": machine["version"], "spearhead": True},
-    )
+    nonce = _hold_lease(fleet, machine, "an operator's fly machine update")
+    update = _env_update(machine, LOG_LEVEL="debug")
     plan = _plan(spec, update)
     plan = Plan(
         app=plan.app,
