@@ -53,7 +53,9 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except OrchestratorError as exc:
-        raise Exit(f"error: {' '.join(str(exc).split())}", exc.exit_code) from None
+        # One line per problem: a file with several is fixed in one go, not one run each.
+        lines = [" ".join(line.split()) for line in str(exc).splitlines()] or [""]
+        raise Exit("\n".join(f"error: {line}" for line in lines), exc.exit_code) from None
     except KeyboardInterrupt:
         raise Exit("interrupted", 130) from None
     except BrokenPipeError:

@@ -154,6 +154,8 @@ def build_plan(
                     f"list; left alone (add regions/{code}.toml with count = 0 to remove them)"
                 )
     asm.resolve_primary_waits(spec.primary_region, notes)
+    # What fly.toml and the region files say that this tool does not act on, and why.
+    notes.extend(spec.notes)
     return Plan(
         app=spec.app,
         release=release,

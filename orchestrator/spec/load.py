@@ -17,8 +17,8 @@ from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
-from orchestrator.errors import ConfigError
-from orchestrator.spec.flytoml import FLY_TOML, read_fly_toml
+from orchestrator.errors import ConfigError, ConfigProblems
+from orchestrator.spec.flytoml import FLY_TOML, FlyApp, read_fly_toml
 from orchestrator.spec.model import (
     DeploySpec,
     DrillObjectives,
@@ -80,6 +80,7 @@ def _read_region(
     base_vm: VMSize,
     mount: MountSpec | None,
     primary: str,
+    notes: list[str],
 ) -> RegionSpec:
     rel = f"{REGIONS_DIR}/{code}.toml"
     table = Table(read_toml(root, rel, overlay), rel, "", _REGION_KEYS)
@@ -112,10 +113,11 @@ def _read_region(
     )
     volume = table.integer("volume_size_gb", 1, MAX_VOLUME_GB, " GB")
     if volume is not None and mount is None:
-        raise ConfigError(
-            "fly.toml has no [[mounts]], so machines here get no volume: remove volume_size_gb",
-            where=table.at("volume_size_gb"),
+        notes.append(
+            f"{table.at('volume_size_gb')}: not acted on: fly.toml has no [[mounts]], so "
+            "machines here get no volume"
         )
+        volume = None
     max_unavailable = resolve_max_unavailable(
         table.data.get("max_unavailable", DEFAULT_MAX_UNAVAILABLE),
         count,
@@ -298,7 +300,7 @@ def _plain(value: Any) -> Any:
 
 def spec_digest(spec: DeploySpec) -> str:
     """Return the sha256 of the spec's canonical JSON, ignoring where it was loaded from."""
-    body = _plain(replace(spec, root="", digest="", ignored_keys=()))
+    body = _plain(replace(spec, root="", digest="", ignored_keys=(), notes=()))
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -320,26 +322,56 @@ def load_spec(
             (``{"regions/syd.toml": "..."}``), so an edit can be validated before it is written.
 
     Raises:
-        ConfigError: one line naming the file (relative to ``root``) and key, or the override.
+        ConfigProblems: every problem found in fly.toml and the region files, one line each
+            naming the file (relative to ``root``) and key, or the override.
     """
     root = Path(root)
     overlay = overlay or {}
-    fly = read_fly_toml(root, overlay, app_override=app_override, image_override=image_override)
+    problems: list[ConfigError] = []
+    fly: FlyApp | None = None
+    try:
+        fly = read_fly_toml(root, overlay, app_override=app_override, image_override=image_override)
+    except ConfigProblems as exc:
+        problems.extend(exc.problems)
+    except ConfigError as exc:
+        # The file cannot be read at all: nothing else can be checked against it.
+        raise ConfigProblems([exc]) from None
     codes = _region_codes(root, overlay)
-    primary = fly.primary_region
-    if primary not in codes:
-        raise ConfigError(
-            f"{primary!r} has no region file ({REGIONS_DIR}/{primary}.toml); the fleet has "
-            f"{', '.join(codes)}",
-            where=f"{FLY_TOML}: primary_region",
+    primary = fly.primary_region if fly is not None else None
+    if fly is not None and primary is None:
+        primary = _primary_from_roles(root, codes, overlay, problems)
+    elif primary is not None and primary not in codes:
+        problems.append(
+            ConfigError(
+                f"{primary!r} has no region file ({REGIONS_DIR}/{primary}.toml); the fleet has "
+                f"{', '.join(codes)}",
+                where=f"{FLY_TOML}: primary_region",
+            )
         )
-    regions = {
-        code: _read_region(
-            root, code, overlay=overlay, base_vm=fly.vm, mount=fly.mount, primary=primary
-        )
-        for code in codes
-    }
-    waves, drill = _read_waves(root, codes, primary, overlay)
+        primary = None
+    if fly is None or primary is None:
+        raise ConfigProblems(problems)
+    notes = list(fly.notes)
+    regions: dict[str, RegionSpec] = {}
+    for code in codes:
+        try:
+            regions[code] = _read_region(
+                root,
+                code,
+                overlay=overlay,
+                base_vm=fly.vm,
+                mount=fly.mount,
+                primary=primary,
+                notes=notes,
+            )
+        except ConfigError as exc:
+            problems.append(exc)
+    try:
+        waves, drill = _read_waves(root, codes, primary, overlay)
+    except ConfigError as exc:
+        problems.append(exc)
+    if problems:
+        raise ConfigProblems(problems)
     spec = DeploySpec(
         app=fly.app,
         primary_region=primary,
@@ -348,10 +380,47 @@ def load_spec(
         mount=fly.mount,
         checks=fly.checks,
         service=fly.service,
+        services=fly.services,
+        process_group=fly.process_group,
+        command=fly.command,
         regions=regions,
         waves=waves,
         drill=drill,
         root=str(root.resolve()),
         ignored_keys=fly.ignored_keys,
+        notes=tuple(notes),
     )
     return replace(spec, digest=spec_digest(spec))
+
+
+def _primary_from_roles(
+    root: Path, codes: list[str], overlay: Mapping[str, str], problems: list[ConfigError]
+) -> str | None:
+    """Return the one region whose file says ``role = "primary"`` (fly.toml left it out)."""
+    found = []
+    for code in codes:
+        rel = f"{REGIONS_DIR}/{code}.toml"
+        try:
+            data = read_toml(root, rel, overlay)
+        except ConfigError:
+            continue  # reported when the file is read for the region itself
+        if data.get("role") == "primary":
+            found.append(code)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        problems.append(
+            ConfigError(
+                'missing: set primary_region, or role = "primary" in one regions/<code>.toml',
+                where=f"{FLY_TOML}: primary_region",
+            )
+        )
+    else:
+        problems.append(
+            ConfigError(
+                f'{len(found)} region files say role = "primary" ({", ".join(found)}): keep '
+                "one, or set primary_region in fly.toml",
+                where=f"{FLY_TOML}: primary_region",
+            )
+        )
+    return None

@@ -381,9 +381,6 @@ CASES = [
     ),
     # fly.toml.
     _replace(
-        FLY, 'primary_region = "syd"', "", f"{FLY}: primary_region", "missing", "primary-missing"
-    ),
-    _replace(
         FLY,
         'primary_region = "syd"',
         'primary_region = "lhr"',
@@ -492,7 +489,7 @@ CASES = [
         'interval = "2s"',
         'interval = "0s"',
         f"{FLY}: checks.status.interval",
-        "expected a duration above 0s",
+        "too short: Fly's minimum check interval is 2s",
         "check-interval-zero",
     ),
     _replace(
@@ -530,10 +527,10 @@ CASES = [
     _replace(
         FLY,
         "[http_service]",
-        "[[services]]",
-        f"{FLY}: services",
-        "not supported by this tool",
-        "services-refused",
+        '[[services]]\n  protocol = "tcp"',
+        f"{FLY}: services[1].force_https",
+        "unknown key",
+        "services-force-https-outside-ports",
     ),
     _replace(
         FLY,

@@ -14,6 +14,7 @@ from orchestrator.spec import (
     DrillObjectives,
     MountSpec,
     RegionSpec,
+    ServiceCheckSpec,
     ServiceSpec,
     VMSize,
     WaveSpec,
@@ -224,15 +225,11 @@ kill_timeout = "5s"
     assert spec.mount == MountSpec(source="data", destination="/app/.data", initial_size_gb=3)
     assert spec.service is not None
     assert spec.service.auto_stop_machines == "stop"
-    assert spec.checks == (
-        CheckSpec(
-            name="servicecheck-00-http-8080",
-            type="http",
-            port=8080,
-            path="/status",
-            interval_s=10.0,
-            timeout_s=0.5,
-            grace_period_s=60.0,
+    # Service checks stay in their service, as flyctl puts them in services[].checks.
+    assert spec.checks == ()
+    assert spec.service.checks == (
+        ServiceCheckSpec(
+            type="http", path="/status", interval_s=10.0, timeout_s=0.5, grace_period_s=60.0
         ),
     )
     assert spec.ignored_keys == (
