@@ -192,7 +192,7 @@ def _machine_status(
         image=cfg.image,
         checks_passing=machine.checks_passing,
         checks=tuple((c.name, c.status, c.output) for c in machine.checks),
-        has_checks=bool(cfg.checks),
+        has_checks=bool(cfg.all_checks),
         role=role,
         app_status=app_status,
         app_error=app_error,

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 import httpx
 from starlette.types import Receive, Scope, Send
 
+from orchestrator.localfly.checks import service_check_names
 from orchestrator.localfly.core import LocalFly
 from orchestrator.localfly.state import MachineRecord
 from orchestrator.localfly.util import ulid
@@ -92,14 +93,15 @@ class EdgeProxy:
         )
 
     def _healthy(self, m: MachineRecord) -> bool:
-        if not m.config.get("checks"):
+        # Fly's proxy routes on service checks only; top-level checks are informational.
+        names = service_check_names(m.config)
+        if not names:
             return True
         rt = self.fly.runtime.get(m.id)
-        return (
-            rt is not None
-            and bool(rt.checks)
-            and all(c.status == "passing" for c in rt.checks.values())
-        )
+        if rt is None:
+            return False
+        results = [rt.checks.get(name) for name in names]
+        return all(r is not None and r.status == "passing" for r in results)
 
     def candidates(self, app: str, headers: dict[str, str]) -> list[MachineRecord]:
         """Return the machines to try, in order."""

@@ -9,7 +9,6 @@ import pytest
 
 from orchestrator.errors import ConfigError
 from orchestrator.spec import (
-    CheckSpec,
     DeploySpec,
     DrillObjectives,
     MountSpec,
@@ -42,24 +41,22 @@ EXPECTED = DeploySpec(
     image="registry.fly.io/sample-app:v1",
     env={"DATA_DIR": "/app/.data", "LOG_LEVEL": "info"},
     mount=MountSpec(source="data", destination="/app/.data", initial_size_gb=1),
-    checks=(
-        CheckSpec(
-            name="status",
-            type="http",
-            port=8080,
-            path="/status",
-            method="GET",
-            interval_s=2.0,
-            timeout_s=1.0,
-            grace_period_s=2.0,
-        ),
-    ),
     service=ServiceSpec(
         internal_port=8080,
         force_https=True,
         auto_stop_machines="off",
         auto_start_machines=True,
         min_machines_running=1,
+        checks=(
+            ServiceCheckSpec(
+                type="http",
+                method="GET",
+                path="/status",
+                interval_s=2.0,
+                timeout_s=1.0,
+                grace_period_s=2.0,
+            ),
+        ),
     ),
     regions={
         "ams": _region("ams", 1, "replica"),
