@@ -214,7 +214,7 @@ class Table:
                 error = ConfigError(reason, where=self.at(key))
             else:
                 error = ConfigError(
-                    f"unknown key{suggest(key, known)}; allowed: {', '.join(known)}",
+                    f"unknown key{suggest(key, (*known, *tolerated))}; allowed: {', '.join(known)}",
                     where=self.at(key),
                 )
             if problems is None:
