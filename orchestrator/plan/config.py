@@ -138,6 +138,8 @@ def _app_wide(spec: DeploySpec) -> dict[str, Any]:
         out["services"] = [_service_json(s) for s in spec.services]
     if spec.process_group != PROCESS_GROUP or spec.command:
         out["process"] = {"group": spec.process_group, "command": list(spec.command)}
+    if _stop_config(spec):
+        out["stop_config"] = _stop_config(spec)
     return out
 
 
@@ -279,7 +281,18 @@ def _base_config(spec: DeploySpec, region: str) -> dict[str, Any]:
         "restart": {"policy": "on-failure", "max_retries": RESTART_MAX_RETRIES},
         # The group's [processes] command replaces the image's CMD, as flyctl sends it.
         **({"init": {"cmd": list(spec.command)}} if spec.command else {}),
+        **({"stop_config": _stop_config(spec)} if _stop_config(spec) else {}),
     }
+
+
+def _stop_config(spec: DeploySpec) -> dict[str, str]:
+    """Return ``stop_config`` from kill_signal and kill_timeout, as flyctl sets it."""
+    out = {}
+    if spec.kill_signal is not None:
+        out["signal"] = spec.kill_signal
+    if spec.kill_timeout_s is not None:
+        out["timeout"] = go_duration(spec.kill_timeout_s)
+    return out
 
 
 class RegionConfigs:

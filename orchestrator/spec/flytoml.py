@@ -66,6 +66,8 @@ _HANDLERS = ("http", "tls", "pg_tls", "proxy_proto", "edge_http")
 _TOP_KNOWN = (
     "app",
     "primary_region",
+    "kill_signal",
+    "kill_timeout",
     "build",
     "env",
     "processes",
@@ -79,8 +81,6 @@ _TOP_KNOWN = (
     "services",
 )
 _TOP_NOT_ACTED = {
-    "kill_signal": "the stop signal is not sent; machines get Fly's default (SIGINT)",
-    "kill_timeout": "the stop timeout is not sent; machines get Fly's default (5s)",
     "swap_size_mb": "swap is not configured; machines run without swap",
     "console_command": "used by `fly console` only",
     "deploy": "rollouts follow regions/waves.toml and each region's max_unavailable",
@@ -945,6 +945,42 @@ def _read_image(top: Table, r: _Reading, image_override: str | None) -> str | No
     return image
 
 
+_SIGNALS = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGKILL", "SIGUSR1", "SIGUSR2", "SIGTERM")
+
+
+def _read_stop(top: Table, r: _Reading) -> tuple[str | None, float | None]:
+    """Read kill_signal and kill_timeout, which flyctl sends as the machine's stop_config."""
+    signal = r.attempt(top.string, "kill_signal")
+    if signal is not None:
+        signal = signal.upper()
+        if not signal.startswith("SIG"):
+            signal = f"SIG{signal}"
+        if signal not in _SIGNALS:
+            r.problem(
+                f"{top.data['kill_signal']!r} is not a signal Fly sends: allowed "
+                f"{', '.join(_SIGNALS)}",
+                top.at("kill_signal"),
+            )
+            signal = None
+    # flyctl reads a bare number here as seconds.
+    timeout = r.attempt(_duration, top, "kill_timeout", 1.0, 86400.0)
+    return signal, timeout
+
+
+def _gating_notes(checks: list[CheckSpec], services: list[ServiceSpec], r: _Reading) -> None:
+    """Say how machines are gated when no check, or no check over TCP, is there to wait for."""
+    if checks or any(s.checks for s in services):
+        return
+    if any(s.protocol == "udp" for s in services):
+        where, why = "services", "UDP services have no checks on Fly, and no other check is set"
+    else:
+        where, why = "checks", "no top-level or service checks"
+    r.notes.append(
+        f"{FLY_TOML}: {where}: {why}: the health gate counts a machine healthy once it is "
+        "started and stays up; add [[services.tcp_checks]] or [checks] to gate on the app"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class FlyApp:
     """What fly.toml says, validated.
@@ -962,6 +998,8 @@ class FlyApp:
         services: ``[[services]]`` of the group, in file order.
         process_group: the group the machines run (``app`` without ``[processes]``).
         command: the group's command (argv), or empty for the image's own.
+        kill_signal: ``kill_signal`` (``stop_config.signal``), or ``None``.
+        kill_timeout_s: ``kill_timeout`` in seconds (``stop_config.timeout``), or ``None``.
         ignored_keys: keys this tool does not act on (``fly.toml: kill_signal``).
         notes: one line per key not acted on, with the reason.
     """
@@ -979,6 +1017,8 @@ class FlyApp:
     process_group: str = DEFAULT_GROUP
     command: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    kill_signal: str | None = None
+    kill_timeout_s: float | None = None
 
 
 def read_fly_toml(
@@ -1042,6 +1082,8 @@ def read_fly_toml(
     checks = _read_checks(top, r, group, groups, default)
     service = _read_http_service(top, r, group, groups, default)
     services = _read_services(top, r, group, groups, default)
+    kill_signal, kill_timeout = _read_stop(top, r)
+    _gating_notes(checks, [*([service] if service else []), *services], r)
     if r.problems or app is None or image is None:
         raise ConfigProblems(r.problems)
     return FlyApp(
@@ -1058,4 +1100,6 @@ def read_fly_toml(
         command=command,
         ignored_keys=tuple(sorted(set(r.ignored))),
         notes=tuple(dict.fromkeys(r.notes)),
+        kill_signal=kill_signal,
+        kill_timeout_s=kill_timeout,
     )

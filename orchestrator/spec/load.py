@@ -383,6 +383,8 @@ def load_spec(
         services=fly.services,
         process_group=fly.process_group,
         command=fly.command,
+        kill_signal=fly.kill_signal,
+        kill_timeout_s=fly.kill_timeout_s,
         regions=regions,
         waves=waves,
         drill=drill,

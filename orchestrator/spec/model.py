@@ -255,6 +255,8 @@ class DeploySpec:
         process_group: the process group the machines run (``fly_process_group``).
         command: the group's command from ``[processes]`` (the machine's ``init.cmd``), or
             empty for the image's own.
+        kill_signal: the signal that stops a machine (``stop_config.signal``), or ``None``.
+        kill_timeout_s: how long a stop waits before SIGKILL (``stop_config.timeout``).
         regions: region code → region spec, sorted by code.
         waves: the rollout order.
         drill: drill objectives.
@@ -275,6 +277,8 @@ class DeploySpec:
     services: tuple[ServiceSpec, ...] = ()
     process_group: str = "app"
     command: tuple[str, ...] = ()
+    kill_signal: str | None = None
+    kill_timeout_s: float | None = None
     regions: Mapping[str, RegionSpec] = field(default_factory=dict)
     waves: tuple[WaveSpec, ...] = ()
     drill: DrillObjectives = field(default_factory=DrillObjectives)

@@ -52,13 +52,20 @@ def _svc(cfg: dict[str, Any], index: int = 0) -> dict[str, Any]:
     return service
 
 
+NO_CHECKS = (
+    "fly.toml: checks: no top-level or service checks: the health gate counts a machine healthy "
+    "once it is started and stays up; add [[services.tcp_checks]] or [checks] to gate on the app"
+)
+
+
 def _minimal(spec: DeploySpec, cfg: dict[str, Any]) -> None:
     assert cfg["services"] == []
     assert cfg["checks"] == {}
     assert cfg["mounts"] == []
     assert cfg["metadata"]["fly_process_group"] == "app"
     assert "init" not in cfg
-    assert spec.notes == ()
+    # The plan says how machines without checks are gated.
+    assert spec.notes == (NO_CHECKS,)
 
 
 def _http_service_checks(spec: DeploySpec, cfg: dict[str, Any]) -> None:
@@ -91,6 +98,11 @@ def _tcp_only(spec: DeploySpec, cfg: dict[str, Any]) -> None:
 
 
 def _udp(spec: DeploySpec, cfg: dict[str, Any]) -> None:
+    assert spec.notes == (
+        "fly.toml: services: UDP services have no checks on Fly, and no other check is set: the "
+        "health gate counts a machine healthy once it is started and stays up; add "
+        "[[services.tcp_checks]] or [checks] to gate on the app",
+    )
     svc = _svc(cfg)
     assert (svc["protocol"], svc["internal_port"]) == ("udp", 5353)
     assert svc["ports"] == [{"port": 53, "handlers": []}]
@@ -158,10 +170,10 @@ def _checks_array(spec: DeploySpec, cfg: dict[str, Any]) -> None:
 
 
 def _notes(spec: DeploySpec, cfg: dict[str, Any]) -> None:
-    noted = {n.split(": not acted on")[0] for n in spec.notes}
+    # kill_signal and kill_timeout are acted on: they become the stop_config flyctl sends.
+    assert cfg["stop_config"] == {"signal": "SIGTERM", "timeout": "30s"}
+    noted = {n.split(": not acted on")[0] for n in spec.notes if n != NO_CHECKS}
     assert noted == {
-        "fly.toml: kill_signal",
-        "fly.toml: kill_timeout",
         "fly.toml: swap_size_mb",
         "fly.toml: console_command",
         "fly.toml: deploy",
@@ -171,7 +183,7 @@ def _notes(spec: DeploySpec, cfg: dict[str, Any]) -> None:
         "fly.toml: build.dockerfile",
         "fly.toml: mounts.snapshot_retention",
     }
-    assert all(": not acted on: " in n for n in spec.notes)
+    assert all(": not acted on: " in n for n in spec.notes if n != NO_CHECKS)
 
 
 def _build_with_image_flag(spec: DeploySpec, cfg: dict[str, Any]) -> None:
@@ -186,6 +198,7 @@ def _primary_from_roles(spec: DeploySpec, cfg: dict[str, Any]) -> None:
 
 def _volume_note(spec: DeploySpec, cfg: dict[str, Any]) -> None:
     assert spec.notes == (
+        NO_CHECKS,
         "regions/dfw.toml: volume_size_gb: not acted on: fly.toml has no [[mounts]], so "
         "machines here get no volume",
     )

@@ -232,9 +232,9 @@ kill_timeout = "5s"
     assert spec.ignored_keys == (
         "fly.toml: build.dockerfile",
         "fly.toml: deploy",
-        "fly.toml: kill_signal",
-        "fly.toml: kill_timeout",
     )
+    # flyctl sends these as the machine's stop_config, and so does this tool.
+    assert (spec.kill_signal, spec.kill_timeout_s) == ("SIGINT", 5.0)
     # The region files name a preset and memory, which win over the app-wide [[vm]].
     assert spec.regions["syd"].vm == SHARED_1X
     (fleet / "regions" / "ams.toml").write_text("count = 1\n")
