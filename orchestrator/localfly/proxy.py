@@ -2,7 +2,8 @@
 
 The app comes from the ``Host`` header (``<app>.fly.dev`` or ``<app>.localhost``) or, when
 it names none, the only app there is. Requests go to started, uncordoned machines whose
-checks all pass (a machine without checks passes), outside regions that are down,
+service checks all pass (a machine without service checks passes; top-level checks do not
+route, as on Fly), outside regions that are down,
 picked at random (Fly picks by load and distance); ``fly-prefer-region`` narrows to a
 region when it has one, and ``fly-force-instance-id`` picks one machine (started and
 reachable, checks aside).
