@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from orchestrator.errors import ConfigError, ConfigProblems
 from orchestrator.spec.flytoml import FLY_TOML, FlyApp, read_fly_toml
@@ -53,6 +53,8 @@ __all__ = [
     "spec_digest",
 ]
 
+T = TypeVar("T")
+
 REGIONS_DIR = "regions"
 WAVES_TOML = "regions/waves.toml"
 DEFAULT_MAX_UNAVAILABLE = 0.33
@@ -77,52 +79,82 @@ def _read_region(
     code: str,
     *,
     overlay: Mapping[str, str],
-    base_vm: VMSize,
+    base_vm: VMSize | None,
     mount: MountSpec | None,
-    primary: str,
+    primary: str | None,
     notes: list[str],
 ) -> RegionSpec:
+    """Read one region file, reporting every problem in it at once.
+
+    Without ``base_vm`` and ``primary`` (fly.toml has problems of its own) the checks that
+    depend on them are left out, and the file is read only for its own problems.
+
+    Raises:
+        ConfigProblems: one line per problem, each naming the file and the key.
+    """
     rel = f"{REGIONS_DIR}/{code}.toml"
-    table = Table(read_toml(root, rel, overlay), rel, "", _REGION_KEYS)
-    count = table.integer("count", 0, MAX_COUNT)
-    if count is None:
-        raise ConfigError(
-            f"missing: set the number of machines (0 to {MAX_COUNT})", where=table.at("count")
+    problems: list[ConfigError] = []
+
+    def attempt(read: Callable[..., T], *args: Any) -> T | None:
+        try:
+            return read(*args)
+        except ConfigError as exc:
+            problems.append(exc)
+            return None
+
+    table = Table(read_toml(root, rel, overlay), rel, "", _REGION_KEYS, problems=problems)
+    count = attempt(table.integer, "count", 0, MAX_COUNT)
+    if count is None and "count" not in table.data:
+        problems.append(
+            ConfigError(
+                f"missing: set the number of machines (0 to {MAX_COUNT})", where=table.at("count")
+            )
         )
-    role = table.choice("role", ("primary", "replica"))
+    role = attempt(table.choice, "role", ("primary", "replica"))
     expected: Role = "primary" if code == primary else "replica"
-    if role is not None and role != expected:
-        raise ConfigError(
-            f"{role!r} disagrees with fly.toml primary_region = {primary!r}: "
-            f"this region is the {expected}",
-            where=table.at("role"),
+    if role is not None and role != expected and primary is not None:
+        problems.append(
+            ConfigError(
+                f"{role!r} disagrees with fly.toml primary_region = {primary!r}: "
+                f"this region is the {expected}",
+                where=table.at("role"),
+            )
         )
     if code == primary and count == 0:
-        raise ConfigError(
-            "the primary region needs at least 1 machine (it takes the writes)",
-            where=table.at("count"),
+        problems.append(
+            ConfigError(
+                "the primary region needs at least 1 machine (it takes the writes)",
+                where=table.at("count"),
+            )
         )
-    vm = resolve_vm(
-        table.string("vm"),
-        table.string("cpu_kind"),
-        table.integer("cpus", 1, 128),
-        table.integer("memory_mb", 1, 10**7, " MB"),
-        where_prefix=rel,
-        keys=FILE_KEYS,
-        base=base_vm,
-    )
-    volume = table.integer("volume_size_gb", 1, MAX_VOLUME_GB, " GB")
+    before = len(problems)
+    cpus = attempt(table.integer, "cpus", 1, 128)
+    memory = attempt(table.integer, "memory_mb", 1, 10**7, " MB")
+    preset = attempt(table.string, "vm")
+    kind = attempt(table.string, "cpu_kind")
+    vm = None
+    # A region that names its preset does not depend on fly.toml's [[vm]].
+    if len(problems) == before and (base_vm is not None or preset is not None):
+        vm = attempt(
+            lambda: resolve_vm(
+                preset, kind, cpus, memory, where_prefix=rel, keys=FILE_KEYS, base=base_vm
+            )
+        )
+    volume = attempt(table.integer, "volume_size_gb", 1, MAX_VOLUME_GB, " GB")
     if volume is not None and mount is None:
         notes.append(
             f"{table.at('volume_size_gb')}: not acted on: fly.toml has no [[mounts]], so "
             "machines here get no volume"
         )
         volume = None
-    max_unavailable = resolve_max_unavailable(
+    max_unavailable = attempt(
+        resolve_max_unavailable,
         table.data.get("max_unavailable", DEFAULT_MAX_UNAVAILABLE),
-        count,
+        count or 0,
         table.at("max_unavailable"),
     )
+    if problems or count is None or vm is None or max_unavailable is None:
+        raise ConfigProblems(problems)
     return RegionSpec(
         code=code,
         count=count,
@@ -349,9 +381,12 @@ def load_spec(
             )
         )
         primary = None
-    if fly is None or primary is None:
-        raise ConfigProblems(problems)
-    notes = list(fly.notes)
+    if fly is None:
+        # fly.toml has problems; its primary_region, if it names a region file, still lets
+        # the region files be checked against it.
+        named = read_toml(root, FLY_TOML, overlay).get("primary_region")
+        primary = named if isinstance(named, str) and named in codes else None
+    notes = list(fly.notes) if fly is not None else []
     regions: dict[str, RegionSpec] = {}
     for code in codes:
         try:
@@ -359,13 +394,17 @@ def load_spec(
                 root,
                 code,
                 overlay=overlay,
-                base_vm=fly.vm,
-                mount=fly.mount,
+                base_vm=fly.vm if fly is not None else None,
+                mount=fly.mount if fly is not None else None,
                 primary=primary,
                 notes=notes,
             )
+        except ConfigProblems as exc:
+            problems.extend(exc.problems)
         except ConfigError as exc:
             problems.append(exc)
+    if fly is None or primary is None:
+        raise ConfigProblems(problems)
     try:
         waves, drill = _read_waves(root, codes, primary, overlay)
     except ConfigError as exc:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, ConfigProblems
 from orchestrator.spec import load_spec
 
 
@@ -616,3 +616,24 @@ def test_nothing_is_written_while_loading(fleet: Path) -> None:
     before = {p: p.read_bytes() for p in fleet.rglob("*") if p.is_file()}
     load_spec(fleet)
     assert {p: p.read_bytes() for p in fleet.rglob("*") if p.is_file()} == before
+
+
+def test_every_problem_of_every_file_is_reported_at_once(fleet: Path) -> None:
+    (fleet / "regions" / "dfw.toml").write_text(
+        'role = "primary"\ncount = -1\nvm = "shared-cpu-1x"\nmemory_mb = 4096\nmax_unavail = 1\n'
+    )
+    (fleet / "regions" / "ams.toml").write_text('count = "1"\n')
+    fly = (fleet / "fly.toml").read_text()
+    (fleet / "fly.toml").write_text(fly.replace('LOG_LEVEL = "info"', "LOG-LEVEL = 1"))
+    with pytest.raises(ConfigProblems) as err:
+        load_spec(fleet)
+    assert [p.where for p in err.value.problems] == [
+        f"{FLY}: env.LOG-LEVEL",
+        "regions/ams.toml: count",
+        f"{DFW}: max_unavail",
+        f"{DFW}: count",
+        f"{DFW}: role",
+        f"{DFW}: memory_mb",
+    ]
+    assert str(err.value).count("\n") == 5
+    assert err.value.exit_code == 2
