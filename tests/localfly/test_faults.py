@@ -182,3 +182,19 @@ async def test_the_proxy_routes_on_service_checks_not_top_level_checks(
         served = {(await edge.get("/", headers=host)).headers["fly-machine-id"] for _ in range(8)}
         # The machine failing only a top-level check keeps its traffic; the other loses it.
         assert served == {top.id}
+
+
+async def test_a_machine_without_a_service_gets_no_traffic(localfly: Endpoint) -> None:
+    app = unique_app()
+    host = {"host": f"{app}.fly.dev"}
+    async with fly_client(localfly) as fly, httpx.AsyncClient(base_url=localfly.proxy_url) as edge:
+        await fly.create_app(app)
+        # A worker: it runs and passes its check, but has no service for the proxy to use.
+        worker = await fly.create_machine(app, echo_config(services=[]), region="ord")
+        await passing(fly, app, worker.id)
+        r = await edge.get("/", headers=host)
+        assert (r.status_code, r.json()) == (503, {"error": "no machine available"})
+        web = await fly.create_machine(app, service_config(), region="ord")
+        await passing(fly, app, web.id)
+        served = {(await edge.get("/", headers=host)).headers["fly-machine-id"] for _ in range(6)}
+        assert served == {web.id}
