@@ -769,6 +769,13 @@ def _read_http_service(
         check = _read_service_check(r, entry, f"http_service.checks[{index}]", "http")
         if check is not None:
             checks.append(check)
+    if groups and "processes" not in body:
+        r.problem(
+            f"no processes set, but [processes] defines {', '.join(sorted(groups))}: "
+            "name the groups this service belongs to (flyctl refuses this too)",
+            svc.at("processes"),
+        )
+        return None
     applies = _applies(svc, r, group, groups, default=default)
     if port is None or not applies:
         return None

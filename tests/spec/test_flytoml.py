@@ -340,6 +340,11 @@ SHAPES = [
         refuses=(("fly.toml: services[1].processes", "no processes set, but [processes]"),),
     ),
     Shape(
+        "http-service-without-processes-beside-a-group",
+        HEAD + '\n[processes]\n  web = "bin/web"\n\n[http_service]\n  internal_port = 8080\n',
+        refuses=(("fly.toml: http_service.processes", "no processes set, but [processes]"),),
+    ),
+    Shape(
         "service-for-an-unknown-group",
         HEAD + '\n[http_service]\n  internal_port = 8080\n  processes = ["wbe"]\n',
         refuses=(("fly.toml: http_service.processes", "'wbe' is not a process group"),),
