@@ -54,8 +54,9 @@ def _errors() -> Iterator[None]:
         yield
     except OrchestratorError as exc:
         # One line per problem: a file with several is fixed in one go, not one run each.
-        lines = [" ".join(line.split()) for line in str(exc).splitlines()] or [""]
-        raise Exit("\n".join(f"error: {line}" for line in lines), exc.exit_code) from None
+        parts = [str(p) for p in getattr(exc, "problems", ())] or [str(exc)]
+        lines = [f"error: {' '.join(part.split())}" for part in parts]
+        raise Exit("\n".join(lines), exc.exit_code) from None
     except KeyboardInterrupt:
         raise Exit("interrupted", 130) from None
     except BrokenPipeError:
