@@ -111,6 +111,12 @@ def test_a_machine_fly_deploy_made_is_adopted_and_gated_on_its_service_check(
     assert adopted["config"]["metadata"]["orch_slot"] == "1"
     assert adopted["config"]["image"] == "registry.fly.io/sample-app:v1"
 
+    # Status names each machine's process group, as fly status groups them.
+    proc = fleet.invoke("status", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(proc.stdout)["regions"]["syd"]["machines"]
+    assert [(r["process_group"], r["healthy"]) for r in rows] == [("app", True), ("app", True)]
+
     # A second plan has nothing left to do: the adopted machine is now managed.
     proc = fleet.invoke("plan", "--format", "json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
