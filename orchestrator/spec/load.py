@@ -263,56 +263,97 @@ def _read_waves(
         if others:
             waves.append(WaveSpec(index=2, regions=others))
         return tuple(waves), DrillObjectives()
-    top = Table(read_toml(root, WAVES_TOML, overlay), WAVES_TOML, "", ("defaults", "wave", "drill"))
+    problems: list[ConfigError] = []
+
+    def attempt(read: Callable[..., T], *args: Any) -> T | None:
+        try:
+            return read(*args)
+        except ConfigError as exc:
+            problems.append(exc)
+            return None
+
+    top = Table(
+        read_toml(root, WAVES_TOML, overlay),
+        WAVES_TOML,
+        "",
+        ("defaults", "wave", "drill"),
+        problems=problems,
+    )
     defaults = WaveSpec(index=0, regions=())
-    body = top.table("defaults")
+    body = attempt(top.table, "defaults")
     if body is not None:
-        defaults = _wave_settings(Table(body, WAVES_TOML, "defaults", _WAVE_SETTINGS), defaults)
+        table = Table(body, WAVES_TOML, "defaults", _WAVE_SETTINGS, problems=problems)
+        defaults = attempt(_wave_settings, table, defaults) or defaults
+    entries: list[Mapping[str, Any]] = []
     if isinstance(top.data.get("wave"), dict):
-        raise ConfigError(
-            "expected an array of tables: write [[wave]], not [wave]", where=top.at("wave")
+        problems.append(
+            ConfigError(
+                "expected an array of tables: write [[wave]], not [wave]", where=top.at("wave")
+            )
         )
-    entries = top.tables("wave")
-    if not entries:
-        raise ConfigError(
-            "missing: add at least one [[wave]] with regions = [...]", where=top.at("wave")
-        )
+    else:
+        entries = attempt(top.tables, "wave") or []
+        if not entries and "wave" not in top.data:
+            problems.append(
+                ConfigError(
+                    "missing: add at least one [[wave]] with regions = [...]",
+                    where=top.at("wave"),
+                )
+            )
     seen: dict[str, int] = {}
     waves = []
     for index, entry in enumerate(entries, start=1):
-        table = Table(entry, WAVES_TOML, f"wave[{index}]", ("regions", *_WAVE_SETTINGS))
-        where = table.at("regions")
-        regions = table.required("regions", 'list the regions of this wave, e.g. ["syd"]')
-        if not isinstance(regions, list):
-            raise ConfigError(
-                f"expected an array of region codes, got {describe(regions)}", where=where
-            )
-        if not regions:
-            raise ConfigError("empty: a wave needs at least one region", where=where)
-        for code in regions:
-            validate_region(code, where=where)
-            if code in seen:
-                earlier = seen[code]
-                again = "twice in this wave" if earlier == index else f"already in wave {earlier}"
-                raise ConfigError(
-                    f"{code!r} is {again}: a region deploys in exactly one wave", where=where
-                )
-            if code not in codes:
-                raise ConfigError(
-                    f"{code!r} has no region file: create {REGIONS_DIR}/{code}.toml or remove it "
-                    "from this wave",
-                    where=where,
-                )
-            seen[code] = index
-        waves.append(_wave_settings(table, replace(defaults, index=index, regions=tuple(regions))))
+        wave = attempt(_read_wave, entry, index, defaults, codes, seen)
+        if wave is not None:
+            waves.append(wave)
     missing = [c for c in codes if c not in seen]
-    if missing:
-        raise ConfigError(
-            f"{REGIONS_DIR}/{missing[0]}.toml is in no wave: add {missing[0]!r} to the regions "
-            "of a [[wave]]",
-            where=top.at("wave"),
+    # A wave that could not be read may hold the missing region: only say so when all were.
+    if missing and entries and len(waves) == len(entries):
+        problems.append(
+            ConfigError(
+                f"{REGIONS_DIR}/{missing[0]}.toml is in no wave: add {missing[0]!r} to the "
+                "regions of a [[wave]]",
+                where=top.at("wave"),
+            )
         )
-    return tuple(waves), _read_drill(top)
+    drill = attempt(_read_drill, top)
+    if problems or drill is None:
+        raise ConfigProblems(problems)
+    return tuple(waves), drill
+
+
+def _read_wave(
+    entry: Mapping[str, Any],
+    index: int,
+    defaults: WaveSpec,
+    codes: list[str],
+    seen: dict[str, int],
+) -> WaveSpec:
+    table = Table(entry, WAVES_TOML, f"wave[{index}]", ("regions", *_WAVE_SETTINGS))
+    where = table.at("regions")
+    regions = table.required("regions", 'list the regions of this wave, e.g. ["syd"]')
+    if not isinstance(regions, list):
+        raise ConfigError(
+            f"expected an array of region codes, got {describe(regions)}", where=where
+        )
+    if not regions:
+        raise ConfigError("empty: a wave needs at least one region", where=where)
+    for code in regions:
+        validate_region(code, where=where)
+        if code in seen:
+            earlier = seen[code]
+            again = "twice in this wave" if earlier == index else f"already in wave {earlier}"
+            raise ConfigError(
+                f"{code!r} is {again}: a region deploys in exactly one wave", where=where
+            )
+        if code not in codes:
+            raise ConfigError(
+                f"{code!r} has no region file: create {REGIONS_DIR}/{code}.toml or remove it "
+                "from this wave",
+                where=where,
+            )
+        seen[code] = index
+    return _wave_settings(table, replace(defaults, index=index, regions=tuple(regions)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,6 +448,8 @@ def load_spec(
         raise ConfigProblems(problems)
     try:
         waves, drill = _read_waves(root, codes, primary, overlay)
+    except ConfigProblems as exc:
+        problems.extend(exc.problems)
     except ConfigError as exc:
         problems.append(exc)
     if problems:

@@ -637,3 +637,18 @@ def test_every_problem_of_every_file_is_reported_at_once(fleet: Path) -> None:
     ]
     assert str(err.value).count("\n") == 5
     assert err.value.exit_code == 2
+
+
+def test_every_bad_wave_is_reported_at_once(fleet: Path) -> None:
+    waves = fleet / "regions" / "waves.toml"
+    text = waves.read_text()
+    text = text.replace('regions = ["syd"]', 'regions = ["syd", "lhr"]')
+    text = text.replace('on_failure = "rollback_wave"', 'on_failure = "panic"')
+    waves.write_text(text.replace('bake_time = "3s"', "bake_time = 3"))
+    with pytest.raises(ConfigProblems) as err:
+        load_spec(fleet)
+    assert [p.where for p in err.value.problems] == [
+        f"{WAVES}: defaults.bake_time",
+        f"{WAVES}: wave[1].regions",
+        f"{WAVES}: wave[2].on_failure",
+    ]
