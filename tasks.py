@@ -53,7 +53,10 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except OrchestratorError as exc:
-        raise Exit(f"error: {' '.join(str(exc).split())}", exc.exit_code) from None
+        # One line per problem: a file with several is fixed in one go, not one run each.
+        parts = [str(p) for p in getattr(exc, "problems", ())] or [str(exc)]
+        lines = [f"error: {' '.join(part.split())}" for part in parts]
+        raise Exit("\n".join(lines), exc.exit_code) from None
     except KeyboardInterrupt:
         raise Exit("interrupted", 130) from None
     except BrokenPipeError:

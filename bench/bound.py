@@ -44,6 +44,7 @@ from typing import Any
 
 import networkx as nx
 
+from orchestrator.fly.checks import all_checks
 from orchestrator.localfly.profiles import Profile, Span
 from orchestrator.localfly.regions import NEAREST, REGIONS, distance_km
 from orchestrator.localfly.util import parse_duration
@@ -85,7 +86,8 @@ def latency(profile: Profile, region: str | None) -> float:
 def _grace(profile: Profile, step: Step) -> float:
     """Return the effective grace period of the step's machine config (longest check)."""
     config = step.params.get("config") or {}
-    checks = config.get("checks") or {}
+    # Service checks delay a machine's health as much as top-level ones.
+    checks = all_checks(config)
     graces = [
         profile.check_grace(parse_duration(c.get("grace_period", "0s"))) for c in checks.values()
     ]

@@ -23,10 +23,10 @@ from typing import Any
 
 from orchestrator.plan import desired_config
 from orchestrator.spec.model import (
-    CheckSpec,
     DeploySpec,
     MountSpec,
     RegionSpec,
+    ServiceCheckSpec,
     ServiceSpec,
     VMSize,
     WaveSpec,
@@ -56,9 +56,10 @@ REGION_ORDER = (
     "cdg", "lax", "yyz", "arn", "bom", "ewr", "gru", "jnb",
 )  # fmt: skip
 
-# The sample fleet's check (fly.toml [checks.status]), with Fly's default timeout (2 s) instead
-# of the sample fleet's 1 s: on a busy 2-core host a 1 s probe of 200 local processes times out
-# now and then, and the executor rightly fails a machine whose check keeps failing.
+# The sample fleet's service check (fly.toml [[http_service.checks]]), with Fly's default
+# timeout (2 s) instead of the sample fleet's 1 s: on a busy 2-core host a 1 s probe of 200
+# local processes times out now and then, and the executor rightly fails a machine whose check
+# keeps failing.
 CHECK_INTERVAL_S = 2.0
 CHECK_TIMEOUT_S = 2.0
 CHECK_GRACE_S = 2.0
@@ -146,19 +147,20 @@ def synthetic_spec(shape: FleetShape, image: str = IMAGE_V1) -> DeploySpec:
         image=image,
         env={"DATA_DIR": "/app/.data", "LOG_LEVEL": "info"},
         mount=MountSpec(source="data", destination="/app/.data", initial_size_gb=1),
-        checks=(
-            CheckSpec(
-                name="status",
-                type="http",
-                port=8080,
-                path="/status",
-                method="GET",
-                interval_s=CHECK_INTERVAL_S,
-                timeout_s=CHECK_TIMEOUT_S,
-                grace_period_s=CHECK_GRACE_S,
+        service=ServiceSpec(
+            internal_port=8080,
+            min_machines_running=1,
+            checks=(
+                ServiceCheckSpec(
+                    type="http",
+                    method="GET",
+                    path="/status",
+                    interval_s=CHECK_INTERVAL_S,
+                    timeout_s=CHECK_TIMEOUT_S,
+                    grace_period_s=CHECK_GRACE_S,
+                ),
             ),
         ),
-        service=ServiceSpec(internal_port=8080, min_machines_running=1),
         regions=regions,
         waves=waves,
         root=".",
@@ -252,15 +254,12 @@ primary_region = "{primary}"
   auto_stop_machines = "off"
   auto_start_machines = true
   min_machines_running = 1
-
-[checks.status]
-  type = "http"
-  port = 8080
-  method = "GET"
-  path = "/status"
-  interval = "{interval}"
-  timeout = "{timeout}"
-  grace_period = "{grace}"
+  [[http_service.checks]]
+    method = "GET"
+    path = "/status"
+    interval = "{interval}"
+    timeout = "{timeout}"
+    grace_period = "{grace}"
 
 [[vm]]
   size = "shared-cpu-1x"

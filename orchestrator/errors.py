@@ -4,6 +4,7 @@ The tree::
 
     OrchestratorError
      ├── ConfigError                 bad input: a file, key or flag (exit code 2)
+ │    └── ConfigProblems         several of them, found in one reading, one line each
      ├── FlyAPIError                 the Machines API answered with an error
      │    ├── FlyBadRequest          400 / 422 (Fly's ``status`` may say ``name_taken`` ...)
      │    ├── FlyAuthError           401 / 403
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "ConfigProblems",
     "DeployError",
     "DeployLocked",
     "DrillError",
@@ -69,6 +71,23 @@ class ConfigError(OrchestratorError):
         self.where = where
         self.message = message
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class ConfigProblems(ConfigError):
+    """Every problem found in one reading of the input, so a user fixes them all in one go.
+
+    ``str()`` is one line per problem (each ``where: message``); ``problems`` keeps them as
+    :class:`ConfigError` values, in the order found.
+    """
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        self.problems = tuple(problems)
+        first = self.problems[0] if self.problems else ConfigError("no problem")
+        super().__init__(first.message, where=first.where)
+        self.args = ("\n".join(str(p) for p in self.problems),)
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self.problems)
 
 
 class FlyAPIError(OrchestratorError):

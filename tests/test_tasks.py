@@ -331,7 +331,7 @@ def test_a_release_failing_its_checks_exits_1_naming_machine_and_check(fleet: Lo
     error, rolled_back = proc.stderr.strip().splitlines()
     assert error.startswith("error: dfw:machine.update:1:")
     assert spearhead["id"] in error
-    assert "check 'status'" in error
+    assert "check 'servicecheck-00-http-8080'" in error
     assert rolled_back.startswith("rolled back dfw to ")
     assert "Traceback" not in proc.stdout + proc.stderr
     # The journal has it: the spearhead failed with the error, the rest was skipped, and the
@@ -348,7 +348,7 @@ def test_a_release_failing_its_checks_exits_1_naming_machine_and_check(fleet: Lo
     finally:
         db.close()
     assert outcome == "rolled_back"
-    assert "check 'status'" in run_error
+    assert "check 'servicecheck-00-http-8080'" in run_error
     assert (rollback_outcome, rollback_of) == ("succeeded", run)
     steps = _journal_steps(fleet.root, run)
     assert steps["dfw:machine.update:1"]["outcome"] == "failed"

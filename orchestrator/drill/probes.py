@@ -215,7 +215,7 @@ async def _region_health(probe: AppProbe, region: str, machines: list[Machine]) 
     for m in machines:
         if m.state != "started":
             return RegionHealth(region, False, len(machines), f"machine {m.id} is {m.state}")
-        if m.config.checks and not m.checks_passing:
+        if m.config.all_checks and not m.checks_passing:
             bad = ", ".join(f"{c.name} {c.status}" for c in m.checks if not c.passing)
             return RegionHealth(
                 region, False, len(machines), f"machine {m.id}: checks {bad or 'not reported'}"

@@ -159,9 +159,10 @@ async def wait_healthy(
         if machine.state == "started":
             if started_at is None:
                 started_at = now
-            if not machine.config.checks or machine.checks_passing:
+            # Service checks count as much as top-level ones: Fly routes on them.
+            if not machine.config.all_checks or machine.checks_passing:
                 return machine
-            if now - started_at > check_budget_s(machine.config.checks):
+            if now - started_at > check_budget_s(machine.config.all_checks):
                 raise GateFailed(describe_checks(machine))
         if now > hard_deadline:
             state = "" if machine.state == "started" else f" (state {machine.state})"
@@ -279,7 +280,7 @@ async def _region_problem(
             return f"{label} is at version {machine.version}, not the expected {expected}"
         if machine.state != "started":
             return f"{label} is {machine.state}, not started"
-        if machine.config.checks and not machine.checks_passing:
+        if machine.config.all_checks and not machine.checks_passing:
             return describe_checks(machine)
     return None
 

@@ -44,6 +44,7 @@ from orchestrator.errors import (
 from orchestrator.execute.context import StepContext
 from orchestrator.execute.gates import wait_healthy
 from orchestrator.execute.testhooks import kill_point
+from orchestrator.fly.checks import all_checks
 from orchestrator.fly.models import Machine, MachineConfig
 from orchestrator.plan.config import META_CONFIG_DIGEST, META_LAUNCH_ID
 from orchestrator.plan.steps import Step
@@ -467,10 +468,7 @@ async def update_machine(ctx: StepContext, step: Step) -> str:
 
 
 def _checks(config: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]] | None:
-    checks = config.get("checks")
-    if not isinstance(checks, Mapping):
-        return None
-    return {str(k): v for k, v in checks.items() if isinstance(v, Mapping)}
+    return all_checks(config) or None
 
 
 def _volume_at(config: MachineConfig, desired: Mapping[str, Any]) -> str | None:

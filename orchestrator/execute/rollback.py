@@ -11,7 +11,7 @@ same `Executor`, under the same lock, journaled as a ``rollback`` run.
 
 Which release:
 
-- ``--to RELEASE``: that release (the full id ``v1-92d1226d``, or its tag ``v1`` when only one
+- ``--to RELEASE``: that release (the full id ``v1-f80252c7``, or its tag ``v1`` when only one
   journaled release has it);
 - otherwise the release the machines ran before their current one: the chosen regions must
   all run one release, and the newest journaled config from before the deploy (or the manual

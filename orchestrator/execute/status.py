@@ -15,7 +15,7 @@ from typing import Any
 from orchestrator.connect import Connection
 from orchestrator.errors import FlyNotFound
 from orchestrator.fly.models import Machine, Volume
-from orchestrator.plan.config import META_RELEASE, META_SLOT
+from orchestrator.plan.config import META_PROCESS_GROUP, META_RELEASE, META_SLOT
 
 __all__ = ["FleetStatus", "MachineStatus", "collect_status"]
 
@@ -46,6 +46,7 @@ class MachineStatus:
         memory_mb: memory.
         volume_id: the mounted volume, or ``None``.
         volume_size_gb: its size, when known.
+        process_group: its ``fly_process_group`` (flyctl's ``app`` when unset).
     """
 
     id: str
@@ -67,6 +68,7 @@ class MachineStatus:
     memory_mb: int
     volume_id: str | None
     volume_size_gb: int | None
+    process_group: str = "app"
 
     @property
     def healthy(self) -> bool:
@@ -79,6 +81,7 @@ class MachineStatus:
         return {
             "id": self.id,
             "name": self.name,
+            "process_group": self.process_group,
             "slot": self.slot,
             "state": self.state,
             "version": self.version,
@@ -192,7 +195,8 @@ def _machine_status(
         image=cfg.image,
         checks_passing=machine.checks_passing,
         checks=tuple((c.name, c.status, c.output) for c in machine.checks),
-        has_checks=bool(cfg.checks),
+        has_checks=bool(cfg.all_checks),
+        process_group=cfg.metadata.get(META_PROCESS_GROUP) or "app",
         role=role,
         app_status=app_status,
         app_error=app_error,

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.fly.checks import all_checks
+
 __all__ = [
     "App",
     "CheckStatus",
@@ -170,6 +172,11 @@ class MachineConfig:
             restart=_map(d.get("restart")),
             raw=d,
         )
+
+    @property
+    def all_checks(self) -> dict[str, Mapping[str, Any]]:
+        """Return top-level and service checks by the names Fly reports their results under."""
+        return all_checks({"checks": self.checks, "services": list(self.services)})
 
     def to_api(self) -> JSON:
         out = dict(self.raw)

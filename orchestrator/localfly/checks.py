@@ -4,6 +4,10 @@ One asyncio task per machine runs all of its checks (no thread per check): each 
 first runs after its grace period, then every interval (both shaped by the profile). An
 ``http`` check passes on 2xx, warns on 429 and is critical otherwise; a ``tcp`` check
 passes when a connection opens. Before a check has run it reports ``warning``.
+
+Service checks (``services[].checks``) run alongside the top-level ``checks``, named as Fly
+names them in a machine's check list (``servicecheck-00-http-8080``); only they decide whether
+the edge proxy routes to the machine, as on Fly, where top-level checks are informational.
 """
 
 from __future__ import annotations
@@ -17,7 +21,14 @@ from typing import Any
 from orchestrator.localfly.profiles import Profile
 from orchestrator.localfly.util import iso_now, parse_duration
 
-__all__ = ["CheckResult", "CheckSpec", "probe", "run_checks", "specs_from_config"]
+__all__ = [
+    "CheckResult",
+    "CheckSpec",
+    "probe",
+    "run_checks",
+    "service_check_names",
+    "specs_from_config",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +70,7 @@ class CheckSpec:
         interval: seconds between runs (the profile's effective value).
         timeout: seconds one run may take.
         grace: seconds after the launch before the first run.
+        routes: a service check: the edge proxy routes only to machines passing all of them.
     """
 
     name: str
@@ -69,29 +81,51 @@ class CheckSpec:
     interval: float
     timeout: float
     grace: float
+    routes: bool = False
+
+
+def _service_checks(config: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """Return (name, check) for every service check, named as Fly names them."""
+    out = []
+    for service in config.get("services") or []:
+        port = service.get("internal_port")
+        for index, check in enumerate(service.get("checks") or []):
+            kind = str(check.get("type") or "tcp")
+            out.append((f"servicecheck-{index:02d}-{kind}-{port}", check))
+    return out
+
+
+def service_check_names(config: Mapping[str, Any]) -> list[str]:
+    """Return the names of a config's service checks (those the edge proxy routes on)."""
+    return [name for name, _ in _service_checks(config)]
+
+
+def _spec(name: str, check: Mapping[str, Any], profile: Profile, *, routes: bool) -> CheckSpec:
+    headers = tuple(
+        (str(h.get("name", "")), str(v))
+        for h in check.get("headers") or []
+        for v in h.get("values") or []
+    )
+    return CheckSpec(
+        name=name,
+        type=str(check.get("type", "tcp")),
+        path=str(check.get("path") or "/"),
+        method=str(check.get("method") or "GET").upper(),
+        headers=headers,
+        interval=profile.check_interval(parse_duration(check.get("interval") or "15s")),
+        timeout=profile.check_timeout(parse_duration(check.get("timeout") or "2s")),
+        grace=profile.check_grace(parse_duration(check.get("grace_period") or "0s")),
+        routes=routes,
+    )
 
 
 def specs_from_config(config: Mapping[str, Any], profile: Profile) -> list[CheckSpec]:
-    """Return the checks of a (validated) machine config."""
-    specs = []
-    for name, check in sorted((config.get("checks") or {}).items()):
-        headers = tuple(
-            (str(h.get("name", "")), str(v))
-            for h in check.get("headers") or []
-            for v in h.get("values") or []
-        )
-        specs.append(
-            CheckSpec(
-                name=name,
-                type=str(check.get("type", "tcp")),
-                path=str(check.get("path") or "/"),
-                method=str(check.get("method") or "GET").upper(),
-                headers=headers,
-                interval=profile.check_interval(parse_duration(check.get("interval", "15s"))),
-                timeout=profile.check_timeout(parse_duration(check.get("timeout", "2s"))),
-                grace=profile.check_grace(parse_duration(check.get("grace_period", "0s"))),
-            )
-        )
+    """Return the top-level checks and the service checks of a (validated) machine config."""
+    specs = [
+        _spec(name, check, profile, routes=False)
+        for name, check in sorted((config.get("checks") or {}).items())
+    ]
+    specs += [_spec(name, check, profile, routes=True) for name, check in _service_checks(config)]
     return specs
 
 

@@ -23,7 +23,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from orchestrator.localfly.checks import CheckResult, run_checks, specs_from_config
+from orchestrator.localfly.checks import (
+    CheckResult,
+    run_checks,
+    service_check_names,
+    specs_from_config,
+)
 from orchestrator.localfly.core import LocalFly
 from orchestrator.localfly.images import resolve_command
 from orchestrator.localfly.state import MachineRecord
@@ -193,7 +198,8 @@ def _stop_checks(fly: LocalFly, m: MachineRecord, reason: str | None) -> None:
         rt.check_task = None
     rt.checks.clear()
     if reason:
-        for name in sorted(m.config.get("checks") or {}):
+        names = [*(m.config.get("checks") or {}), *service_check_names(m.config)]
+        for name in sorted(names):
             rt.checks[name] = CheckResult(name, "critical", reason, iso_now())
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from starlette.responses import Response
 
 from orchestrator.localfly import lifecycle
+from orchestrator.localfly.checks import service_check_names
 from orchestrator.localfly.core import RUNNING, Call, LocalFly, json_response
 from orchestrator.localfly.images import parse_image, resolve_command
 from orchestrator.localfly.regions import NEAREST
@@ -83,7 +84,7 @@ def machine_to_api(
     out["host_status"] = "unreachable" if m.region in fly.outages else "ok"
     out["events"] = list(reversed(m.events[-events:])) if events else []
     rt = fly.runtime.get(m.id)
-    if m.config.get("checks"):
+    if m.config.get("checks") or service_check_names(m.config):
         results = rt.checks if rt is not None else {}
         out["checks"] = [results[k].to_api() for k in sorted(results)]
     return out

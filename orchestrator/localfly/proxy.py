@@ -1,8 +1,10 @@
 """The edge proxy: one loopback port that plays ``https://<app>.fly.dev``.
 
 The app comes from the ``Host`` header (``<app>.fly.dev`` or ``<app>.localhost``) or, when
-it names none, the only app there is. Requests go to started, uncordoned machines whose
-checks all pass (a machine without checks passes), outside regions that are down,
+it names none, the only app there is. Requests go to started, uncordoned machines with a
+TCP service (a machine without one, such as a worker, gets no traffic), whose service checks
+all pass (a machine without service checks passes; top-level checks do not
+route, as on Fly), outside regions that are down,
 picked at random (Fly picks by load and distance); ``fly-prefer-region`` narrows to a
 region when it has one, and ``fly-force-instance-id`` picks one machine (started and
 reachable, checks aside).
@@ -25,6 +27,7 @@ from collections.abc import AsyncIterator
 import httpx
 from starlette.types import Receive, Scope, Send
 
+from orchestrator.localfly.checks import service_check_names
 from orchestrator.localfly.core import LocalFly
 from orchestrator.localfly.state import MachineRecord
 from orchestrator.localfly.util import ulid
@@ -44,6 +47,17 @@ _HOP = {
 MAX_ATTEMPTS = 3
 # Bodies up to this size are held, so a refused connection or a fly-replay can resend them.
 REPLAY_LIMIT = 1 << 20
+
+
+def _serves(m: MachineRecord) -> bool:
+    """Tell whether Fly's proxy sends the app's traffic to ``m``: it has a TCP service.
+
+    A machine without services (a worker process group) gets no traffic on Fly.
+    """
+    return any(
+        isinstance(svc, dict) and str(svc.get("protocol") or "tcp") == "tcp"
+        for svc in m.config.get("services") or []
+    )
 
 
 class EdgeProxy:
@@ -92,14 +106,15 @@ class EdgeProxy:
         )
 
     def _healthy(self, m: MachineRecord) -> bool:
-        if not m.config.get("checks"):
+        # Fly's proxy routes on service checks only; top-level checks are informational.
+        names = service_check_names(m.config)
+        if not names:
             return True
         rt = self.fly.runtime.get(m.id)
-        return (
-            rt is not None
-            and bool(rt.checks)
-            and all(c.status == "passing" for c in rt.checks.values())
-        )
+        if rt is None:
+            return False
+        results = [rt.checks.get(name) for name in names]
+        return all(r is not None and r.status == "passing" for r in results)
 
     def candidates(self, app: str, headers: dict[str, str]) -> list[MachineRecord]:
         """Return the machines to try, in order."""
@@ -110,7 +125,11 @@ class EdgeProxy:
         pool = [
             m
             for m in self.fly.machines.values()
-            if m.app == app and not m.cordoned and self._reachable(m) and self._healthy(m)
+            if m.app == app
+            and not m.cordoned
+            and _serves(m)
+            and self._reachable(m)
+            and self._healthy(m)
         ]
         prefer = headers.get("fly-prefer-region")
         if prefer:

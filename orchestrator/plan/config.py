@@ -25,7 +25,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.spec.model import CheckSpec, DeploySpec, ServiceSpec
+from orchestrator.spec.model import (
+    CheckSpec,
+    DeploySpec,
+    PortSpec,
+    ServiceCheckSpec,
+    ServiceSpec,
+)
 
 __all__ = [
     "META_CONFIG_DIGEST",
@@ -89,7 +95,7 @@ def image_tag(image: str) -> str:
 
 
 def _check_json(check: CheckSpec) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "name": check.name,
         "type": check.type,
         "port": check.port,
@@ -99,12 +105,15 @@ def _check_json(check: CheckSpec) -> dict[str, Any]:
         "timeout_s": check.timeout_s,
         "grace_period_s": check.grace_period_s,
     }
+    if check.headers:
+        out["headers"] = [list(h) for h in check.headers]
+    return out
 
 
 def _app_wide(spec: DeploySpec) -> dict[str, Any]:
     mount = spec.mount
     svc = spec.service
-    return {
+    out: dict[str, Any] = {
         "image": spec.image,
         "primary_region": spec.primary_region,
         "env": dict(sorted(spec.env.items())),
@@ -122,6 +131,16 @@ def _app_wide(spec: DeploySpec) -> dict[str, Any]:
             "min_machines_running": svc.min_machines_running,
         },
     }
+    # Only what the sample fleet's release ids never had, so existing ids stay the same.
+    if svc is not None and (svc.checks or svc.concurrency or svc.ports):
+        out["service_extra"] = _service_json(svc)
+    if spec.services:
+        out["services"] = [_service_json(s) for s in spec.services]
+    if spec.process_group != PROCESS_GROUP or spec.command:
+        out["process"] = {"group": spec.process_group, "command": list(spec.command)}
+    if _stop_config(spec):
+        out["stop_config"] = _stop_config(spec)
+    return out
 
 
 def release_id(spec: DeploySpec) -> str:
@@ -146,7 +165,12 @@ def _autostop_value(service: ServiceSpec) -> str:
 
 def autostops(spec: DeploySpec) -> bool:
     """Tell whether Fly's proxy stops idle machines, so a stopped machine is expected."""
-    return spec.service is not None and _autostop_value(spec.service) != "off"
+    return any(_autostop_value(s) != "off" for s in _all_services(spec))
+
+
+def _all_services(spec: DeploySpec) -> list[ServiceSpec]:
+    # flyctl's order: [http_service] first, then [[services]].
+    return ([spec.service] if spec.service is not None else []) + list(spec.services)
 
 
 def _checks(spec: DeploySpec) -> dict[str, dict[str, Any]]:
@@ -162,28 +186,79 @@ def _checks(spec: DeploySpec) -> dict[str, dict[str, Any]]:
         if check.type == "http":
             entry["method"] = check.method
             entry["path"] = check.path
+            if check.headers:
+                entry["headers"] = [{"name": n, "values": [v]} for n, v in check.headers]
         out[check.name] = entry
     return out
 
 
+def _service_check(check: ServiceCheckSpec) -> dict[str, Any]:
+    """Return Fly's ``MachineServiceCheck`` as flyctl builds it: only what fly.toml set."""
+    out: dict[str, Any] = {"type": check.type}
+    for key, seconds in (
+        ("interval", check.interval_s),
+        ("timeout", check.timeout_s),
+        ("grace_period", check.grace_period_s),
+    ):
+        if seconds is not None:
+            out[key] = go_duration(seconds)
+    for key, value in (
+        ("method", check.method),
+        ("path", check.path),
+        ("protocol", check.protocol),
+        ("tls_skip_verify", check.tls_skip_verify),
+        ("tls_server_name", check.tls_server_name),
+    ):
+        if value is not None:
+            out[key] = value
+    if check.headers:
+        out["headers"] = [{"name": n, "values": [v]} for n, v in check.headers]
+    return out
+
+
+def _port(port: PortSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if port.port is not None:
+        out["port"] = port.port
+    if port.start_port is not None:
+        out["start_port"] = port.start_port
+    if port.end_port is not None:
+        out["end_port"] = port.end_port
+    out["handlers"] = list(port.handlers)
+    if port.force_https:
+        out["force_https"] = True
+    if port.options:
+        out.update(json.loads(port.options))
+    return out
+
+
+def _service_json(svc: ServiceSpec) -> dict[str, Any]:
+    """Return Fly's ``MachineService`` for one service, its checks inside it as flyctl puts them."""
+    if svc.ports:
+        ports = [_port(p) for p in svc.ports]
+    else:
+        # [http_service]: the same two ports flyctl derives from it.
+        ports = [
+            {"port": 80, "handlers": ["http"], "force_https": svc.force_https},
+            {"port": 443, "handlers": ["tls", "http"]},
+        ]
+    out: dict[str, Any] = {
+        "protocol": svc.protocol,
+        "internal_port": svc.internal_port,
+        "ports": ports,
+        "autostop": _autostop_value(svc),
+        "autostart": svc.auto_start_machines,
+        "min_machines_running": svc.min_machines_running,
+    }
+    if svc.concurrency:
+        out["concurrency"] = json.loads(svc.concurrency)
+    if svc.checks:
+        out["checks"] = [_service_check(c) for c in svc.checks]
+    return out
+
+
 def _services(spec: DeploySpec) -> list[dict[str, Any]]:
-    svc = spec.service
-    if svc is None:
-        return []
-    # The same two ports flyctl derives from [http_service].
-    return [
-        {
-            "protocol": "tcp",
-            "internal_port": svc.internal_port,
-            "ports": [
-                {"port": 80, "handlers": ["http"], "force_https": svc.force_https},
-                {"port": 443, "handlers": ["tls", "http"]},
-            ],
-            "autostop": _autostop_value(svc),
-            "autostart": svc.auto_start_machines,
-            "min_machines_running": svc.min_machines_running,
-        }
-    ]
+    return [_service_json(s) for s in _all_services(spec)]
 
 
 def machine_name(app: str, region: str, slot: int) -> str:
@@ -204,7 +279,20 @@ def _base_config(spec: DeploySpec, region: str) -> dict[str, Any]:
         "checks": _checks(spec),
         "services": _services(spec),
         "restart": {"policy": "on-failure", "max_retries": RESTART_MAX_RETRIES},
+        # The group's [processes] command replaces the image's CMD, as flyctl sends it.
+        **({"init": {"cmd": list(spec.command)}} if spec.command else {}),
+        **({"stop_config": _stop_config(spec)} if _stop_config(spec) else {}),
     }
+
+
+def _stop_config(spec: DeploySpec) -> dict[str, str]:
+    """Return ``stop_config`` from kill_signal and kill_timeout, as flyctl sets it."""
+    out = {}
+    if spec.kill_signal is not None:
+        out["signal"] = spec.kill_signal
+    if spec.kill_timeout_s is not None:
+        out["timeout"] = go_duration(spec.kill_timeout_s)
+    return out
 
 
 class RegionConfigs:
@@ -228,7 +316,7 @@ class RegionConfigs:
         guest: the desired ``guest`` (read-only).
     """
 
-    __slots__ = ("_base", "digest", "region", "release")
+    __slots__ = ("_base", "_group", "digest", "region", "release")
 
     def __init__(self, spec: DeploySpec, region: str, *, release: str | None = None) -> None:
         """Build the region's config; ``release`` saves recomputing :func:`release_id`.
@@ -237,6 +325,7 @@ class RegionConfigs:
             KeyError: ``region`` is not in the spec.
         """
         self.region = region
+        self._group = spec.process_group
         self._base = _base_config(spec, region)
         self.release = release_id(spec) if release is None else release
         self.digest = config_digest(self._base)
@@ -261,7 +350,7 @@ class RegionConfigs:
         out["mounts"] = copied
         out["metadata"] = {
             META_PLATFORM_VERSION: "v2",
-            META_PROCESS_GROUP: PROCESS_GROUP,
+            META_PROCESS_GROUP: self._group,
             META_RELEASE: self.release,
             META_SLOT: str(slot),
             META_CONFIG_DIGEST: self.digest,

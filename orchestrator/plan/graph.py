@@ -14,7 +14,14 @@ from dataclasses import replace
 
 from orchestrator.errors import ConfigError
 from orchestrator.plan.assemble import Assembler, VolumePlan, fork_source, plan_waves
-from orchestrator.plan.config import RegionConfigs, autostops, machine_name, release_id
+from orchestrator.plan.config import (
+    META_PLATFORM_VERSION,
+    META_PROCESS_GROUP,
+    RegionConfigs,
+    autostops,
+    machine_name,
+    release_id,
+)
 from orchestrator.plan.fleet import Fleet, ObservedGuest, ObservedMachine, ObservedVolume
 from orchestrator.plan.model import Plan
 from orchestrator.plan.restore import build_restore_plan
@@ -95,6 +102,31 @@ def _destroyed_volumes(spec: DeploySpec, fleet: Fleet, selected: Sequence[str]) 
     }
 
 
+def _adoptable(spec: DeploySpec, fleet: Fleet, region: str) -> dict[int, ObservedMachine]:
+    """Return slot → machine for machines ``fly deploy`` made that fill the region's free slots.
+
+    flyctl marks its machines with ``fly_platform_version`` and ``fly_process_group``; those of
+    the spec's group take the lowest free slots, by id, so a fleet first deployed with flyctl
+    is taken over rather than duplicated. Any beyond ``count`` are left alone.
+    """
+    rs = spec.regions.get(region)
+    if rs is None:
+        return {}
+    managed = fleet.managed_in(region)
+    free = [s for s in range(1, rs.count + 1) if s not in managed]
+    theirs = [
+        m
+        for m in fleet.machines_in(region)
+        if m.slot is None
+        and m.metadata.get(META_PLATFORM_VERSION)
+        and m.metadata.get(META_PROCESS_GROUP, "app") == spec.process_group
+    ]
+    return {
+        slot: replace(m, slot=slot)
+        for slot, m in zip(free, sorted(theirs, key=lambda m: m.id), strict=False)
+    }
+
+
 def build_plan(
     spec: DeploySpec,
     fleet: Fleet,
@@ -138,8 +170,9 @@ def build_plan(
         for region in wave.regions:
             _plan_region(spec, fleet, region, wave, release, destroy_volumes, source, asm, notes)
 
+    adopted = {m.id for region in selected for m in _adoptable(spec, fleet, region).values()}
     for m in fleet.unmanaged():
-        if m.region in selected:
+        if m.region in selected and m.id not in adopted:
             notes.append(
                 f"{m.region}: machine {m.id} ({m.name or 'unnamed'}) has no orch_slot; left alone"
             )
@@ -154,6 +187,8 @@ def build_plan(
                     f"list; left alone (add regions/{code}.toml with count = 0 to remove them)"
                 )
     asm.resolve_primary_waits(spec.primary_region, notes)
+    # What fly.toml and the region files say that this tool does not act on, and why.
+    notes.extend(spec.notes)
     return Plan(
         app=spec.app,
         release=release,
@@ -190,9 +225,11 @@ def _plan_region(
             f"{region}: machine {dup.id} claims slot {dup.slot}, held by {holder}; left alone"
         )
 
-    for slot in sorted(s for s in managed if s <= rs.count):
-        m = managed[slot]
-        reason = _update_reason(m, desired, guest, autostop)
+    adopt = _adoptable(spec, fleet, region)
+    for slot in sorted(s for s in [*managed, *adopt] if s <= rs.count):
+        m = managed[slot] if slot in managed else adopt[slot]
+        # A machine fly deploy made has no digest of ours: it always gets this tool's config.
+        reason = "adopt" if slot in adopt else _update_reason(m, desired, guest, autostop)
         if reason is None:
             continue
         if mount is not None and m.volume_id is None:
@@ -213,14 +250,14 @@ def _plan_region(
         )
 
     # Orphaned volumes of the mount's name are reused first, by id, as fly scale count does.
-    missing = [s for s in range(1, rs.count + 1) if s not in managed]
+    missing = [s for s in range(1, rs.count + 1) if s not in managed and s not in adopt]
     free = iter(fleet.unattached_volumes(region, mount.source) if mount and missing else ())
     # A primary region without a machine (a first deploy) gets its first machine alone: an
     # app that elects its writer among the region's machines (the sample app, LiteFS without
     # a lease) then elects that one, and the others find it and follow. Started together,
     # each found nobody and took writes, and the one that stepped down set aside writes it
     # had acknowledged.
-    first_alone = region == spec.primary_region and not managed
+    first_alone = region == spec.primary_region and not managed and not adopt
     first_create: str | None = None
     for slot in missing:
         volume: VolumePlan | None = None

@@ -52,9 +52,12 @@ def describe_step(step: Step) -> str:
         extra = f", replacing {p['replaces']}" if p.get("replaces") else ""
         return f"create {p.get('name')} on {p.get('release')}{extra}"
     if kind is StepKind.MACHINE_UPDATE:
-        why = {"config": "", "drift": " (drifted)", "state": " (not running)"}.get(
-            str(p.get("reason")), f" ({p.get('reason')})"
-        )
+        why = {
+            "config": "",
+            "drift": " (drifted)",
+            "state": " (not running)",
+            "adopt": " (adopted from fly deploy)",
+        }.get(str(p.get("reason")), f" ({p.get('reason')})")
         change = f"{p.get('from_release') or '?'} → {p.get('release')}"
         if p.get("resize"):
             same = p.get("from_release") == p.get("release")

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from orchestrator.errors import ConfigError
-from orchestrator.spec.flytoml import FLY_TOML, read_fly_toml
+from orchestrator.errors import ConfigError, ConfigProblems
+from orchestrator.spec.flytoml import FLY_TOML, FlyApp, read_fly_toml
 from orchestrator.spec.model import (
     DeploySpec,
     DrillObjectives,
@@ -53,6 +53,8 @@ __all__ = [
     "spec_digest",
 ]
 
+T = TypeVar("T")
+
 REGIONS_DIR = "regions"
 WAVES_TOML = "regions/waves.toml"
 DEFAULT_MAX_UNAVAILABLE = 0.33
@@ -77,50 +79,82 @@ def _read_region(
     code: str,
     *,
     overlay: Mapping[str, str],
-    base_vm: VMSize,
+    base_vm: VMSize | None,
     mount: MountSpec | None,
-    primary: str,
+    primary: str | None,
+    notes: list[str],
 ) -> RegionSpec:
+    """Read one region file, reporting every problem in it at once.
+
+    Without ``base_vm`` and ``primary`` (fly.toml has problems of its own) the checks that
+    depend on them are left out, and the file is read only for its own problems.
+
+    Raises:
+        ConfigProblems: one line per problem, each naming the file and the key.
+    """
     rel = f"{REGIONS_DIR}/{code}.toml"
-    table = Table(read_toml(root, rel, overlay), rel, "", _REGION_KEYS)
-    count = table.integer("count", 0, MAX_COUNT)
-    if count is None:
-        raise ConfigError(
-            f"missing: set the number of machines (0 to {MAX_COUNT})", where=table.at("count")
+    problems: list[ConfigError] = []
+
+    def attempt(read: Callable[..., T], *args: Any) -> T | None:
+        try:
+            return read(*args)
+        except ConfigError as exc:
+            problems.append(exc)
+            return None
+
+    table = Table(read_toml(root, rel, overlay), rel, "", _REGION_KEYS, problems=problems)
+    count = attempt(table.integer, "count", 0, MAX_COUNT)
+    if count is None and "count" not in table.data:
+        problems.append(
+            ConfigError(
+                f"missing: set the number of machines (0 to {MAX_COUNT})", where=table.at("count")
+            )
         )
-    role = table.choice("role", ("primary", "replica"))
+    role = attempt(table.choice, "role", ("primary", "replica"))
     expected: Role = "primary" if code == primary else "replica"
-    if role is not None and role != expected:
-        raise ConfigError(
-            f"{role!r} disagrees with fly.toml primary_region = {primary!r}: "
-            f"this region is the {expected}",
-            where=table.at("role"),
+    if role is not None and role != expected and primary is not None:
+        problems.append(
+            ConfigError(
+                f"{role!r} disagrees with fly.toml primary_region = {primary!r}: "
+                f"this region is the {expected}",
+                where=table.at("role"),
+            )
         )
     if code == primary and count == 0:
-        raise ConfigError(
-            "the primary region needs at least 1 machine (it takes the writes)",
-            where=table.at("count"),
+        problems.append(
+            ConfigError(
+                "the primary region needs at least 1 machine (it takes the writes)",
+                where=table.at("count"),
+            )
         )
-    vm = resolve_vm(
-        table.string("vm"),
-        table.string("cpu_kind"),
-        table.integer("cpus", 1, 128),
-        table.integer("memory_mb", 1, 10**7, " MB"),
-        where_prefix=rel,
-        keys=FILE_KEYS,
-        base=base_vm,
-    )
-    volume = table.integer("volume_size_gb", 1, MAX_VOLUME_GB, " GB")
+    before = len(problems)
+    cpus = attempt(table.integer, "cpus", 1, 128)
+    memory = attempt(table.integer, "memory_mb", 1, 10**7, " MB")
+    preset = attempt(table.string, "vm")
+    kind = attempt(table.string, "cpu_kind")
+    vm = None
+    # A region that names its preset does not depend on fly.toml's [[vm]].
+    if len(problems) == before and (base_vm is not None or preset is not None):
+        vm = attempt(
+            lambda: resolve_vm(
+                preset, kind, cpus, memory, where_prefix=rel, keys=FILE_KEYS, base=base_vm
+            )
+        )
+    volume = attempt(table.integer, "volume_size_gb", 1, MAX_VOLUME_GB, " GB")
     if volume is not None and mount is None:
-        raise ConfigError(
-            "fly.toml has no [[mounts]], so machines here get no volume: remove volume_size_gb",
-            where=table.at("volume_size_gb"),
+        notes.append(
+            f"{table.at('volume_size_gb')}: not acted on: fly.toml has no [[mounts]], so "
+            "machines here get no volume"
         )
-    max_unavailable = resolve_max_unavailable(
+        volume = None
+    max_unavailable = attempt(
+        resolve_max_unavailable,
         table.data.get("max_unavailable", DEFAULT_MAX_UNAVAILABLE),
-        count,
+        count or 0,
         table.at("max_unavailable"),
     )
+    if problems or count is None or vm is None or max_unavailable is None:
+        raise ConfigProblems(problems)
     return RegionSpec(
         code=code,
         count=count,
@@ -229,56 +263,97 @@ def _read_waves(
         if others:
             waves.append(WaveSpec(index=2, regions=others))
         return tuple(waves), DrillObjectives()
-    top = Table(read_toml(root, WAVES_TOML, overlay), WAVES_TOML, "", ("defaults", "wave", "drill"))
+    problems: list[ConfigError] = []
+
+    def attempt(read: Callable[..., T], *args: Any) -> T | None:
+        try:
+            return read(*args)
+        except ConfigError as exc:
+            problems.append(exc)
+            return None
+
+    top = Table(
+        read_toml(root, WAVES_TOML, overlay),
+        WAVES_TOML,
+        "",
+        ("defaults", "wave", "drill"),
+        problems=problems,
+    )
     defaults = WaveSpec(index=0, regions=())
-    body = top.table("defaults")
+    body = attempt(top.table, "defaults")
     if body is not None:
-        defaults = _wave_settings(Table(body, WAVES_TOML, "defaults", _WAVE_SETTINGS), defaults)
+        table = Table(body, WAVES_TOML, "defaults", _WAVE_SETTINGS, problems=problems)
+        defaults = attempt(_wave_settings, table, defaults) or defaults
+    entries: list[Mapping[str, Any]] = []
     if isinstance(top.data.get("wave"), dict):
-        raise ConfigError(
-            "expected an array of tables: write [[wave]], not [wave]", where=top.at("wave")
+        problems.append(
+            ConfigError(
+                "expected an array of tables: write [[wave]], not [wave]", where=top.at("wave")
+            )
         )
-    entries = top.tables("wave")
-    if not entries:
-        raise ConfigError(
-            "missing: add at least one [[wave]] with regions = [...]", where=top.at("wave")
-        )
+    else:
+        entries = attempt(top.tables, "wave") or []
+        if not entries and "wave" not in top.data:
+            problems.append(
+                ConfigError(
+                    "missing: add at least one [[wave]] with regions = [...]",
+                    where=top.at("wave"),
+                )
+            )
     seen: dict[str, int] = {}
     waves = []
     for index, entry in enumerate(entries, start=1):
-        table = Table(entry, WAVES_TOML, f"wave[{index}]", ("regions", *_WAVE_SETTINGS))
-        where = table.at("regions")
-        regions = table.required("regions", 'list the regions of this wave, e.g. ["syd"]')
-        if not isinstance(regions, list):
-            raise ConfigError(
-                f"expected an array of region codes, got {describe(regions)}", where=where
-            )
-        if not regions:
-            raise ConfigError("empty: a wave needs at least one region", where=where)
-        for code in regions:
-            validate_region(code, where=where)
-            if code in seen:
-                earlier = seen[code]
-                again = "twice in this wave" if earlier == index else f"already in wave {earlier}"
-                raise ConfigError(
-                    f"{code!r} is {again}: a region deploys in exactly one wave", where=where
-                )
-            if code not in codes:
-                raise ConfigError(
-                    f"{code!r} has no region file: create {REGIONS_DIR}/{code}.toml or remove it "
-                    "from this wave",
-                    where=where,
-                )
-            seen[code] = index
-        waves.append(_wave_settings(table, replace(defaults, index=index, regions=tuple(regions))))
+        wave = attempt(_read_wave, entry, index, defaults, codes, seen)
+        if wave is not None:
+            waves.append(wave)
     missing = [c for c in codes if c not in seen]
-    if missing:
-        raise ConfigError(
-            f"{REGIONS_DIR}/{missing[0]}.toml is in no wave: add {missing[0]!r} to the regions "
-            "of a [[wave]]",
-            where=top.at("wave"),
+    # A wave that could not be read may hold the missing region: only say so when all were.
+    if missing and entries and len(waves) == len(entries):
+        problems.append(
+            ConfigError(
+                f"{REGIONS_DIR}/{missing[0]}.toml is in no wave: add {missing[0]!r} to the "
+                "regions of a [[wave]]",
+                where=top.at("wave"),
+            )
         )
-    return tuple(waves), _read_drill(top)
+    drill = attempt(_read_drill, top)
+    if problems or drill is None:
+        raise ConfigProblems(problems)
+    return tuple(waves), drill
+
+
+def _read_wave(
+    entry: Mapping[str, Any],
+    index: int,
+    defaults: WaveSpec,
+    codes: list[str],
+    seen: dict[str, int],
+) -> WaveSpec:
+    table = Table(entry, WAVES_TOML, f"wave[{index}]", ("regions", *_WAVE_SETTINGS))
+    where = table.at("regions")
+    regions = table.required("regions", 'list the regions of this wave, e.g. ["syd"]')
+    if not isinstance(regions, list):
+        raise ConfigError(
+            f"expected an array of region codes, got {describe(regions)}", where=where
+        )
+    if not regions:
+        raise ConfigError("empty: a wave needs at least one region", where=where)
+    for code in regions:
+        validate_region(code, where=where)
+        if code in seen:
+            earlier = seen[code]
+            again = "twice in this wave" if earlier == index else f"already in wave {earlier}"
+            raise ConfigError(
+                f"{code!r} is {again}: a region deploys in exactly one wave", where=where
+            )
+        if code not in codes:
+            raise ConfigError(
+                f"{code!r} has no region file: create {REGIONS_DIR}/{code}.toml or remove it "
+                "from this wave",
+                where=where,
+            )
+        seen[code] = index
+    return _wave_settings(table, replace(defaults, index=index, regions=tuple(regions)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,7 +373,7 @@ def _plain(value: Any) -> Any:
 
 def spec_digest(spec: DeploySpec) -> str:
     """Return the sha256 of the spec's canonical JSON, ignoring where it was loaded from."""
-    body = _plain(replace(spec, root="", digest="", ignored_keys=()))
+    body = _plain(replace(spec, root="", digest="", ignored_keys=(), notes=()))
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -320,26 +395,65 @@ def load_spec(
             (``{"regions/syd.toml": "..."}``), so an edit can be validated before it is written.
 
     Raises:
-        ConfigError: one line naming the file (relative to ``root``) and key, or the override.
+        ConfigProblems: every problem found in fly.toml and the region files, one line each
+            naming the file (relative to ``root``) and key, or the override.
     """
     root = Path(root)
     overlay = overlay or {}
-    fly = read_fly_toml(root, overlay, app_override=app_override, image_override=image_override)
+    problems: list[ConfigError] = []
+    fly: FlyApp | None = None
+    try:
+        fly = read_fly_toml(root, overlay, app_override=app_override, image_override=image_override)
+    except ConfigProblems as exc:
+        problems.extend(exc.problems)
+    except ConfigError as exc:
+        # The file cannot be read at all: nothing else can be checked against it.
+        raise ConfigProblems([exc]) from None
     codes = _region_codes(root, overlay)
-    primary = fly.primary_region
-    if primary not in codes:
-        raise ConfigError(
-            f"{primary!r} has no region file ({REGIONS_DIR}/{primary}.toml); the fleet has "
-            f"{', '.join(codes)}",
-            where=f"{FLY_TOML}: primary_region",
+    primary = fly.primary_region if fly is not None else None
+    if fly is not None and primary is None:
+        primary = _primary_from_roles(root, codes, overlay, problems)
+    elif primary is not None and primary not in codes:
+        problems.append(
+            ConfigError(
+                f"{primary!r} has no region file ({REGIONS_DIR}/{primary}.toml); the fleet has "
+                f"{', '.join(codes)}",
+                where=f"{FLY_TOML}: primary_region",
+            )
         )
-    regions = {
-        code: _read_region(
-            root, code, overlay=overlay, base_vm=fly.vm, mount=fly.mount, primary=primary
-        )
-        for code in codes
-    }
-    waves, drill = _read_waves(root, codes, primary, overlay)
+        primary = None
+    if fly is None:
+        # fly.toml has problems; its primary_region, if it names a region file, still lets
+        # the region files be checked against it.
+        named = read_toml(root, FLY_TOML, overlay).get("primary_region")
+        primary = named if isinstance(named, str) and named in codes else None
+    notes = list(fly.notes) if fly is not None else []
+    regions: dict[str, RegionSpec] = {}
+    for code in codes:
+        try:
+            regions[code] = _read_region(
+                root,
+                code,
+                overlay=overlay,
+                base_vm=fly.vm if fly is not None else None,
+                mount=fly.mount if fly is not None else None,
+                primary=primary,
+                notes=notes,
+            )
+        except ConfigProblems as exc:
+            problems.extend(exc.problems)
+        except ConfigError as exc:
+            problems.append(exc)
+    if fly is None or primary is None:
+        raise ConfigProblems(problems)
+    try:
+        waves, drill = _read_waves(root, codes, primary, overlay)
+    except ConfigProblems as exc:
+        problems.extend(exc.problems)
+    except ConfigError as exc:
+        problems.append(exc)
+    if problems:
+        raise ConfigProblems(problems)
     spec = DeploySpec(
         app=fly.app,
         primary_region=primary,
@@ -348,10 +462,49 @@ def load_spec(
         mount=fly.mount,
         checks=fly.checks,
         service=fly.service,
+        services=fly.services,
+        process_group=fly.process_group,
+        command=fly.command,
+        kill_signal=fly.kill_signal,
+        kill_timeout_s=fly.kill_timeout_s,
         regions=regions,
         waves=waves,
         drill=drill,
         root=str(root.resolve()),
         ignored_keys=fly.ignored_keys,
+        notes=tuple(notes),
     )
     return replace(spec, digest=spec_digest(spec))
+
+
+def _primary_from_roles(
+    root: Path, codes: list[str], overlay: Mapping[str, str], problems: list[ConfigError]
+) -> str | None:
+    """Return the one region whose file says ``role = "primary"`` (fly.toml left it out)."""
+    found = []
+    for code in codes:
+        rel = f"{REGIONS_DIR}/{code}.toml"
+        try:
+            data = read_toml(root, rel, overlay)
+        except ConfigError:
+            continue  # reported when the file is read for the region itself
+        if data.get("role") == "primary":
+            found.append(code)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        problems.append(
+            ConfigError(
+                'missing: set primary_region, or role = "primary" in one regions/<code>.toml',
+                where=f"{FLY_TOML}: primary_region",
+            )
+        )
+    else:
+        problems.append(
+            ConfigError(
+                f'{len(found)} region files say role = "primary" ({", ".join(found)}): keep '
+                "one, or set primary_region in fly.toml",
+                where=f"{FLY_TOML}: primary_region",
+            )
+        )
+    return None

@@ -16,8 +16,10 @@ __all__ = [
     "DrillObjectives",
     "MountSpec",
     "OnFailure",
+    "PortSpec",
     "RegionSpec",
     "Role",
+    "ServiceCheckSpec",
     "ServiceSpec",
     "VMSize",
     "WaveSpec",
@@ -60,7 +62,7 @@ class MountSpec:
 
 @dataclass(frozen=True, slots=True)
 class CheckSpec:
-    """One health check, from ``[checks.<name>]`` or ``[[http_service.checks]]``.
+    """One top-level health check, from ``[checks.<name>]`` (informational on Fly: no routing).
 
     Attributes:
         name: the check's name.
@@ -71,6 +73,7 @@ class CheckSpec:
         interval_s: seconds between probes.
         timeout_s: seconds a probe may take.
         grace_period_s: seconds after start before failures count.
+        headers: extra HTTP request headers, as (name, value) pairs sorted by name.
     """
 
     name: str
@@ -81,17 +84,88 @@ class CheckSpec:
     interval_s: float = 15.0
     timeout_s: float = 2.0
     grace_period_s: float = 1.0
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceCheckSpec:
+    """One check of a service (``[[services.http_checks]]``, ``[[services.tcp_checks]]``,
+    ``[[http_service.checks]]``), kept as written: Fly fills in what is left out.
+
+    Attributes:
+        type: ``http`` or ``tcp``.
+        interval_s: seconds between probes, or ``None`` (Fly's default, 15s).
+        timeout_s: seconds a probe may take, or ``None`` (Fly's default, 2s).
+        grace_period_s: seconds after start before failures count, or ``None``.
+        method: the HTTP method (http only), or ``None`` (GET).
+        path: the HTTP path (http only), or ``None`` (``/``).
+        protocol: ``http`` or ``https`` (http only), or ``None``.
+        tls_skip_verify: do not verify the certificate of an https check.
+        tls_server_name: the name an https check expects.
+        headers: extra request headers, as (name, value) pairs sorted by name.
+    """
+
+    type: Literal["http", "tcp"]
+    interval_s: float | None = None
+    timeout_s: float | None = None
+    grace_period_s: float | None = None
+    method: str | None = None
+    path: str | None = None
+    protocol: str | None = None
+    tls_skip_verify: bool | None = None
+    tls_server_name: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PortSpec:
+    """One public port (or port range) of a service, as Fly's ``MachinePort``.
+
+    Attributes:
+        port: the port, or ``None`` for a range.
+        start_port: first port of a range.
+        end_port: last port of a range.
+        handlers: Fly proxy handlers (``http``, ``tls``, ``pg_tls``, ``proxy_proto``...).
+        force_https: redirect plain HTTP to HTTPS.
+        options: ``tls_options``, ``http_options`` and ``proxy_proto_options`` as canonical JSON
+            text (passed to Fly unchanged), or ``""``.
+    """
+
+    port: int | None = None
+    start_port: int | None = None
+    end_port: int | None = None
+    handlers: tuple[str, ...] = ()
+    force_https: bool = False
+    options: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class ServiceSpec:
-    """``[http_service]`` of fly.toml."""
+    """A service of fly.toml: ``[http_service]`` (``ports`` empty) or one ``[[services]]``.
+
+    Attributes:
+        internal_port: the port the app listens on.
+        protocol: ``tcp`` or ``udp``.
+        ports: public ports; empty means ``[http_service]``'s two (80 http, 443 tls+http).
+        force_https: ``[http_service]``'s redirect of port 80 to HTTPS.
+        auto_stop_machines: ``off``, ``stop`` or ``suspend``.
+        auto_start_machines: the proxy starts stopped machines on demand.
+        min_machines_running: machines the proxy keeps running in the primary region.
+        concurrency: ``type``, ``soft_limit``, ``hard_limit`` as canonical JSON text, or ``""``.
+        checks: the service's checks, in flyctl's order (tcp checks, then http checks).
+        processes: the process groups it applies to (empty: the default group).
+    """
 
     internal_port: int
     force_https: bool = True
     auto_stop_machines: str = "off"
     auto_start_machines: bool = True
     min_machines_running: int = 0
+    protocol: str = "tcp"
+    ports: tuple[PortSpec, ...] = ()
+    concurrency: str = ""
+    checks: tuple[ServiceCheckSpec, ...] = ()
+    processes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +250,13 @@ class DeploySpec:
         env: ``[env]`` of fly.toml (``PRIMARY_REGION`` is added by the planner).
         mount: the volume mount, or ``None`` for a stateless app.
         checks: health checks, sorted by name.
-        service: the HTTP service, or ``None``.
+        service: the HTTP service (``[http_service]``), or ``None``.
+        services: ``[[services]]``, in file order.
+        process_group: the process group the machines run (``fly_process_group``).
+        command: the group's command from ``[processes]`` (the machine's ``init.cmd``), or
+            empty for the image's own.
+        kill_signal: the signal that stops a machine (``stop_config.signal``), or ``None``.
+        kill_timeout_s: how long a stop waits before SIGKILL (``stop_config.timeout``).
         regions: region code → region spec, sorted by code.
         waves: the rollout order.
         drill: drill objectives.
@@ -184,6 +264,7 @@ class DeploySpec:
         digest: sha256 of the canonical spec, for the journal.
         ignored_keys: fly.toml keys flyctl knows that this tool accepts but does not act on
             (``fly.toml: kill_signal``), so the command line can say so.
+        notes: one line per key not acted on, with the reason (the plan lists them).
     """
 
     app: str
@@ -193,12 +274,18 @@ class DeploySpec:
     mount: MountSpec | None = None
     checks: tuple[CheckSpec, ...] = ()
     service: ServiceSpec | None = None
+    services: tuple[ServiceSpec, ...] = ()
+    process_group: str = "app"
+    command: tuple[str, ...] = ()
+    kill_signal: str | None = None
+    kill_timeout_s: float | None = None
     regions: Mapping[str, RegionSpec] = field(default_factory=dict)
     waves: tuple[WaveSpec, ...] = ()
     drill: DrillObjectives = field(default_factory=DrillObjectives)
     root: str = ""
     digest: str = ""
     ignored_keys: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def wave_of(self, region: str) -> WaveSpec:
         """Return the wave that deploys ``region``."""

@@ -194,7 +194,9 @@ class Table:
         tolerated: Iterable[str] = (),
         refused: Mapping[str, str] | None = None,
         ignored: list[str] | None = None,
+        problems: list[ConfigError] | None = None,
     ) -> None:
+        """Check the table's keys; with ``problems``, unknown keys are added there, not raised."""
         self.data = data
         self.file = file
         self.path = path
@@ -203,16 +205,21 @@ class Table:
         for key in data:
             if key in known:
                 continue
-            if refused and key in refused:
-                raise ConfigError(f"not supported by this tool: {refused[key]}", where=self.at(key))
             if key in tolerated:
                 if ignored is not None:
                     ignored.append(self.at(key))
                 continue
-            raise ConfigError(
-                f"unknown key{suggest(key, known)}; allowed: {', '.join(known)}",
-                where=self.at(key),
-            )
+            if refused and key in refused:
+                reason = f"not supported by this tool: {refused[key]}"
+                error = ConfigError(reason, where=self.at(key))
+            else:
+                error = ConfigError(
+                    f"unknown key{suggest(key, (*known, *tolerated))}; allowed: {', '.join(known)}",
+                    where=self.at(key),
+                )
+            if problems is None:
+                raise error
+            problems.append(error)
 
     def at(self, key: str) -> str:
         """Return ``file: path.key`` for messages."""

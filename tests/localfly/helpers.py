@@ -98,6 +98,18 @@ def echo_config(**extra: Any) -> dict[str, Any]:
     return config
 
 
+def service_config(**extra: Any) -> dict[str, Any]:
+    """Return echo-app's config with its http check as a service check (Fly routes on those)."""
+    check = {"type": "http", "path": "/", "interval": "1s", "timeout": "1s"}
+    service = {
+        "protocol": "tcp",
+        "internal_port": 8080,
+        "ports": [{"port": 443}],
+        "checks": [check],
+    }
+    return echo_config(services=[service], checks={}, **extra)
+
+
 def sample_config(volume_id: str, release: str, primary: str = "syd") -> dict[str, Any]:
     """Return a machine config running the sample app with its volume and /status check."""
     return {

@@ -15,6 +15,7 @@ from .helpers import (
     fly_client,
     machine_port,
     passing,
+    service_config,
     unique_app,
 )
 
@@ -134,8 +135,9 @@ async def test_injected_check_failures_take_a_machine_out_of_the_proxy(
     host = {"host": f"{app}.fly.dev"}
     async with fly_client(localfly) as fly, httpx.AsyncClient(base_url=localfly.proxy_url) as edge:
         await fly.create_app(app)
-        a = await fly.create_machine(app, echo_config(), region="dfw")
-        b = await fly.create_machine(app, echo_config(), region="dfw")
+        # Service checks: Fly's proxy routes on them (top-level checks do not route).
+        a = await fly.create_machine(app, service_config(), region="dfw")
+        b = await fly.create_machine(app, service_config(), region="dfw")
         await passing(fly, app, a.id)
         await passing(fly, app, b.id)
         with api(localfly) as c:
@@ -156,3 +158,45 @@ async def test_injected_check_failures_take_a_machine_out_of_the_proxy(
             return (await edge.get("/", headers=host)).status_code == 200
 
         await await_for(served, what="the proxy to route again")
+
+
+async def test_the_proxy_routes_on_service_checks_not_top_level_checks(
+    localfly: Endpoint, clean_faults: object
+) -> None:
+    app = unique_app()
+    host = {"host": f"{app}.fly.dev"}
+    async with fly_client(localfly) as fly, httpx.AsyncClient(base_url=localfly.proxy_url) as edge:
+        await fly.create_app(app)
+        top = await fly.create_machine(app, echo_config(), region="iad")
+        svc = await fly.create_machine(app, service_config(), region="iad")
+        seen = await passing(fly, app, svc.id)
+        # Fly lists a service check's result under servicecheck-<index>-<type>-<port>.
+        assert [c.name for c in seen.checks] == ["servicecheck-00-http-8080"]
+        await passing(fly, app, top.id)
+        with api(localfly) as c:
+            c.put("/_localfly/faults", json={"failing_checks": [top.id, svc.id]}).raise_for_status()
+
+        async def both_failing() -> bool:
+            machines = [await fly.get_machine(app, m.id) for m in (top, svc)]
+            return all(m.checks and not m.checks_passing for m in machines)
+
+        await await_for(both_failing, what="injected check failures on both machines")
+        served = {(await edge.get("/", headers=host)).headers["fly-machine-id"] for _ in range(8)}
+        # The machine failing only a top-level check keeps its traffic; the other loses it.
+        assert served == {top.id}
+
+
+async def test_a_machine_without_a_service_gets_no_traffic(localfly: Endpoint) -> None:
+    app = unique_app()
+    host = {"host": f"{app}.fly.dev"}
+    async with fly_client(localfly) as fly, httpx.AsyncClient(base_url=localfly.proxy_url) as edge:
+        await fly.create_app(app)
+        # A worker: it runs and passes its check, but has no service for the proxy to use.
+        worker = await fly.create_machine(app, echo_config(services=[]), region="ord")
+        await passing(fly, app, worker.id)
+        r = await edge.get("/", headers=host)
+        assert (r.status_code, r.json()) == (503, {"error": "no machine available"})
+        web = await fly.create_machine(app, service_config(), region="ord")
+        await passing(fly, app, web.id)
+        served = {(await edge.get("/", headers=host)).headers["fly-machine-id"] for _ in range(6)}
+        assert served == {web.id}

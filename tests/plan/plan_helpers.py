@@ -15,10 +15,10 @@ from typing import Any
 from orchestrator.fly.models import Machine, Volume
 from orchestrator.plan import Fleet, desired_config, fleet_from_api
 from orchestrator.spec.model import (
-    CheckSpec,
     DeploySpec,
     MountSpec,
     RegionSpec,
+    ServiceCheckSpec,
     ServiceSpec,
     VMSize,
     WaveSpec,
@@ -58,24 +58,22 @@ def sample_spec(
         image=image,
         env={"DATA_DIR": "/app/.data", "LOG_LEVEL": "info"},
         mount=MountSpec(source="data", destination="/app/.data", initial_size_gb=1),
-        checks=(
-            CheckSpec(
-                name="status",
-                type="http",
-                port=8080,
-                path="/status",
-                method="GET",
-                interval_s=2.0,
-                timeout_s=1.0,
-                grace_period_s=2.0,
-            ),
-        ),
         service=ServiceSpec(
             internal_port=8080,
             force_https=True,
             auto_stop_machines="off",
             auto_start_machines=True,
             min_machines_running=1,
+            checks=(
+                ServiceCheckSpec(
+                    type="http",
+                    method="GET",
+                    path="/status",
+                    interval_s=2.0,
+                    timeout_s=1.0,
+                    grace_period_s=2.0,
+                ),
+            ),
         ),
         regions={
             "ams": region("ams", ams),

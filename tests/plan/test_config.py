@@ -55,18 +55,20 @@ def test_desired_config_is_a_full_fly_machine_config() -> None:
     assert cfg["guest"] == {"cpu_kind": "shared", "cpus": 1, "memory_mb": 256}
     assert cfg["env"] == {"DATA_DIR": "/app/.data", "LOG_LEVEL": "info", "PRIMARY_REGION": "syd"}
     assert cfg["mounts"] == [{"path": "/app/.data", "name": "data"}]
-    assert cfg["checks"] == {
-        "status": {
+    # The sample's check is a service check: inside its service, as flyctl builds it (no
+    # name, no port: Fly probes internal_port), not a top-level check.
+    assert cfg["checks"] == {}
+    (service,) = cfg["services"]
+    assert service["checks"] == [
+        {
             "type": "http",
-            "port": 8080,
             "interval": "2s",
             "timeout": "1s",
             "grace_period": "2s",
             "method": "GET",
             "path": "/status",
         }
-    }
-    (service,) = cfg["services"]
+    ]
     assert service["protocol"] == "tcp"
     assert service["internal_port"] == 8080
     assert service["ports"] == [
@@ -130,7 +132,7 @@ def test_config_digest_ignores_metadata_and_volume_ids() -> None:
         lambda c: c.update(image="registry.fly.io/sample-app:v2"),
         lambda c: c["env"].update(LOG_LEVEL="debug"),
         lambda c: c["guest"].update(memory_mb=512),
-        lambda c: c["checks"]["status"].update(path="/healthz"),
+        lambda c: c["services"][0]["checks"][0].update(path="/healthz"),
         lambda c: c["services"][0].update(internal_port=9090),
     ],
 )

@@ -268,3 +268,39 @@ def test_never_forks_from_a_volume_the_plan_destroys() -> None:
     purged = build_plan(spec, fleet, destroy_volumes=True)
     assert purged.step("dfw:volume.ensure:3").params["fork_from"] is None
     assert purged.step("syd:machine.destroy:1").params["volume"] == "vol_syd_1"
+
+
+def _flyctl_machine(mid: str, region: str, group: str = "app") -> dict[str, object]:
+    """Return a machine as ``fly deploy`` makes it: flyctl's metadata, none of ours."""
+    meta = {"fly_platform_version": "v2", "fly_process_group": group, "fly_release_id": "rel1"}
+    mounts = [{"volume": f"vol_{mid}", "path": "/app/.data", "name": "data"}]
+    config = {"image": "registry.fly.io/sample-app:v0", "metadata": meta, "mounts": mounts}
+    return machine_json(mid, region, config, name=f"fly-{mid}")
+
+
+def test_machines_fly_deploy_made_are_adopted_not_duplicated() -> None:
+    spec = sample_spec()
+    machines, volumes = fleet_at(spec, skip=[("dfw", 1), ("dfw", 2)])
+    machines += [_flyctl_machine("m-fly-b", "dfw"), _flyctl_machine("m-fly-a", "dfw")]
+    machines.append(_flyctl_machine("m-fly-c", "dfw"))
+    machines.append(_flyctl_machine("m-fly-w", "dfw", group="worker"))
+    volumes += [volume_json(f"vol_m-fly-{x}", "dfw", attached=f"m-fly-{x}") for x in "abcw"]
+    plan = build_plan(spec, to_fleet(machines, volumes))
+
+    dfw = [s for s in plan.steps() if s.region == "dfw"]
+    assert not [s for s in dfw if s.kind is StepKind.MACHINE_CREATE]
+    updates = {s.slot: s for s in dfw if s.kind is StepKind.MACHINE_UPDATE}
+    # The lowest ids take the free slots, in order, and get this tool's config and metadata.
+    assert {slot: s.machine for slot, s in updates.items()} == {1: "m-fly-a", 2: "m-fly-b"}
+    assert updates[1].params["reason"] == "adopt"
+    mine = desired_config(spec, "dfw", 1)
+    mine["mounts"][0]["volume"] = "vol_m-fly-a"
+    assert updates[1].params["config"] == mine
+    assert updates[2].params["config"]["metadata"]["orch_slot"] == "2"
+    # Each keeps the volume flyctl gave it.
+    assert updates[2].params["config"]["mounts"][0]["volume"] == "vol_m-fly-b"
+    # One too many, and one of another process group: left alone, and said so.
+    assert plan.notes == (
+        "dfw: machine m-fly-c (fly-m-fly-c) has no orch_slot; left alone",
+        "dfw: machine m-fly-w (fly-m-fly-w) has no orch_slot; left alone",
+    )

@@ -108,7 +108,7 @@ CASES: list[Case] = [
     Case(
         "fly-check-injection",
         "deploy",
-        f"{FLY}: checks.status.path",
+        f"{FLY}: http_service.checks[1].path",
         _sub(FLY, 'path = "/status"', 'path = "/status\\r\\nX-Evil: 1"'),
     ),
     Case(

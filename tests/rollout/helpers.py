@@ -45,8 +45,8 @@ def start_rollout_fleet(root: Path, *, wave2_concurrency: int | None = None) -> 
             f'  on_failure = "rollback_wave"\n  max_concurrency = {wave2_concurrency}',
         )
     fly = root / "fly.toml"
-    _edit(fly, r'^  interval = "2s"$', '  interval = "1s"')
-    _edit(fly, r'^  grace_period = "2s"$', '  grace_period = "1s"')
+    _edit(fly, r'^(\s+)interval = "2s"$', r'\1interval = "1s"')
+    _edit(fly, r'^(\s+)grace_period = "2s"$', r'\1grace_period = "1s"')
     (root / "fly.toml.base").write_text(fly.read_text())
     return LocalFleet.start(root)
 

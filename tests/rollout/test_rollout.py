@@ -223,7 +223,7 @@ def test_a_release_failing_health_only_in_dfw_rolls_wave_2_back(
     assert result["outcome"] == "rolled_back"
     failed = [s for s in result["steps"] if s["outcome"] == "failed"]
     assert [s["region"] for s in failed] == ["dfw"]
-    assert "check 'status'" in failed[0]["error"]
+    assert "check 'servicecheck-00-http-8080'" in failed[0]["error"]
     rollback = result["rollback"]
     assert rollback["policy"] == "rollback_wave"
     assert rollback["regions"] == ["dfw", "ams"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, ConfigProblems
 from orchestrator.spec import load_spec
 
 
@@ -82,7 +82,7 @@ CASES = [
         FLY,
         'path = "/status"',
         'path = "/status\\r\\nX-Evil: 1"',
-        f"{FLY}: checks.status.path",
+        f"{FLY}: http_service.checks[1].path",
         "contains a control character ('\\r')",
         "check-path-header-injection",
     ),
@@ -381,9 +381,6 @@ CASES = [
     ),
     # fly.toml.
     _replace(
-        FLY, 'primary_region = "syd"', "", f"{FLY}: primary_region", "missing", "primary-missing"
-    ),
-    _replace(
         FLY,
         'primary_region = "syd"',
         'primary_region = "lhr"',
@@ -483,23 +480,23 @@ CASES = [
         FLY,
         'interval = "2s"',
         'interval = "2 seconds"',
-        f"{FLY}: checks.status.interval",
+        f"{FLY}: http_service.checks[1].interval",
         "got a string ('2 seconds')",
         "check-interval-words",
     ),
     _replace(
         FLY,
-        'interval = "2s"',
-        'interval = "0s"',
-        f"{FLY}: checks.status.interval",
-        "expected a duration above 0s",
+        "[[vm]]",
+        '[checks.alive]\n  type = "tcp"\n  port = 8080\n  interval = "0s"\n\n[[vm]]',
+        f"{FLY}: checks.alive.interval",
+        "too short: Fly's minimum check interval is 2s",
         "check-interval-zero",
     ),
     _replace(
         FLY,
-        'type = "http"',
-        'type = "grpc"',
-        f"{FLY}: checks.status.type",
+        "[[vm]]",
+        '[checks.alive]\n  type = "grpc"\n  port = 8080\n\n[[vm]]',
+        f"{FLY}: checks.alive.type",
         "allowed http, tcp",
         "check-type",
     ),
@@ -507,33 +504,25 @@ CASES = [
         FLY,
         'path = "/status"',
         'path = "status"',
-        f"{FLY}: checks.status.path",
+        f"{FLY}: http_service.checks[1].path",
         "starting with '/'",
         "check-path",
     ),
     _replace(
         FLY,
-        "port = 8080\n  method",
-        "port = 70000\n  method",
-        f"{FLY}: checks.status.port",
+        "[[vm]]",
+        '[checks.alive]\n  type = "tcp"\n  port = 70000\n\n[[vm]]',
+        f"{FLY}: checks.alive.port",
         "from 1 to 65535",
         "check-port",
     ),
     _replace(
         FLY,
-        "[checks.status]",
-        "[checks.'a b']",
+        "[[vm]]",
+        "[checks.'a b']\n  type = \"tcp\"\n  port = 8080\n\n[[vm]]",
         f'{FLY}: checks."a b"',
         "not a valid check name",
         "check-name",
-    ),
-    _replace(
-        FLY,
-        "[http_service]",
-        "[[services]]",
-        f"{FLY}: services",
-        "not supported by this tool",
-        "services-refused",
     ),
     _replace(
         FLY,
@@ -627,3 +616,39 @@ def test_nothing_is_written_while_loading(fleet: Path) -> None:
     before = {p: p.read_bytes() for p in fleet.rglob("*") if p.is_file()}
     load_spec(fleet)
     assert {p: p.read_bytes() for p in fleet.rglob("*") if p.is_file()} == before
+
+
+def test_every_problem_of_every_file_is_reported_at_once(fleet: Path) -> None:
+    (fleet / "regions" / "dfw.toml").write_text(
+        'role = "primary"\ncount = -1\nvm = "shared-cpu-1x"\nmemory_mb = 4096\nmax_unavail = 1\n'
+    )
+    (fleet / "regions" / "ams.toml").write_text('count = "1"\n')
+    fly = (fleet / "fly.toml").read_text()
+    (fleet / "fly.toml").write_text(fly.replace('LOG_LEVEL = "info"', "LOG-LEVEL = 1"))
+    with pytest.raises(ConfigProblems) as err:
+        load_spec(fleet)
+    assert [p.where for p in err.value.problems] == [
+        f"{FLY}: env.LOG-LEVEL",
+        "regions/ams.toml: count",
+        f"{DFW}: max_unavail",
+        f"{DFW}: count",
+        f"{DFW}: role",
+        f"{DFW}: memory_mb",
+    ]
+    assert str(err.value).count("\n") == 5
+    assert err.value.exit_code == 2
+
+
+def test_every_bad_wave_is_reported_at_once(fleet: Path) -> None:
+    waves = fleet / "regions" / "waves.toml"
+    text = waves.read_text()
+    text = text.replace('regions = ["syd"]', 'regions = ["syd", "lhr"]')
+    text = text.replace('on_failure = "rollback_wave"', 'on_failure = "panic"')
+    waves.write_text(text.replace('bake_time = "3s"', "bake_time = 3"))
+    with pytest.raises(ConfigProblems) as err:
+        load_spec(fleet)
+    assert [p.where for p in err.value.problems] == [
+        f"{WAVES}: defaults.bake_time",
+        f"{WAVES}: wave[1].regions",
+        f"{WAVES}: wave[2].on_failure",
+    ]

@@ -9,11 +9,11 @@ import pytest
 
 from orchestrator.errors import ConfigError
 from orchestrator.spec import (
-    CheckSpec,
     DeploySpec,
     DrillObjectives,
     MountSpec,
     RegionSpec,
+    ServiceCheckSpec,
     ServiceSpec,
     VMSize,
     WaveSpec,
@@ -41,24 +41,22 @@ EXPECTED = DeploySpec(
     image="registry.fly.io/sample-app:v1",
     env={"DATA_DIR": "/app/.data", "LOG_LEVEL": "info"},
     mount=MountSpec(source="data", destination="/app/.data", initial_size_gb=1),
-    checks=(
-        CheckSpec(
-            name="status",
-            type="http",
-            port=8080,
-            path="/status",
-            method="GET",
-            interval_s=2.0,
-            timeout_s=1.0,
-            grace_period_s=2.0,
-        ),
-    ),
     service=ServiceSpec(
         internal_port=8080,
         force_https=True,
         auto_stop_machines="off",
         auto_start_machines=True,
         min_machines_running=1,
+        checks=(
+            ServiceCheckSpec(
+                type="http",
+                method="GET",
+                path="/status",
+                interval_s=2.0,
+                timeout_s=1.0,
+                grace_period_s=2.0,
+            ),
+        ),
     ),
     regions={
         "ams": _region("ams", 1, "replica"),
@@ -224,23 +222,19 @@ kill_timeout = "5s"
     assert spec.mount == MountSpec(source="data", destination="/app/.data", initial_size_gb=3)
     assert spec.service is not None
     assert spec.service.auto_stop_machines == "stop"
-    assert spec.checks == (
-        CheckSpec(
-            name="servicecheck-00-http-8080",
-            type="http",
-            port=8080,
-            path="/status",
-            interval_s=10.0,
-            timeout_s=0.5,
-            grace_period_s=60.0,
+    # Service checks stay in their service, as flyctl puts them in services[].checks.
+    assert spec.checks == ()
+    assert spec.service.checks == (
+        ServiceCheckSpec(
+            type="http", path="/status", interval_s=10.0, timeout_s=0.5, grace_period_s=60.0
         ),
     )
     assert spec.ignored_keys == (
         "fly.toml: build.dockerfile",
         "fly.toml: deploy",
-        "fly.toml: kill_signal",
-        "fly.toml: kill_timeout",
     )
+    # flyctl sends these as the machine's stop_config, and so does this tool.
+    assert (spec.kill_signal, spec.kill_timeout_s) == ("SIGINT", 5.0)
     # The region files name a preset and memory, which win over the app-wide [[vm]].
     assert spec.regions["syd"].vm == SHARED_1X
     (fleet / "regions" / "ams.toml").write_text("count = 1\n")
