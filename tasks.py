@@ -71,6 +71,16 @@ def _settings(c: Context) -> Settings:
     return load_settings(find_root(), os.environ, c.config.get("fly"))
 
 
+def _spec_primary(settings: Settings) -> str | None:
+    """Return the spec's primary region, or ``None`` when the spec cannot be read."""
+    from orchestrator.spec.load import load_spec
+
+    try:
+        return load_spec(settings.root, app_override=settings.app).primary_region
+    except OrchestratorError:
+        return None
+
+
 def _options(c: Context) -> ExecuteOptions:
     return ExecuteOptions.from_config(c.config.get("orchestrator"))
 
@@ -281,13 +291,19 @@ def status(c, region=None, json_=False):
 
         async def gather():
             async with connect(settings) as conn:
-                return await collect_status(conn, region=region)
+                return await collect_status(
+                    conn, region=region, expected_primary=_spec_primary(settings)
+                )
 
         fleet = _run(gather())
     if json_:
         _print_json(fleet.to_json())
     else:
         make_console().print(status_view(fleet))
+    if fleet.split_brain is not None:
+        from orchestrator.execute.primaries import SPLIT_BRAIN_HELP
+
+        raise Exit(f"error: {fleet.split_brain}; {SPLIT_BRAIN_HELP}", 1)
     if not fleet.healthy:
         names = ", ".join(m.id for m in fleet.unhealthy)
         raise Exit(f"error: unhealthy machine(s): {names}", 1)
