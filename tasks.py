@@ -213,6 +213,7 @@ def rollback(c, region=None, to=None, json_=False):
         "destroy_volumes": "Also destroy the volumes of machines a scale-down removes.",
         "usage": "When showing, also measure CPU, memory, p95, errors and volume use.",
         "json": "Print only JSON on stdout.",
+        "yes": "Go ahead without asking when the change is large or destroys machines.",
     },
 )
 def scale(
@@ -227,6 +228,7 @@ def scale(
     destroy_volumes=False,
     usage=False,
     json_=False,
+    yes=False,
 ):
     """Show desired beside observed size per region, or change a region's count and size."""
     from orchestrator import scale as scaling
@@ -257,12 +259,17 @@ def scale(
         if usage:
             raise ConfigError("only when showing; drop the change flags", where="--usage")
         bus = EventBus()
+        confirm = _confirm_scale(console, settings, request, yes=yes, json_=json_)
         if json_ or dry_run:
-            result = _run(scaling.scale(settings, request, bus=bus, options=_options(c)))
+            result = _run(
+                scaling.scale(settings, request, bus=bus, options=_options(c), confirm=confirm)
+            )
         else:
             with LiveView(console) as view:
                 bus.subscribe(view)
-                result = _run(scaling.scale(settings, request, bus=bus, options=_options(c)))
+                result = _run(
+                    scaling.scale(settings, request, bus=bus, options=_options(c), confirm=confirm)
+                )
     if json_:
         _print_json(result.to_json())
     elif isinstance(result, scaling.ScaleDryRun):
@@ -274,6 +281,25 @@ def scale(
         console.print(deploy_summary(result.result))
     if isinstance(result, scaling.ScaleResult) and not result.ok:
         raise Exit(f"error: {result.result.error}" if result.result.error else "", 1)
+
+
+def _confirm_scale(
+    console: Console, settings: Settings, request: Any, *, yes: bool, json_: bool
+) -> Any:
+    """Return how a large or destructive scale is confirmed: --yes, a question, or not at all."""
+    from orchestrator import scale as scaling
+
+    if yes or request.dry_run:
+        return lambda impact: True
+    if json_ or not sys.stdin.isatty():
+        return None  # the scale refuses with a one-line error naming --yes
+    impact = _run(scaling.preview_impact(settings, request))
+    if not impact.needs_confirmation:
+        return None
+    console.print(f"This scale needs confirmation: {impact.why()}.")
+    answer = console.input("Go ahead? [y/N] ").strip().lower()
+    approved = answer in ("y", "yes")
+    return lambda impact: approved
 
 
 @task(
