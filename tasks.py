@@ -380,7 +380,7 @@ def logs(c, region=None, machine=None, follow=False, lines=None):
 
 @task(
     help={
-        "region": "The region to take down in the drill (required).",
+        "region": "The region to take down in the drill (required unless --resume or --abort).",
         "promote": "The region to promote when --region is the primary (default: the nearest).",
         "json": "Print only the drill report as JSON on stdout.",
         "report": "Also write the report to PATH (.md or .html) and the other format beside it.",
@@ -388,6 +388,8 @@ def logs(c, region=None, machine=None, follow=False, lines=None):
         "failback": "Move the primary back at the end (--no-failback leaves it promoted).",
         "hook": "Run this shell command after each phase (DRILL_PHASE etc. in its environment).",
         "destroy_old_volumes": "Destroy the old primary's volumes once re-seeded (default: keep).",
+        "resume": "Finish an interrupted drill: restore, re-seed, fail back, check integrity.",
+        "abort": "Undo an interrupted drill (or a split): the pre-drill primary, least loss.",
     },
 )
 def drill(
@@ -400,6 +402,8 @@ def drill(
     failback=True,
     hook=None,
     destroy_old_volumes=False,
+    resume=False,
+    abort=False,
 ):
     """Run a disaster-recovery drill: take a region down, fail over, measure, fail back."""
     from pathlib import Path
@@ -407,20 +411,25 @@ def drill(
     from orchestrator.drill import DrillBus, DrillRequest, run_drill, write_reports
     from orchestrator.render.drill import DrillView, drill_summary
 
-    if not region:
+    if resume and abort:
+        raise Exit("error: --abort: give --resume or --abort, not both", 2)
+    if not region and not (resume or abort):
         raise Exit("error: --region: name the region to take down, e.g. --region syd", 2)
     request = DrillRequest(
-        region=region,
+        region=region or "",
         promote=promote,
         dry_run=dry_run,
         failback=failback,
         destroy_old_volumes=destroy_old_volumes,
         hook=hook,
+        resume=resume,
+        abort=abort,
     )
     console = Console(stderr=json_)
     bus = DrillBus()
     with _errors():
-        validate_region(region, "--region")
+        if region:
+            validate_region(region, "--region")
         if promote is not None:
             validate_region(promote, "--promote")
         settings, options = _settings(c), _options(c)
@@ -437,6 +446,8 @@ def drill(
         _print_json(result.to_json())
     else:
         console.print(drill_summary(result))
+    if result.details.get("stopped"):
+        raise Exit(f"error: drill {result.reason}", 130)
     if result.exit_code:
         raise Exit(f"error: drill {result.verdict}: {result.reason or 'objectives not met'}", 1)
 

@@ -69,7 +69,7 @@ class FailBack:
         if not r.fault_injected:
             return None
         new = r.promoted
-        replace = new is not None and bool(r.canary.acks_from(new))
+        replace = new is not None and (bool(r.canary.acks_from(new)) or r.new_primary_wrote)
         if new is not None and not replace:
             # Nothing reached the new primary: the old one keeps its data and takes writes again.
             r.canary.retarget(r.primary)
@@ -103,7 +103,12 @@ class FailBack:
             if replace and r.fault.kind == "stop-and-cordon":
                 span.detail = f"{r.region}'s machines stay stopped and cordoned until replaced"
                 return
-            parts = [await r.fault.clear(r.region)]
+            parts = (
+                [f"{r.region} already back"]
+                if r.fault_cleared
+                else [await r.fault.clear(r.region, fenced=replace)]
+            )
+            r.fault_cleared = True
             if replace:
                 fenced = await fence(r.conn.client, self._app, r.region)
                 parts.append(

@@ -96,6 +96,10 @@ class FailOver:
             if target is None:
                 raise DrillError("no surviving region to promote")
             r.promoted = target
+            # Saved before the first machine changes: a drill killed from here on is resumed
+            # or aborted knowing which region may have taken writes.
+            r.promoting = target
+            r.save_state()
             # From now on the canary writes to the new primary: its first success is the RTO.
             r.canary.retarget(target)
             others = sorted((c for c in r.survivors if c != target), key=lambda c: _km(target, c))
