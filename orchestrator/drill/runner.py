@@ -60,6 +60,7 @@ from orchestrator.drill.measure import (
     RpoResult,
     TrafficStats,
     compute_rto,
+    record_digest,
 )
 from orchestrator.drill.phases import Phase, PhaseClock, PhaseSpan, iso_utc
 from orchestrator.drill.plans import converge_plan
@@ -479,11 +480,22 @@ class DrillRunner:
             order = [list(w.regions) for w in spec_waves(self.spec)]
             plan = converge_plan(self.spec, fleet, primary=self.primary, order=order)
             await self.plans.run(plan, f"abort: {self.primary} the only primary")
+            # A machine that was another primary holds records the primary lacks under seqs
+            # the primary also used: it sets them aside at its next pull. Until then its
+            # last_seq may equal the primary's while its records differ.
+            await self.until("every machine to share the primary's history", self._one_history)
             span.detail = (
                 f"every machine follows {self.primary} again; records only another primary "
                 "held stay on its volume (orphaned_records)"
             )
         return await fail_back.integrity(self.primary)
+
+    async def _one_history(self) -> float | None:
+        machines = await live_machines(self.conn.client, self.conn.app)
+        digests = set()
+        for m in machines:
+            digests.add(record_digest(await read_records(self.traffic, m.id)))
+        return self.now() if len(digests) == 1 else None
 
     async def _lost_writes(self, integrity: Integrity) -> dict[str, object]:
         """Return the acknowledged canary writes the final primary does not hold, by seq."""

@@ -74,12 +74,12 @@ def test_split_brain_is_a_fleet_problem_and_commands_refuse_it(
         m["id"] for m in rig.machines() if m["region"] == "syd" and _role(rig, m["id"]) == "primary"
     )
     # Both sides take writes: this is what status must not call healthy.
-    for region in ("syd", "dfw"):
+    for machine_id in (syd_primary, split["id"]):
         resp = rig.app(
             "POST",
             "/records",
-            json={"data": f"split-{region}"},
-            headers={"fly-prefer-region": region},
+            json={"data": f"split-{machine_id}"},
+            headers={"fly-force-instance-id": machine_id},
         )
         assert resp.status_code == 201, resp.text
 
@@ -116,6 +116,19 @@ def test_split_brain_is_a_fleet_problem_and_commands_refuse_it(
     assert by_cli.returncode == 1
     assert "Traceback" not in by_cli.stderr
     assert by_cli.stderr.strip().splitlines()[-1].startswith("error: deploy refused: split brain")
+
+    # The documented way out: the spec's primary region becomes the only primary, and the
+    # records only dfw took are kept on its volume, named.
+    aborted = rig.invoke("drill", "--abort", "--json")
+    assert aborted.returncode == 0, aborted.stdout[-3000:] + aborted.stderr[-3000:]
+    report = json.loads(aborted.stdout)
+    assert (
+        report["integrity"]["primaries"] == [syd_primary]
+        or len(report["integrity"]["primaries"]) == 1
+    )
+    assert split["id"] in report["details"].get("orphaned_records", {})
+    healed = rig.invoke("status")
+    assert healed.returncode == 0, healed.stdout + healed.stderr
 
 
 def test_a_deploy_does_not_succeed_into_an_outage(rig: Rig) -> None:
