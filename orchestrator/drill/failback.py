@@ -73,15 +73,20 @@ class FailBack:
         if new is not None and not replace:
             # Nothing reached the new primary: the old one keeps its data and takes writes again.
             r.canary.retarget(r.primary)
-        await self._restore(replace)
+        # A resumed drill skips what its stopped run finished (`DrillRunner.done`).
+        if not r.done(Phase.RESTORE):
+            await self._restore(replace)
         if replace and new is not None:
-            await self._reseed(new)
+            if not r.done(Phase.RESEED):
+                await self._reseed(new)
             # The region is back: the extra machines that carried its load can go first, so
             # the switch-back does not update machines only to destroy them.
             await self._scale_back(new)
             if not r.request.failback:
                 await r.skip(Phase.FAILBACK, f"--no-failback: the primary stays in {new}")
                 return new
+            if r.done(Phase.FAILBACK):
+                return r.region
             return await self._switch_back(new)
         await r.skip(Phase.RESEED, self._why_no_reseed())
         final = await self._revert()

@@ -81,6 +81,7 @@ from orchestrator.execute.journal import Journal
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.primaries import refuse_split
 from orchestrator.execute.probe import AppProbe
+from orchestrator.execute.testhooks import kill_point
 from orchestrator.plan.config import release_id
 from orchestrator.plan.fleet import observe
 from orchestrator.plan.graph import spec_waves
@@ -300,6 +301,8 @@ class DrillRunner:
         self.promoting: str | None = None
         self.new_primary_wrote = False
         self.fault_cleared = False
+        # Phases a stopped run finished (a resumed drill does not run them again).
+        self.prior_phases: list[str] = []
         self.state = DrillState(
             drill_id=self.drill_id,
             app=conn.app,
@@ -525,8 +528,13 @@ class DrillRunner:
         st = self.state
         current = self.clock.spans[-1].phase.value if self.clock.spans else None
         st.phase = current
-        st.finished_phases = [sp.phase.value for sp in self.clock.spans if sp.finished_at]
-        st.fault_injected = self.fault_injected and not self.fault_cleared
+        st.finished_phases = self.prior_phases + [
+            sp.phase.value
+            for sp in self.clock.spans
+            if sp.finished_at and sp.outcome in ("ok", "skipped")
+        ]
+        st.fault_injected = self.fault_injected
+        st.fault_cleared = self.fault_cleared
         st.promoting = self.promoting or self.promoted
         st.stopped_machines = list(getattr(self.fault, "stopped", []))
         st.set_acks(list(self.canary.acks))
@@ -555,6 +563,8 @@ class DrillRunner:
         self.drill_id = state.drill_id
         self.canary.drill_id = state.drill_id
         self.fault_injected = state.fault_injected
+        self.fault_cleared = state.fault_cleared
+        self.prior_phases = list(state.finished_phases)
         self.promoted = state.promoting
         self.promoting = state.promoting
         self.t0 = state.t0
@@ -593,8 +603,10 @@ class DrillRunner:
         """
         with self.clock.phase(phase) as span:
             self.save_state()
+            kill_point("drill_phase_started", phase.value)
             yield span
         self.save_state()
+        kill_point("drill_phase_finished", phase.value)
         await self._run_hook(span)
         self._stop_here(phase)
 
@@ -605,6 +617,10 @@ class DrillRunner:
         if span is not None:
             await self._run_hook(span)
         self._stop_here(phase)
+
+    def done(self, phase: Phase) -> bool:
+        """Tell whether a stopped run of this drill already finished ``phase``."""
+        return phase.value in self.prior_phases
 
     def _stop_here(self, phase: Phase) -> None:
         if self.stop_requested is not None and self.stopped is None:

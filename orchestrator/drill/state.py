@@ -43,6 +43,7 @@ class DrillState:
         phase: the last phase that started.
         finished_phases: the phases that ended, in order.
         fault_injected: whether the region was taken down.
+        fault_cleared: whether it was brought back since (fenced or not).
         promoting: the region chosen for promotion (its machines may be part-way), or ``None``.
         stopped_machines: machines the Fly.io fault stopped (to start again).
         acks: every acknowledged canary write: ``[n, seq, region, machine_id, sent, acked]``.
@@ -62,6 +63,7 @@ class DrillState:
     phase: str | None = None
     finished_phases: list[str] = field(default_factory=list)
     fault_injected: bool = False
+    fault_cleared: bool = False
     promoting: str | None = None
     stopped_machines: list[str] = field(default_factory=list)
     acks: list[list[Any]] = field(default_factory=list)
