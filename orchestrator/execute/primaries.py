@@ -43,7 +43,7 @@ __all__ = [
 SPLIT_BRAIN_HELP = (
     "resolve it with `invoke drill --abort`, which makes the spec's primary_region the only "
     "primary and keeps every divergent record on its volume, named by sequence "
-    "(docs/reliability.md#split-brain)"
+    '(docs/drills.md, "Interrupting a drill")'
 )
 
 
