@@ -145,6 +145,7 @@ def test_first_ctrl_c_stops_at_the_next_phase_and_resume_finishes(fleet: LocalFl
     assert isinstance(lost["count"], int)
 
 
+@pytest.mark.slow  # CI: the matrix's kill -9 after the fault, then --resume
 def test_kill_9_during_the_promotion_then_abort_returns_to_syd(fleet: LocalFleet) -> None:
     proc = _start_drill(fleet)
     _wait_for_promotion(fleet, proc)
@@ -174,6 +175,7 @@ def test_a_second_ctrl_c_stops_at_once_and_the_state_is_kept(fleet: LocalFleet) 
     _finish(fleet, "--resume")
 
 
+@pytest.mark.slow  # CI: the matrix's Ctrl-C after detect (the region comes back)
 def test_stopped_at_once_before_any_promotion_the_region_simply_comes_back(
     fleet: LocalFleet,
 ) -> None:
