@@ -74,6 +74,16 @@ def _settings(c: Context) -> Settings:
     return load_settings(find_root(), os.environ, c.config.get("fly"))
 
 
+def _spec_primary(settings: Settings) -> str | None:
+    """Return the spec's primary region, or ``None`` when the spec cannot be read."""
+    from orchestrator.spec.load import load_spec
+
+    try:
+        return load_spec(settings.root, app_override=settings.app).primary_region
+    except OrchestratorError:
+        return None
+
+
 def _options(c: Context) -> ExecuteOptions:
     return ExecuteOptions.from_config(c.config.get("orchestrator"))
 
@@ -206,6 +216,7 @@ def rollback(c, region=None, to=None, json_=False):
         "destroy_volumes": "Also destroy the volumes of machines a scale-down removes.",
         "usage": "When showing, also measure CPU, memory, p95, errors and volume use.",
         "json": "Print only JSON on stdout.",
+        "yes": "Go ahead without asking when the change is large or destroys machines.",
     },
 )
 def scale(
@@ -220,6 +231,7 @@ def scale(
     destroy_volumes=False,
     usage=False,
     json_=False,
+    yes=False,
 ):
     """Show desired beside observed size per region, or change a region's count and size."""
     from orchestrator import scale as scaling
@@ -250,12 +262,17 @@ def scale(
         if usage:
             raise ConfigError("only when showing; drop the change flags", where="--usage")
         bus = EventBus()
+        confirm = _confirm_scale(console, settings, request, yes=yes, json_=json_)
         if json_ or dry_run:
-            result = _run(scaling.scale(settings, request, bus=bus, options=_options(c)))
+            result = _run(
+                scaling.scale(settings, request, bus=bus, options=_options(c), confirm=confirm)
+            )
         else:
             with LiveView(console) as view:
                 bus.subscribe(view)
-                result = _run(scaling.scale(settings, request, bus=bus, options=_options(c)))
+                result = _run(
+                    scaling.scale(settings, request, bus=bus, options=_options(c), confirm=confirm)
+                )
     if json_:
         _print_json(result.to_json())
     elif isinstance(result, scaling.ScaleDryRun):
@@ -267,6 +284,25 @@ def scale(
         console.print(deploy_summary(result.result))
     if isinstance(result, scaling.ScaleResult) and not result.ok:
         raise Exit(f"error: {result.result.error}" if result.result.error else "", 1)
+
+
+def _confirm_scale(
+    console: Console, settings: Settings, request: Any, *, yes: bool, json_: bool
+) -> Any:
+    """Return how a large or destructive scale is confirmed: --yes, a question, or not at all."""
+    from orchestrator import scale as scaling
+
+    if yes or request.dry_run:
+        return lambda impact: True
+    if json_ or not sys.stdin.isatty():
+        return None  # the scale refuses with a one-line error naming --yes
+    impact = _run(scaling.preview_impact(settings, request))
+    if not impact.needs_confirmation:
+        return None
+    console.print(f"This scale needs confirmation: {impact.why()}.")
+    answer = console.input("Go ahead? [y/N] ").strip().lower()
+    approved = answer in ("y", "yes")
+    return lambda impact: approved
 
 
 @task(
@@ -284,13 +320,19 @@ def status(c, region=None, json_=False):
 
         async def gather():
             async with connect(settings) as conn:
-                return await collect_status(conn, region=region)
+                return await collect_status(
+                    conn, region=region, expected_primary=_spec_primary(settings)
+                )
 
         fleet = _run(gather())
     if json_:
         _print_json(fleet.to_json())
     else:
         make_console().print(status_view(fleet))
+    if fleet.split_brain is not None:
+        from orchestrator.execute.primaries import SPLIT_BRAIN_HELP
+
+        raise Exit(f"error: {fleet.split_brain}; {SPLIT_BRAIN_HELP}", 1)
     if not fleet.healthy:
         names = ", ".join(m.id for m in fleet.unhealthy)
         raise Exit(f"error: unhealthy machine(s): {names}", 1)
@@ -341,7 +383,7 @@ def logs(c, region=None, machine=None, follow=False, lines=None):
 
 @task(
     help={
-        "region": "The region to take down in the drill (required).",
+        "region": "The region to take down in the drill (required unless --resume or --abort).",
         "promote": "The region to promote when --region is the primary (default: the nearest).",
         "json": "Print only the drill report as JSON on stdout.",
         "report": "Also write the report to PATH (.md or .html) and the other format beside it.",
@@ -349,6 +391,8 @@ def logs(c, region=None, machine=None, follow=False, lines=None):
         "failback": "Move the primary back at the end (--no-failback leaves it promoted).",
         "hook": "Run this shell command after each phase (DRILL_PHASE etc. in its environment).",
         "destroy_old_volumes": "Destroy the old primary's volumes once re-seeded (default: keep).",
+        "resume": "Finish an interrupted drill: restore, re-seed, fail back, check integrity.",
+        "abort": "Undo an interrupted drill (or a split): the pre-drill primary, least loss.",
     },
 )
 def drill(
@@ -361,6 +405,8 @@ def drill(
     failback=True,
     hook=None,
     destroy_old_volumes=False,
+    resume=False,
+    abort=False,
 ):
     """Run a disaster-recovery drill: take a region down, fail over, measure, fail back."""
     from pathlib import Path
@@ -368,20 +414,25 @@ def drill(
     from orchestrator.drill import DrillBus, DrillRequest, run_drill, write_reports
     from orchestrator.render.drill import DrillView, drill_summary
 
-    if not region:
+    if resume and abort:
+        raise Exit("error: --abort: give --resume or --abort, not both", 2)
+    if not region and not (resume or abort):
         raise Exit("error: --region: name the region to take down, e.g. --region syd", 2)
     request = DrillRequest(
-        region=region,
+        region=region or "",
         promote=promote,
         dry_run=dry_run,
         failback=failback,
         destroy_old_volumes=destroy_old_volumes,
         hook=hook,
+        resume=resume,
+        abort=abort,
     )
     console = Console(stderr=json_)
     bus = DrillBus()
     with _errors():
-        validate_region(region, "--region")
+        if region:
+            validate_region(region, "--region")
         if promote is not None:
             validate_region(promote, "--promote")
         settings, options = _settings(c), _options(c)
@@ -398,6 +449,8 @@ def drill(
         _print_json(result.to_json())
     else:
         console.print(drill_summary(result))
+    if result.details.get("stopped"):
+        raise Exit(f"error: drill {result.reason}", 130)
     if result.exit_code:
         raise Exit(f"error: drill {result.verdict}: {result.reason or 'objectives not met'}", 1)
 

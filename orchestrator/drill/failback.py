@@ -69,19 +69,24 @@ class FailBack:
         if not r.fault_injected:
             return None
         new = r.promoted
-        replace = new is not None and bool(r.canary.acks_from(new))
+        replace = new is not None and (bool(r.canary.acks_from(new)) or r.new_primary_wrote)
         if new is not None and not replace:
             # Nothing reached the new primary: the old one keeps its data and takes writes again.
             r.canary.retarget(r.primary)
-        await self._restore(replace)
+        # A resumed drill skips what its stopped run finished (`DrillRunner.done`).
+        if not r.done(Phase.RESTORE):
+            await self._restore(replace)
         if replace and new is not None:
-            await self._reseed(new)
+            if not r.done(Phase.RESEED):
+                await self._reseed(new)
             # The region is back: the extra machines that carried its load can go first, so
             # the switch-back does not update machines only to destroy them.
             await self._scale_back(new)
             if not r.request.failback:
                 await r.skip(Phase.FAILBACK, f"--no-failback: the primary stays in {new}")
                 return new
+            if r.done(Phase.FAILBACK):
+                return r.region
             return await self._switch_back(new)
         await r.skip(Phase.RESEED, self._why_no_reseed())
         final = await self._revert()
@@ -103,7 +108,12 @@ class FailBack:
             if replace and r.fault.kind == "stop-and-cordon":
                 span.detail = f"{r.region}'s machines stay stopped and cordoned until replaced"
                 return
-            parts = [await r.fault.clear(r.region)]
+            parts = (
+                [f"{r.region} already back"]
+                if r.fault_cleared
+                else [await r.fault.clear(r.region, fenced=replace)]
+            )
+            r.fault_cleared = True
             if replace:
                 fenced = await fence(r.conn.client, self._app, r.region)
                 parts.append(

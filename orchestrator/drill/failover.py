@@ -30,6 +30,7 @@ from orchestrator.drill.plans import converge_plan, scale_up_plan, spread
 from orchestrator.drill.preflight import choose_promotion
 from orchestrator.drill.probes import fleet_health, read_records, region_writer
 from orchestrator.errors import DrillError
+from orchestrator.execute.testhooks import kill_point
 from orchestrator.plan.fleet import observe
 from orchestrator.spec.regions import REGIONS, distance_km
 
@@ -96,6 +97,11 @@ class FailOver:
             if target is None:
                 raise DrillError("no surviving region to promote")
             r.promoted = target
+            # Saved before the first machine changes: a drill killed from here on is resumed
+            # or aborted knowing which region may have taken writes.
+            r.promoting = target
+            r.save_state()
+            kill_point("drill_promoting", target)
             # From now on the canary writes to the new primary: its first success is the RTO.
             r.canary.retarget(target)
             others = sorted((c for c in r.survivors if c != target), key=lambda c: _km(target, c))

@@ -12,8 +12,11 @@ Two backends, one interface (`RegionFault`):
   stopped, each under its lease. Bringing it back starts and uncordons them.
 
 After an outage, machines of the old primary region still believe they are the primary
-(their ``PRIMARY_REGION`` never changed, because the API could not reach them). `fence`
-cordons them the moment the region answers again, before anything is routed to them.
+(their ``PRIMARY_REGION`` never changed, because the API could not reach them). So both faults
+*fence* the region as their first act, while it still answers: every machine is cordoned
+(`fence`), out of the proxy's routing, before anything else can be promoted. A fenced region
+that comes back takes no writes. ``clear(region, fenced=True)`` brings it back and keeps it
+fenced (the old primary, once another region took over); ``fenced=False`` uncordons it too.
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ class RegionFault(Protocol):
         """Take ``region`` down; return one line saying what was done."""
         ...
 
-    async def clear(self, region: str) -> str:
-        """Bring ``region`` back; return one line saying what was done."""
+    async def clear(self, region: str, *, fenced: bool = False) -> str:
+        """Bring ``region`` back (still cordoned when ``fenced``); return one line."""
         ...
 
 
@@ -66,11 +69,19 @@ class LocalOutage:
     kind = "local-outage"
 
     def __init__(
-        self, api_url: str, token: Token, *, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        api_url: str,
+        token: Token,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        client: FlyClient | None = None,
+        app: str = "",
     ) -> None:
         self._api_url = api_url.rstrip("/")
         self._token = token
         self._transport = transport
+        self._client = client
+        self._app = app
 
     async def _call(self, method: str, region: str) -> dict[str, object]:
         headers = {"Authorization": f"Bearer {self._token.reveal()}"}
@@ -92,18 +103,30 @@ class LocalOutage:
         return body if isinstance(body, dict) else {}
 
     async def inject(self, region: str) -> str:
-        """Start the outage: the region's machines freeze, its API calls fail."""
+        """Fence the region, then start the outage: its machines freeze, its API calls fail."""
+        fenced = await fence(self._client, self._app, region) if self._client else []
         body = await self._call("POST", region)
         frozen = body.get("machines")
         count = len(frozen) if isinstance(frozen, list) else 0
-        return f"local Fly region outage in {region}: {count} machine(s) frozen"
+        return (
+            f"local Fly region outage in {region}: {len(fenced)} machine(s) fenced "
+            f"(cordoned), {count} frozen"
+        )
 
-    async def clear(self, region: str) -> str:
-        """End the outage: the machines run again, the API answers for the region again."""
+    async def clear(self, region: str, *, fenced: bool = False) -> str:
+        """End the outage: the machines run again; uncordoned unless ``fenced``."""
         body = await self._call("DELETE", region)
         thawed = body.get("machines")
         count = len(thawed) if isinstance(thawed, list) else 0
-        return f"local Fly region outage in {region} ended: {count} machine(s) running again"
+        text = f"local Fly region outage in {region} ended: {count} machine(s) running again"
+        if self._client is None:
+            return text
+        if fenced:
+            return text + ", still fenced (cordoned)"
+        for m in await live_machines(self._client, self._app, region=region):
+            with contextlib.suppress(FlyNotFound):
+                await self._client.uncordon_machine(self._app, m.id)
+        return text + " and uncordoned"
 
 
 class StopAndCordon:
@@ -150,8 +173,14 @@ class StopAndCordon:
         except FlyWaitTimeout:
             raise DrillError(f"machine {machine_id} did not stop within {_STOP_WAIT_S}s") from None
 
-    async def clear(self, region: str) -> str:
-        """Start the machines this fault stopped and uncordon every machine of ``region``."""
+    async def clear(self, region: str, *, fenced: bool = False) -> str:
+        """Start the machines this fault stopped and uncordon every machine of ``region``.
+
+        With ``fenced`` (another region took the primary over) they stay stopped and cordoned:
+        a re-seed replaces them.
+        """
+        if fenced:
+            return f"{region}'s machines stay stopped and cordoned (fenced) until replaced"
         started = 0
         for m in await live_machines(self.client, self.app, region=region):
             if m.id in self.stopped and m.state == "stopping":

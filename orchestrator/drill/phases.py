@@ -161,7 +161,9 @@ class PhaseClock:
         except BaseException as exc:
             span.outcome = "failed" if isinstance(exc, Exception) else "aborted"
             if not span.detail:
-                span.detail = " ".join(str(exc).split()) or type(exc).__name__
+                # Words, never a bare exception name ("CancelledError" tells an operator nothing).
+                said = " ".join(str(exc).split())
+                span.detail = said or ("interrupted" if span.outcome == "aborted" else "failed")
             raise
         finally:
             self._close(span)

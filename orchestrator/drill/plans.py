@@ -91,7 +91,13 @@ def converge_plan(
                 if slot > keep:
                     continue
                 target = drill_config(spec, region, slot, primary)
-                if m.config_digest == target["metadata"][META_CONFIG_DIGEST]:
+                # The digest alone would miss a PRIMARY_REGION changed behind our back (the
+                # other side of a split): which region a machine follows is what this plan is for.
+                follows = (m.config.get("env") or {}).get("PRIMARY_REGION")
+                if m.config_digest == target["metadata"][META_CONFIG_DIGEST] and follows in (
+                    None,
+                    target["env"].get("PRIMARY_REGION"),
+                ):
                     continue
                 asm.add_update(
                     region,

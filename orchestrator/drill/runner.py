@@ -19,8 +19,15 @@
 
 A guard watches the fail-over: when the survivors' error rate passes ``max_error_rate`` or the
 drill passes ``max_duration``, it aborts the fail-over at once and the restore runs, with the
-reason in the report (verdict ``aborted``). The restore always runs once a fault was injected,
-also after an error or a Ctrl-C, so a drill never leaves a region down.
+reason in the report (verdict ``aborted``).
+
+Stopping a drill (docs/drills.md, "Interrupting a drill"): the first Ctrl-C stops it at the next
+phase boundary, where at most one region takes writes; a second Ctrl-C, or SIGTERM, stops it at
+once. Either way the fleet is made safe before the command exits (a region taken down before
+any promotion comes back; an old primary that another region has taken over from stays down
+and fenced) and the drill's state stays in ``.orchestrator/drill.json`` (`DrillState`), so
+``invoke drill --resume`` finishes it and ``invoke drill --abort`` returns the fleet to the
+pre-drill primary. ``kill -9`` leaves the same file, as of the last phase boundary.
 """
 
 from __future__ import annotations
@@ -28,13 +35,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from orchestrator.connect import Connection, connect
-from orchestrator.drill.canary import CanaryWriter
+from orchestrator.drill.canary import CanaryWriter, canary_n
 from orchestrator.drill.events import (
     DrillBus,
     DrillEvent,
@@ -52,10 +60,12 @@ from orchestrator.drill.measure import (
     RpoResult,
     TrafficStats,
     compute_rto,
+    record_digest,
 )
 from orchestrator.drill.phases import Phase, PhaseClock, PhaseSpan, iso_utc
+from orchestrator.drill.plans import converge_plan
 from orchestrator.drill.preflight import Preflight, check_request, choose_promotion, preflight
-from orchestrator.drill.probes import ProbeLoop
+from orchestrator.drill.probes import ProbeLoop, live_machines, read_records, region_writer
 from orchestrator.drill.report import (
     DrillReport,
     Integrity,
@@ -64,18 +74,22 @@ from orchestrator.drill.report import (
     guard_reason,
     judge,
 )
-from orchestrator.errors import DrillError, LocalFlyError, OrchestratorError
+from orchestrator.drill.state import DrillState
+from orchestrator.errors import ConfigError, DrillError, LocalFlyError, OrchestratorError
 from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.journal import Journal
 from orchestrator.execute.lock import DeployLock
+from orchestrator.execute.primaries import refuse_split
 from orchestrator.execute.probe import AppProbe
+from orchestrator.execute.testhooks import kill_point
 from orchestrator.plan.config import release_id
 from orchestrator.plan.fleet import observe
+from orchestrator.plan.graph import spec_waves
 from orchestrator.settings import Settings
 from orchestrator.spec.load import load_spec
 from orchestrator.spec.model import DeploySpec
 
-__all__ = ["DrillRequest", "DrillRunner", "Hook", "run_drill"]
+__all__ = ["DrillRequest", "DrillRunner", "DrillStopped", "Hook", "run_drill"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +119,12 @@ class DrillRequest:
     failback: bool = True
     destroy_old_volumes: bool = False
     hook: str | None = None
+    resume: bool = False
+    abort: bool = False
+
+
+class DrillStopped(DrillError):
+    """The operator asked the drill to stop; it stopped at a phase boundary."""
 
 
 async def run_drill(
@@ -123,7 +143,32 @@ async def run_drill(
         OrchestratorError: the API or the local Fly could not be reached.
     """
     spec = load_spec(settings.root, app_override=settings.app)
-    check_request(spec, request.region, request.promote)
+    saved = DrillState.load(settings.root)
+    if request.resume or request.abort:
+        flag = "--resume" if request.resume else "--abort"
+        if saved is None and request.resume:
+            raise ConfigError(
+                "no interrupted drill to resume; `invoke status` shows the fleet", where=flag
+            )
+        if saved is not None:
+            request = DrillRequest(
+                region=saved.region,
+                promote=saved.promoting,
+                failback=saved.failback or request.abort,
+                destroy_old_volumes=saved.destroy_old_volumes,
+                hook=request.hook,
+                resume=request.resume,
+                abort=request.abort,
+            )
+        else:
+            request = DrillRequest(region=spec.primary_region, abort=True, hook=request.hook)
+    else:
+        check_request(spec, request.region, request.promote)
+        if saved is not None and not request.dry_run:
+            raise DrillError(
+                f"{saved.describe()}; finish it with `invoke drill --resume` or undo it with "
+                "`invoke drill --abort` before starting another"
+            )
     bus = bus or DrillBus()
     async with connect(settings) as conn:
         with contextlib.ExitStack() as stack:
@@ -133,10 +178,50 @@ async def run_drill(
                 stack.enter_context(
                     DeployLock(settings.root, conn.app, release=release_id(spec), command="drill")
                 )
+            if not (request.resume or request.abort):
+                # A drill on a split fleet would fail one side over onto the other.
+                await refuse_split(conn, expected=spec.primary_region, command="drill")
             runner = DrillRunner(
                 conn, spec, request, journal=journal, bus=bus, options=options, hook=hook
             )
-            return await runner.run()
+            if saved is not None and (request.resume or request.abort):
+                runner.restore(saved)
+            with _stop_on_signals(runner):
+                if request.resume or request.abort:
+                    return await runner.finish()
+                return await runner.run()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(runner: DrillRunner) -> Iterator[None]:
+    """Route Ctrl-C and SIGTERM to the runner: the first Ctrl-C asks, the next one insists."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def interrupt() -> None:
+        if runner.stop_requested is None:
+            runner.request_stop("Ctrl-C")
+        elif main is not None:
+            runner.stop_now("a second Ctrl-C")
+            main.cancel()
+
+    def terminate() -> None:
+        runner.stop_now("SIGTERM")
+        if main is not None:
+            main.cancel()
+
+    installed = []
+    for sig, handler in ((signal.SIGINT, interrupt), (signal.SIGTERM, terminate)):
+        try:
+            loop.add_signal_handler(sig, handler)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue  # not the main thread (tests running drills in threads): no handlers
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
 
 
 class DrillRunner:
@@ -209,13 +294,33 @@ class DrillRunner:
         self.failure: str | None = None
         self.served_by: dict[str, int] = {}
         self.extra_details: dict[str, object] = {}
+        # Stopping (see the module docstring) and what survives the process.
+        self.stop_requested: str | None = None
+        self.stopped: str | None = None
+        self.hard_stop: str | None = None
+        self.promoting: str | None = None
+        self.new_primary_wrote = False
+        self.fault_cleared = False
+        # Phases a stopped run finished (a resumed drill does not run them again).
+        self.prior_phases: list[str] = []
+        self.state = DrillState(
+            drill_id=self.drill_id,
+            app=conn.app,
+            region=self.region,
+            primary=self.primary,
+            fault_kind=self.fault.kind,
+            failback=request.failback,
+            destroy_old_volumes=request.destroy_old_volumes,
+        )
 
     def _fault(self) -> RegionFault:
         if self.conn.backend == "local":
             settings = self.conn.settings
             if settings.base_url is None or settings.token is None:
                 raise LocalFlyError("the local Fly gave no API URL or token")
-            return LocalOutage(settings.base_url, settings.token)
+            return LocalOutage(
+                settings.base_url, settings.token, client=self.conn.client, app=self.conn.app
+            )
         return StopAndCordon(self.conn.client, self.conn.app)
 
     def _collect_note(self, event: DrillEvent) -> None:
@@ -238,22 +343,61 @@ class DrillRunner:
                 at=self.started_at,
             )
         )
+
+        async def body() -> Integrity:
+            ready = await self._preflight()
+            if not ready or self.request.dry_run:
+                return Integrity()
+            await self._fail_over_guarded()
+            if self.stopped is not None:
+                return Integrity()
+            return await self._put_back()
+
+        return await self._drive(body)
+
+    async def finish(self) -> DrillReport:
+        """Finish (``--resume``) or undo (``--abort``) a drill from its saved state."""
+        self.started_at = self.now()
+        self.bus.emit(
+            DrillStarted(
+                app=self.conn.app,
+                backend=self.conn.backend,
+                region=self.region,
+                primary_region=self.primary,
+                promote=self.promoted,
+                at=self.started_at,
+            )
+        )
+
+        async def body() -> Integrity:
+            if not self.fault_injected:
+                if self.request.abort:
+                    return await self._abort_split()
+                return await FailBack(self).integrity(self.primary)
+            if self.promoted is not None:
+                self.new_primary_wrote = await self._took_over(self.promoted)
+            return await self._put_back()
+
+        return await self._drive(body)
+
+    async def _drive(self, body: Callable[[], Awaitable[Integrity]]) -> DrillReport:
         progress = asyncio.create_task(self._progress())
         integrity = Integrity()
         try:
-            ready = await self._preflight()
-            if ready and not self.request.dry_run:
-                await self._fail_over_guarded()
-                fail_back = FailBack(self)
-                try:
-                    final_primary = await fail_back.run()
-                except Exception as exc:
-                    if not isinstance(exc, OrchestratorError):
-                        log.error("drill restore crashed", exc_info=exc)
-                    self._failed(f"restore: {exc}")
-                    final_primary = None
-                    await self._last_resort()
-                integrity = await fail_back.integrity(final_primary)
+            try:
+                integrity = await body()
+            except DrillStopped as exc:
+                self.stopped = str(exc)
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                # A second Ctrl-C or SIGTERM: stop now, but never leave two writable regions
+                # nor a region down that nothing replaced (`_make_safe`).
+                self._uncancel()
+                self.stopped = f"stopped at once ({self.hard_stop or 'interrupted'})"
+            if self.stopped is not None:
+                self.bus.note(f"{self.stopped}; making the fleet safe", "error")
+                await self._make_safe()
+            elif integrity.checked:
+                self.extra_details["lost_writes"] = await self._lost_writes(integrity)
         finally:
             progress.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -261,22 +405,189 @@ class DrillRunner:
             await self.canary.stop()
             await self.probes.stop()
             await self.traffic.aclose()
+            self._settle_state(integrity)
         report = self._report(integrity)
         self.bus.emit(DrillFinished(report.verdict, report.reason, at=report.finished_at))
         return report
 
-    async def _last_resort(self) -> None:
-        """After a failed restore, at least bring the region back; never leave it down."""
-        if not self.fault_injected:
-            return
+    def _uncancel(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            while task.cancelling():
+                task.uncancel()
+
+    async def _put_back(self) -> Integrity:
+        """Restore, re-seed, scale back and fail back; then check the fleet's integrity."""
+        fail_back = FailBack(self)
         try:
-            self.bus.note(await self.fault.clear(self.region), "warning")
+            final_primary = await fail_back.run()
+        except DrillStopped:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, OrchestratorError):
+                log.error("drill restore crashed", exc_info=exc)
+            self._failed(f"restore: {exc}")
+            final_primary = None
+            await self._last_resort()
+        return await fail_back.integrity(final_primary)
+
+    async def _last_resort(self) -> None:
+        """After a failed restore, bring the region back, fenced if another took over."""
+        if not self.fault_injected or self.fault_cleared:
+            return
+        fenced = self.promoting is not None
+        try:
+            self.bus.note(await self.fault.clear(self.region, fenced=fenced), "warning")
+            self.fault_cleared = True
         except Exception as exc:
             self.bus.note(
                 f"could not bring {self.region} back ({exc}); see docs/drills.md for doing it "
                 "by hand",
                 "error",
             )
+
+    async def _make_safe(self) -> None:
+        """Leave a stopped drill with at most one region taking writes and none down for nothing.
+
+        Before any promotion the region simply comes back (it still holds the primary's
+        history, or follows it). Once a region was chosen for promotion, the old one stays
+        down and fenced: it may lack writes the new primary took, and ``--resume`` or
+        ``--abort`` replaces it from there.
+        """
+        if not self.fault_injected or self.fault_cleared:
+            return
+        if self.promoting is not None:
+            self.bus.note(
+                f"{self.region} stays down and fenced: {self.promoting} was being promoted; "
+                "run `invoke drill --resume` to finish the drill or `invoke drill --abort` to "
+                f"return the primary to {self.primary}",
+                "warning",
+            )
+            return
+        try:
+            self.bus.note(await self.fault.clear(self.region), "warning")
+            self.fault_cleared = True
+        except (OrchestratorError, asyncio.CancelledError) as exc:
+            self.bus.note(f"could not bring {self.region} back yet: {_say(exc)}", "error")
+
+    async def _took_over(self, region: str) -> bool:
+        """Tell whether any machine of ``region`` was switched to be the primary."""
+        machines = await live_machines(self.conn.client, self.conn.app, region=region)
+        return any(m.config.env.get("PRIMARY_REGION") == region for m in machines)
+
+    async def _abort_split(self) -> Integrity:
+        """With no drill saved: make the spec's primary region the only primary again."""
+        fail_back = FailBack(self)
+        async with self.phase(Phase.FAILBACK) as span:
+            fleet = await observe(self.conn.client, self.conn.app)
+            order = [list(w.regions) for w in spec_waves(self.spec)]
+            plan = converge_plan(self.spec, fleet, primary=self.primary, order=order)
+            await self.plans.run(plan, f"abort: {self.primary} the only primary")
+            # A machine that was another primary holds records the primary lacks under seqs
+            # the primary also used: it sets them aside at its next pull. Until then its
+            # last_seq may equal the primary's while its records differ.
+            await self.until("every machine to share the primary's history", self._one_history)
+            span.detail = (
+                f"every machine follows {self.primary} again; records only another primary "
+                "held stay on its volume (orphaned_records)"
+            )
+        return await fail_back.integrity(self.primary)
+
+    async def _one_history(self) -> float | None:
+        machines = await live_machines(self.conn.client, self.conn.app)
+        digests = set()
+        for m in machines:
+            digests.add(record_digest(await read_records(self.traffic, m.id)))
+        return self.now() if len(digests) == 1 else None
+
+    async def _lost_writes(self, integrity: Integrity) -> dict[str, object]:
+        """Return the acknowledged canary writes the final primary does not hold, by seq."""
+        acks = list(self.canary.acks)
+        if not acks or not integrity.primaries:
+            return {"count": 0, "seqs": []}
+        region = integrity.primary_region or self.primary
+        try:
+            writer = await region_writer(self.conn.client, self.traffic, self.conn.app, region)
+            records = await read_records(self.traffic, writer)
+        except OrchestratorError as exc:
+            return {"count": None, "seqs": [], "error": _say(exc)}
+        present = {
+            int(r["seq"]): canary_n(r.get("data"), self.drill_id)
+            for r in records
+            if isinstance(r.get("seq"), int)
+        }
+        # A seq counts as kept only with the same write in it: a new primary that gave a
+        # lost seq to another write does not hide the loss.
+        lost = sorted(a.seq for a in acks if present.get(a.seq, -1) != a.n)
+        return {"count": len(lost), "seqs": _ranges(lost)}
+
+    def save_state(self) -> None:
+        """Write where the drill is to ``.orchestrator/drill.json`` (not for a dry run)."""
+        if self.request.dry_run:
+            return
+        st = self.state
+        current = self.clock.spans[-1].phase.value if self.clock.spans else None
+        st.phase = current
+        st.finished_phases = self.prior_phases + [
+            sp.phase.value
+            for sp in self.clock.spans
+            if sp.finished_at and sp.outcome in ("ok", "skipped")
+        ]
+        st.fault_injected = self.fault_injected
+        st.fault_cleared = self.fault_cleared
+        st.promoting = self.promoting or self.promoted
+        st.stopped_machines = list(getattr(self.fault, "stopped", []))
+        st.set_acks(list(self.canary.acks))
+        st.started_at = st.started_at or self.started_at
+        st.t0 = self.t0
+        st.stopped = self.stopped
+        st.stop_requested = self.stop_requested
+        try:
+            st.save(self.conn.settings.root)
+        except OSError as exc:
+            self.bus.note(f"could not save the drill's state: {exc}", "warning")
+
+    def _settle_state(self, integrity: Integrity) -> None:
+        if self.request.dry_run:
+            return
+        changed = self.fault_injected and not self.fault_cleared
+        if (not changed and self.promoting is None) or (self.stopped is None and integrity.checked):
+            # Finished, or the fleet is as it was: nothing to resume.
+            DrillState.clear(self.conn.settings.root)
+            return
+        self.save_state()
+
+    def restore(self, state: DrillState) -> None:
+        """Take up a saved drill: its id, what it had done, its acknowledged writes."""
+        self.state = state
+        self.drill_id = state.drill_id
+        self.canary.drill_id = state.drill_id
+        self.fault_injected = state.fault_injected
+        self.fault_cleared = state.fault_cleared
+        self.prior_phases = list(state.finished_phases)
+        self.promoted = state.promoting
+        self.promoting = state.promoting
+        self.t0 = state.t0
+        self.canary.acks.extend(state.ack_list())
+        stopped = getattr(self.fault, "stopped", None)
+        if isinstance(stopped, list):
+            stopped.extend(state.stopped_machines)
+
+    def request_stop(self, why: str) -> None:
+        """Stop at the next phase boundary (the first Ctrl-C)."""
+        self.stop_requested = why
+        current = self.clock.current
+        where = f"after {current.phase.label}" if current else "at the next phase"
+        self.bus.note(
+            f"{why}: stopping at the next safe point ({where}); press Ctrl-C again to stop at once",
+            "warning",
+        )
+        self.save_state()
+
+    def stop_now(self, why: str) -> None:
+        """Record why the drill is being cancelled at once (a second Ctrl-C, SIGTERM)."""
+        self.stop_requested = self.stop_requested or why
+        self.hard_stop = why
 
     def _failed(self, message: str) -> None:
         one_line = " ".join(message.split())
@@ -285,10 +596,19 @@ class DrillRunner:
 
     @contextlib.asynccontextmanager
     async def phase(self, phase: Phase) -> AsyncIterator[PhaseSpan]:
-        """Run the block as ``phase``; then run the ``--hook``, if any."""
+        """Run the block as ``phase``; then run the ``--hook``, if any.
+
+        Phase boundaries are the drill's safe points: its state is saved on the way in and
+        out, and a stop asked for meanwhile (the first Ctrl-C) takes effect on the way out.
+        """
         with self.clock.phase(phase) as span:
+            self.save_state()
+            kill_point("drill_phase_started", phase.value)
             yield span
+        self.save_state()
+        kill_point("drill_phase_finished", phase.value)
         await self._run_hook(span)
+        self._stop_here(phase)
 
     async def skip(self, phase: Phase, detail: str) -> None:
         """Record that ``phase`` does not apply (and run the hook)."""
@@ -296,6 +616,15 @@ class DrillRunner:
         span = self.clock.span(phase)
         if span is not None:
             await self._run_hook(span)
+        self._stop_here(phase)
+
+    def done(self, phase: Phase) -> bool:
+        """Tell whether a stopped run of this drill already finished ``phase``."""
+        return phase.value in self.prior_phases
+
+    def _stop_here(self, phase: Phase) -> None:
+        if self.stop_requested is not None and self.stopped is None:
+            raise DrillStopped(f"stopped by {self.stop_requested} after {phase.label}")
 
     async def _run_hook(self, span: PhaseSpan) -> None:
         if self.hook is None:
@@ -362,17 +691,21 @@ class DrillRunner:
             try:
                 await asyncio.wait([main])
             except asyncio.CancelledError:
-                # Ctrl-C: stop the fail-over, but still restore the fleet below.
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
-                self.abort_reason = self.abort_reason or "interrupted by the operator"
+                # Stopped at once (a second Ctrl-C, SIGTERM): end the fail-over where it is;
+                # `run` makes the fleet safe and keeps the state for --resume / --abort.
+                self._uncancel()
+                self.stopped = f"stopped at once ({self.hard_stop or 'interrupted'})"
                 main.cancel()
                 await asyncio.wait([main])
         finally:
             guard.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await guard
+        if self.stopped is not None:
+            return
+        if not main.cancelled() and isinstance(main.exception(), DrillStopped):
+            self.stopped = str(main.exception())
+            return
         if main.cancelled():
             self.abort_reason = self.abort_reason or "the fail-over was cancelled"
             self.bus.note(f"aborted: {self.abort_reason}; restoring the fleet", "error")
@@ -449,6 +782,9 @@ class DrillRunner:
             if self.request.dry_run
             else None,
             "notes": list(self.notes),
+            "stopped": self.stopped,
+            "resumed": self.request.resume,
+            "abort": self.request.abort,
             **self.extra_details,
         }
         return DrillReport(
@@ -484,6 +820,11 @@ class DrillRunner:
     def _verdict(
         self, objectives: Mapping[str, Objective], integrity: Integrity
     ) -> tuple[Verdict, str | None]:
+        if self.stopped is not None:
+            return "aborted", (
+                f"{self.stopped}; the drill's state is saved: `invoke drill --resume` finishes "
+                "it, `invoke drill --abort` returns the primary to " + self.primary
+            )
         if self.abort_reason is not None:
             extra = f"; then: {self.failure}" if self.failure else ""
             return "aborted", f"{self.abort_reason}{extra}"
@@ -498,8 +839,36 @@ class DrillRunner:
                 )
         elif self.fault_injected:
             problems.append("the integrity check did not run")
+        # A resumed or aborted drill measured its objectives only in the run that was stopped
+        # (if at all): it is judged on putting the fleet back, which the integrity check covers.
+        finishing = self.request.resume or self.request.abort
         for name, obj in objectives.items():
+            if finishing:
+                break
             if not obj.met and self.fault_injected:
                 shown = "not measured" if obj.measured is None else f"{obj.measured:g}"
                 problems.append(f"{name} {shown} > {obj.target:g}")
         return ("failed", "; ".join(problems)) if problems else ("passed", None)
+
+
+def _say(exc: BaseException) -> str:
+    """Return what went wrong in words, never a bare exception name."""
+    text = " ".join(str(exc).split())
+    return text or "interrupted"
+
+
+def _ranges(seqs: list[int]) -> list[str]:
+    """Return ``[1, 2, 3, 7]`` as ``["1-3", "7"]``."""
+    out: list[str] = []
+    start = prev = None
+    for n in seqs:
+        if start is None:
+            start = prev = n
+        elif prev is not None and n == prev + 1:
+            prev = n
+        else:
+            out.append(f"{start}-{prev}" if start != prev else str(start))
+            start = prev = n
+    if start is not None:
+        out.append(f"{start}-{prev}" if start != prev else str(start))
+    return out

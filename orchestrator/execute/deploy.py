@@ -31,6 +31,7 @@ from orchestrator.execute.events import EventBus, Note
 from orchestrator.execute.executor import DeployResult, Executor
 from orchestrator.execute.journal import Journal, RunRecord
 from orchestrator.execute.lock import DeployLock
+from orchestrator.execute.primaries import gate_writable_primary, refuse_split
 from orchestrator.execute.resume import (
     chain_volumes,
     finish_rollback,
@@ -201,10 +202,13 @@ async def deploy(
                 options=resume_options(options) if resumed is not None else options,
                 wave_specs=spec_waves(spec),
             )
+            # Either side of a split may hold acknowledged writes the other lacks: a deploy
+            # would overwrite one of them.
+            await refuse_split(conn, expected=spec.primary_region, command="deploy")
             if resumed is not None:
                 finished = await finish_rollback(how, journal, resumed)
                 if finished is not None:
-                    return finished
+                    return await gate_writable_primary(conn, finished, expected=spec.primary_region)
             fleet = await observe_fleet(conn)
             the_plan = build_plan(spec, fleet, regions=list(regions) or None, image=image)
             if resumed is not None:
@@ -234,4 +238,5 @@ async def deploy(
                 rollback=automatic_rollback(how),
                 fleet=fleet,
             )
-            return await executor.run()
+            result = await executor.run()
+            return await gate_writable_primary(conn, result, expected=spec.primary_region)

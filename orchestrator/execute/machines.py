@@ -52,6 +52,8 @@ from orchestrator.plan.steps import Step
 __all__ = ["create_machine", "destroy_machine", "leased", "update_machine", "wait_version"]
 
 _GONE = frozenset({"destroyed", "destroying"})
+# How long an interrupted create waits for Fly's answer, to release the lease it names.
+_CREATE_ANSWER_WAIT_S = 10.0
 
 
 @contextlib.asynccontextmanager
@@ -282,15 +284,23 @@ async def create_machine(ctx: StepContext, step: Step) -> str:
                 region=step.region,
             )
     if machine is None:
-        try:
-            machine = await ctx.client.create_machine(
+        create = asyncio.ensure_future(
+            ctx.client.create_machine(
                 ctx.app,
                 config,
                 region=step.region,
                 name=str(params.get("name") or "") or None,
                 lease_ttl=ctx.options.lease_ttl_s,
             )
+        )
+        try:
+            machine = await asyncio.shield(create)
             nonce = machine.nonce
+        except asyncio.CancelledError:
+            # Interrupted while Fly creates it: the machine comes with a lease only this
+            # answer names. Left held, it blocks the next deploy or resume for its whole TTL.
+            await _release_creation_lease(ctx, create)
+            raise
         except (FlyAPIError, FlyTransportError) as exc:
             # Ambiguous: Fly may have made it before the error. Look before giving up.
             found = await _find_launch(ctx, launch_id)
@@ -304,10 +314,18 @@ async def create_machine(ctx: StepContext, step: Step) -> str:
                 step_id=step.id,
                 region=step.region,
             )
-    ctx.journal.set_machine(row, machine.id)
-    ctx.journal.step_result(ctx.run, step.id, {"machine_id": machine.id, "launch_id": launch_id})
-    kill_point("create_sent", step.id)
-    await _drop_duplicates(ctx, step, launch_id, keep=machine.id)
+    try:
+        ctx.journal.set_machine(row, machine.id)
+        ctx.journal.step_result(
+            ctx.run, step.id, {"machine_id": machine.id, "launch_id": launch_id}
+        )
+        kill_point("create_sent", step.id)
+        await _drop_duplicates(ctx, step, launch_id, keep=machine.id)
+    except BaseException:
+        # Not yet inside `leased`, which would release the creation lease on the way out.
+        if nonce is not None:
+            ctx.state.in_background(_release(ctx, machine.id, nonce))
+        raise
 
     lease = (
         leased(ctx, machine.id, description=f"create {step.id}", nonce=nonce)
@@ -337,6 +355,14 @@ async def create_machine(ctx: StepContext, step: Step) -> str:
     )
     ctx.journal.step_result(ctx.run, step.id, {"version": healthy.version})
     return f"machine {machine.id} started at version {healthy.version}, checks passing"
+
+
+async def _release_creation_lease(ctx: StepContext, create: asyncio.Future[Machine]) -> None:
+    """Wait briefly for an interrupted create's answer and hand its lease to the releases."""
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        made = await asyncio.wait_for(asyncio.shield(create), _CREATE_ANSWER_WAIT_S)
+        if made.nonce:
+            ctx.state.in_background(_release(ctx, made.id, made.nonce))
 
 
 @contextlib.asynccontextmanager

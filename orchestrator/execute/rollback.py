@@ -39,6 +39,7 @@ from orchestrator.execute.events import EventBus, Note
 from orchestrator.execute.executor import DeployResult, Executor
 from orchestrator.execute.journal import Journal, MachineConfigRecord, RunRecord
 from orchestrator.execute.lock import DeployLock
+from orchestrator.execute.primaries import gate_writable_primary, refuse_split
 from orchestrator.execute.undo import config_release
 from orchestrator.plan.config import META_LAUNCH_ID, META_SLOT
 from orchestrator.plan.fleet import Fleet
@@ -230,6 +231,7 @@ async def rollback(
                         level="warning",
                     )
                 )
+            await refuse_split(conn, expected=spec.primary_region, command="rollback")
             history = journal.machine_history(conn.app)
             fleet = await observe_fleet(conn)
             if request.to is not None:
@@ -256,4 +258,5 @@ async def rollback(
                 resumed_from=resumed_from,
                 fleet=fleet,
             )
-            return await executor.run()
+            result = await executor.run()
+            return await gate_writable_primary(conn, result, expected=spec.primary_region)

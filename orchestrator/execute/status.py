@@ -47,6 +47,8 @@ class MachineStatus:
         volume_id: the mounted volume, or ``None``.
         volume_size_gb: its size, when known.
         process_group: its ``fly_process_group`` (flyctl's ``app`` when unset).
+        configured_primary: the ``PRIMARY_REGION`` its config sets, or ``None``.
+        primary_region: the primary region the app's ``/status`` reports, or ``None``.
     """
 
     id: str
@@ -69,6 +71,8 @@ class MachineStatus:
     volume_id: str | None
     volume_size_gb: int | None
     process_group: str = "app"
+    configured_primary: str | None = None
+    primary_region: str | None = None
 
     @property
     def healthy(self) -> bool:
@@ -109,17 +113,32 @@ class FleetStatus:
         backend: ``local`` or ``fly``.
         regions: region → its machines (by slot, then id), regions sorted.
         exists: whether the app exists on the backend at all.
+        expected_primary: the spec's ``primary_region``, when known.
     """
 
     app: str
     backend: str
     regions: Mapping[str, tuple[MachineStatus, ...]]
     exists: bool = True
+    expected_primary: str | None = None
 
     @property
     def healthy(self) -> bool:
-        """Tell whether every machine is healthy."""
-        return all(m.healthy for ms in self.regions.values() for m in ms)
+        """Tell whether every machine is healthy and the fleet is not split."""
+        machines_ok = all(m.healthy for ms in self.regions.values() for m in ms)
+        return machines_ok and self.split_brain is None
+
+    @property
+    def split_brain(self) -> str | None:
+        """Return one line naming both sides when the fleet is split, else ``None``."""
+        from orchestrator.execute.primaries import assess
+
+        machines = [m for ms in self.regions.values() for m in ms]
+        expected = self.expected_primary or next(
+            (m.configured_primary for m in machines if m.configured_primary), ""
+        )
+        view = assess(machines, expected=expected)
+        return view.split_description() if view.split else None
 
     @property
     def unhealthy(self) -> tuple[MachineStatus, ...]:
@@ -132,6 +151,7 @@ class FleetStatus:
             "app": self.app,
             "backend": self.backend,
             "healthy": self.healthy,
+            "split_brain": self.split_brain,
             "regions": {
                 code: {"machines": [m.to_json() for m in machines]}
                 for code, machines in self.regions.items()
@@ -139,20 +159,25 @@ class FleetStatus:
         }
 
 
-async def collect_status(conn: Connection, *, region: str | None = None) -> FleetStatus:
+async def collect_status(
+    conn: Connection, *, region: str | None = None, expected_primary: str | None = None
+) -> FleetStatus:
     """Read every machine (of ``region``, if given) and ask each for its role."""
     try:
         machines = await conn.client.list_machines(conn.app, region=region)
         volumes = await conn.client.list_volumes(conn.app)
     except FlyNotFound:
         regions = {region: ()} if region else {}
-        return FleetStatus(conn.app, conn.backend, regions, exists=False)
+        return FleetStatus(
+            conn.app, conn.backend, regions, exists=False, expected_primary=expected_primary
+        )
     live = [m for m in machines if m.state not in _GONE]
     by_volume = {v.id: v for v in volumes}
     answers = await asyncio.gather(*(conn.probe.status(machine_id=m.id) for m in live))
     rows: dict[str, list[MachineStatus]] = {region: []} if region else {}
     for machine, answer in zip(live, answers, strict=True):
         role = answer.body.get("role") if answer.status_code is not None else None
+        reported = answer.body.get("primary_region") if answer.status_code is not None else None
         rows.setdefault(machine.region, []).append(
             _machine_status(
                 machine,
@@ -160,6 +185,7 @@ async def collect_status(conn: Connection, *, region: str | None = None) -> Flee
                 role=role if isinstance(role, str) else None,
                 app_status=answer.status_code,
                 app_error=None if answer.ok else answer.describe(),
+                primary_region=reported if isinstance(reported, str) else None,
             )
         )
     return FleetStatus(
@@ -169,6 +195,7 @@ async def collect_status(conn: Connection, *, region: str | None = None) -> Flee
             code: tuple(sorted(rows[code], key=lambda m: (m.slot is None, m.slot or 0, m.id)))
             for code in sorted(rows)
         },
+        expected_primary=expected_primary,
     )
 
 
@@ -179,6 +206,7 @@ def _machine_status(
     role: str | None,
     app_status: int | None,
     app_error: str | None,
+    primary_region: str | None = None,
 ) -> MachineStatus:
     cfg = machine.config
     volume_id = next((m.volume for m in cfg.mounts if m.volume), None)
@@ -205,4 +233,6 @@ def _machine_status(
         memory_mb=cfg.guest.memory_mb,
         volume_id=volume_id,
         volume_size_gb=volume.size_gb if volume is not None else None,
+        configured_primary=cfg.env.get("PRIMARY_REGION") or None,
+        primary_region=primary_region,
     )

@@ -16,6 +16,13 @@ Points are ``<event>:<step id>`` or ``<event>:<n>`` (the n-th such event of the 
 - ``rollback_started`` — an automatic rollback's run is in the journal, no step has started
   (no step id: ``rollback_started`` alone, or ``rollback_started:1``).
 
+- ``drill_phase_started`` / ``drill_phase_finished`` — a drill phase's state is saved on the
+  way in / out (step id: the phase, ``promote``);
+- ``drill_promoting`` — the region to promote is chosen and saved, no machine changed yet.
+
+A point prefixed ``sigint@`` (``sigint@drill_phase_started:promote``) sends the process
+``SIGINT`` instead, as an operator's Ctrl-C would, and the process carries on handling it.
+
 The variable is read once per process. With ``ORCH_TEST_KILL_MARK`` set to a path, the point
 is written there just before the kill: evidence of where the process died for a harness that
 cannot see the exit status itself (a child of a forkserver may report 255 instead of -9).
@@ -32,6 +39,7 @@ __all__ = ["KILL_ENV", "MARK_ENV", "kill_point"]
 KILL_ENV = "ORCH_TEST_KILL_AT"
 MARK_ENV = "ORCH_TEST_KILL_MARK"
 
+_SIGINT = "sigint@"
 _target: str | None = os.environ.get(KILL_ENV) or None
 _seen: Counter[str] = Counter()
 
@@ -46,6 +54,9 @@ def kill_point(event: str, step_id: str | None = None) -> None:
         wanted.add(f"{event}:{step_id}")
     else:
         wanted.add(event)
+    if _target.startswith(_SIGINT) and _target[len(_SIGINT) :] in wanted:
+        os.kill(os.getpid(), signal.SIGINT)
+        return
     if _target in wanted:
         mark = os.environ.get(MARK_ENV)
         if mark:

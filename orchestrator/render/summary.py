@@ -134,4 +134,10 @@ def status_view(status: FleetStatus) -> RenderableType:
         if bad
         else Text("all machines healthy", style="green")
     )
+    split = status.split_brain
+    if split is not None:
+        # Healthy machines on both sides of a split are the problem, not a reassurance.
+        footer = Text(f"fleet problem: {split}", style="bold red")
+        if bad:
+            footer.append(f"\n{len(bad)} machine(s) unhealthy")
     return Group(table, footer)

@@ -19,7 +19,7 @@ of the regions it names, with their new desired size:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,13 @@ from orchestrator.execute.events import EventBus, Note, utcnow
 from orchestrator.execute.executor import DeployResult, Executor, StepReport
 from orchestrator.execute.journal import Journal, iso
 from orchestrator.execute.lock import DeployLock
+from orchestrator.execute.primaries import gate_writable_primary, refuse_split
 from orchestrator.plan.config import release_id
 from orchestrator.plan.fleet import GONE_MACHINE_STATES, Fleet, fleet_from_api
 from orchestrator.plan.graph import build_plan, spec_waves
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import StepKind
+from orchestrator.scale.cost import ScaleImpact, scale_impact
 from orchestrator.scale.report import ScaleReport, build_report
 from orchestrator.scale.request import ScaleRequest
 from orchestrator.scale.usage import measure_usage
@@ -47,18 +49,23 @@ from orchestrator.spec.model import DeploySpec
 
 __all__ = [
     "VOLUME_EXTEND",
+    "Confirm",
     "ScaleDryRun",
     "ScaleResult",
     "VolumeExtend",
     "check_scale",
     "fleet_regions",
     "plan_extends",
+    "preview_impact",
     "run_scale",
     "scale",
     "show_scale",
 ]
 
 VOLUME_EXTEND = "volume.extend"
+
+Confirm = Callable[[ScaleImpact], bool]
+"""Asked before a scale that `ScaleImpact.needs_confirmation`; true goes ahead."""
 """The kind of the extend steps a scale adds to the deploy's step list."""
 
 
@@ -270,8 +277,12 @@ async def scale(
     *,
     bus: EventBus | None = None,
     options: ExecuteOptions | None = None,
+    confirm: Confirm | None = None,
 ) -> ScaleResult | ScaleDryRun:
     """Check the request, then change and roll out its regions (or plan it, on a dry run).
+
+    A change that `ScaleImpact.needs_confirmation` runs only when ``confirm`` returns true
+    for it (``--yes``, or the operator's answer on a terminal).
 
     Raises:
         ConfigError: bad input; nothing was written and no API was called.
@@ -285,7 +296,19 @@ async def scale(
     load_checked_spec(settings, regions=request.regions)
     timeout = (options or ExecuteOptions()).api_timeout_s
     async with connect(settings, timeout=timeout) as conn:
-        return await run_scale(conn, request, bus=bus, options=options)
+        return await run_scale(conn, request, bus=bus, options=options, confirm=confirm)
+
+
+async def preview_impact(settings: Settings, request: ScaleRequest) -> ScaleImpact:
+    """Return what the request would do to machine counts and the bill now (reads only).
+
+    ``invoke scale`` asks its question from this before the live view starts; the scale itself
+    checks again under the lock.
+    """
+    edits = check_scale(settings, request)
+    async with connect(settings) as conn:
+        fleet = await observe_fleet(conn)
+    return scale_impact(fleet, edits, destroy_volumes=request.destroy_volumes)
 
 
 async def run_scale(
@@ -294,6 +317,7 @@ async def run_scale(
     *,
     bus: EventBus | None = None,
     options: ExecuteOptions | None = None,
+    confirm: Confirm | None = None,
 ) -> ScaleResult | ScaleDryRun:
     """Scale the request's regions through an open connection (its `FlyClient` and probe).
 
@@ -322,16 +346,24 @@ async def run_scale(
                     level="warning",
                 )
             )
-        # Observe before writing: an API that refuses us (a bad token, unreachable) fails the
-        # scale with the region files as they were, not holding a size nothing acted on.
         fleet = await observe_fleet(conn)
-        edits = tuple(_edit(settings.root, code, request, dry_run=False) for code in regions)
-        for edit in edits:
-            if edit.written:
-                changed = ", ".join(f"{c.key} {c.old} → {c.new}" for c in edit.changes)
-                bus.emit(Note(f"{edit.path}: {changed}", region=edit.region))
-        spec = load_checked_spec(settings, regions=regions)
+        await refuse_split(conn, expected=spec.primary_region, command="scale")
+        # The region files are written only once the fleet has reached them (below): a scale
+        # that fails, is interrupted or is killed leaves them describing the fleet as it was,
+        # so the next deploy never carries a half-done scale on.
+        edits = check_scale(settings, request)
+        spec = _with_regions(spec, edits)
         plan = build_plan(spec, fleet, regions=regions, destroy_volumes=request.destroy_volumes)
+        impact = scale_impact(fleet, edits, destroy_volumes=request.destroy_volumes)
+        if impact.needs_confirmation:
+            if confirm is None:
+                raise ConfigError(
+                    f"{impact.why()}; this needs confirmation: run it on a terminal or pass "
+                    "--yes (nothing was changed)",
+                    where="--yes",
+                )
+            if not confirm(impact):
+                raise ConfigError("not confirmed; nothing was changed", where="--yes")
         for note in plan.notes:
             bus.emit(Note(note))
         extends = plan_extends(spec, fleet, regions, plan)
@@ -353,6 +385,16 @@ async def run_scale(
             command="scale",
         )
         result = await executor.run()
+        result = await gate_writable_primary(conn, result, expected=spec.primary_region)
+        if result.ok:
+            edits = tuple(_edit(settings.root, code, request, dry_run=False) for code in regions)
+            for edit in edits:
+                if edit.written:
+                    changed = ", ".join(f"{c.key} {c.old} → {c.new}" for c in edit.changes)
+                    bus.emit(Note(f"{edit.path}: {changed}", region=edit.region))
+        else:
+            files = ", ".join(e.path for e in edits if e.changes) or "the region files"
+            bus.emit(Note(f"{files} left unchanged: the fleet did not reach the new size"))
     return ScaleResult(edits, _merge(result, reports))
 
 

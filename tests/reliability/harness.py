@@ -269,7 +269,10 @@ class Rig:
             request = scaling.parse_scale_flags(
                 region=[region], fleet_regions=scaling.fleet_regions(settings), **flags
             )
-            result = asyncio.run(scaling.scale(settings, request, options=OPTIONS))
+            # As ``--yes``: the suites scale down and up on purpose.
+            result = asyncio.run(
+                scaling.scale(settings, request, options=OPTIONS, confirm=lambda impact: True)
+            )
         except OrchestratorError as exc:
             return RunOutcome("refused", " ".join(str(exc).split()))
         assert isinstance(result, scaling.ScaleResult)

@@ -90,7 +90,7 @@ def test_a_deploy_and_a_scale_exclude_each_other_either_way(rig: Rig) -> None:
     refused, pid = _while_held(rig, ["scale", "--region", "ams", "--count", "2"], ["deploy"])
     assert re.search(rf"scale of \S+ by pid {pid} on ", refused), refused
     assert check_converged(rig, volumes_before=rig.volume_ids()).problems == []
-    back, child = rig.run_child("scale", "--region", "ams", "--count", "1")
+    back, child = rig.run_child("scale", "--region", "ams", "--count", "1", "--yes")
     assert back == 0, child.stderr
 
 

@@ -241,7 +241,7 @@ def test_scale_to_3_and_back_to_1_keeps_the_volumes_with_their_records(
         wait_for(lambda m=m: _has_record(fleet, m["id"], markers[m["id"]]), what="the record")
 
     volume_of = {m["id"]: m["config"]["mounts"][0]["volume"] for m in machines}
-    down = _json(fleet.invoke("scale", "--region", "syd", "--count", "1", "--json"))
+    down = _json(fleet.invoke("scale", "--region", "syd", "--count", "1", "--yes", "--json"))
     assert down["outcome"] == "succeeded"
     destroyed = [s for s in down["steps"] if s["kind"] == "machine.destroy"]
     assert [s["id"] for s in destroyed] == ["syd:machine.destroy:3", "syd:machine.destroy:2"]

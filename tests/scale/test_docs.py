@@ -52,12 +52,12 @@ COMMANDS: list[tuple[str, Mapping[str, Region]]] = [
     ("invoke scale", {}),
     ("invoke scale --json", {}),
     ("invoke scale --region syd --count 3", {"syd": Region(3, volumes=3)}),
-    ("invoke scale --region syd --count 1", {"syd": Region(1, volumes=3)}),
+    ("invoke scale --region syd --count 1 --yes", {"syd": Region(1, volumes=3)}),
     (
-        "invoke scale --region dfw --region ams --count 1",
+        "invoke scale --region dfw --region ams --count 1 --yes",
         {"dfw": Region(1, volumes=1), "ams": Region(1, volumes=1)},
     ),
-    ("invoke scale --region ams --count 0 --destroy-volumes", {"ams": Region(0, volumes=0)}),
+    ("invoke scale --region ams --count 0 --destroy-volumes --yes", {"ams": Region(0, volumes=0)}),
     ("invoke scale --region syd --memory 1024", {"syd": Region(1, ("shared", 1, 1024))}),
     ("invoke scale --region syd --cpu 2", {"syd": Region(1, ("shared", 2, 1024))}),
     (
@@ -81,7 +81,7 @@ COMMANDS: list[tuple[str, Mapping[str, Region]]] = [
         {"syd": Region(3, ("performance", 2, 4096), volume_gb=2, volumes=3)},
     ),
     (
-        "invoke scale --region syd --count 1 --vm shared-cpu-1x --memory 512",
+        "invoke scale --region syd --count 1 --vm shared-cpu-1x --memory 512 --yes",
         {"syd": Region(1, ("shared", 1, 512), volume_gb=2)},
     ),
     (
@@ -97,11 +97,11 @@ COMMANDS: list[tuple[str, Mapping[str, Region]]] = [
         {"syd": Region(3, ("performance", 2, 4096), volume_gb=2)},
     ),
     (
-        "invoke scale --region syd --count 2 --vm performance-4x",
+        "invoke scale --region syd --count 2 --vm performance-4x --yes",
         {"syd": Region(2, ("performance", 4, 8192), volume_gb=2)},
     ),
     (
-        "invoke scale --region syd --count 1 --vm performance-2x --memory 8192",
+        "invoke scale --region syd --count 1 --vm performance-2x --memory 8192 --yes",
         {"syd": Region(1, ("performance", 2, 8192), volume_gb=2, volumes=3)},
     ),
     ("invoke scale --usage", {}),
@@ -123,7 +123,7 @@ def doc_commands() -> list[str]:
     ]
 
 
-SEEDS_REPLICAS = "invoke scale --region dfw --region ams --count 1"
+SEEDS_REPLICAS = "invoke scale --region dfw --region ams --count 1 --yes"
 
 
 def _write_in_primary(fleet: LocalFleet, data: str) -> None:

@@ -1,0 +1,216 @@
+"""Judge a fleet's primary: split brain, and whether anything can take writes.
+
+Only the app knows which machine is its primary (its ``/status`` ``role``), and each machine's
+config names the region it believes holds the primary (``PRIMARY_REGION``). Two things must never
+pass as healthy:
+
+- **split brain**: more than one machine says it is the primary, or machines disagree on
+  ``PRIMARY_REGION``. Both sides may acknowledge writes the other never sees, so overwriting
+  either side loses data; `require_single_primary` makes ``deploy``, ``scale`` and ``drill``
+  refuse to start on such a fleet, and ``status`` exits 1 saying how to resolve it.
+- **no writable primary**: no machine says it is the primary and answers healthy, or the one
+  that does is not in the spec's primary region. A deploy, scale or rollback that ends there
+  has put the service into an outage; `writable_primary_problem` is the gate that fails it.
+
+`assess` is pure over `MachineStatus` rows; `observe_primaries` gathers them over the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from orchestrator.connect import Connection
+from orchestrator.errors import DeployError
+from orchestrator.execute.results import DeployResult
+from orchestrator.execute.status import MachineStatus, collect_status
+
+__all__ = [
+    "PRIMARY_GATE_TIMEOUT_S",
+    "SPLIT_BRAIN_HELP",
+    "PrimaryView",
+    "SplitBrain",
+    "assess",
+    "gate_writable_primary",
+    "observe_primaries",
+    "refuse_split",
+    "settled_view",
+]
+
+SPLIT_BRAIN_HELP = (
+    "resolve it with `invoke drill --abort`, which makes the spec's primary_region the only "
+    "primary and keeps every divergent record on its volume, named by sequence "
+    '(docs/drills.md, "Interrupting a drill")'
+)
+
+
+class SplitBrain(DeployError):
+    """The fleet has more than one primary, or its machines disagree on ``PRIMARY_REGION``.
+
+    Attributes:
+        view: what the fleet's machines said.
+    """
+
+    def __init__(self, view: PrimaryView, *, command: str) -> None:
+        self.view = view
+        self.command = command
+        super().__init__(f"{command} refused: {view.split_description()}; {SPLIT_BRAIN_HELP}")
+
+
+@dataclass(frozen=True, slots=True)
+class PrimaryView:
+    """Who claims the primary role, and which primary region each machine was configured with.
+
+    Attributes:
+        primaries: the machines whose ``/status`` says ``role: primary``.
+        configured: ``(machine id, region, PRIMARY_REGION)`` of every machine whose config names
+            one (a machine without it counts as following the spec).
+        expected: the spec's ``primary_region``.
+    """
+
+    primaries: tuple[MachineStatus, ...]
+    configured: tuple[tuple[str, str, str], ...]
+    expected: str
+
+    @property
+    def primary_regions(self) -> tuple[str, ...]:
+        """Return the distinct regions the machines are configured to follow, sorted."""
+        return tuple(sorted({p for _, _, p in self.configured}))
+
+    @property
+    def split(self) -> bool:
+        """Tell whether more than one machine claims the primary, or the configs disagree."""
+        return len(self.primaries) > 1 or len(self.primary_regions) > 1
+
+    def split_description(self) -> str:
+        """Return one line naming the machines on each side."""
+        parts: list[str] = []
+        if len(self.primaries) > 1:
+            claims = ", ".join(f"{m.id} ({m.region})" for m in self.primaries)
+            parts.append(f"split brain: {len(self.primaries)} machines claim the primary: {claims}")
+        if len(self.primary_regions) > 1:
+            sides = "; ".join(
+                f"PRIMARY_REGION={p} on "
+                + ", ".join(f"{mid} ({reg})" for mid, reg, q in self.configured if q == p)
+                for p in self.primary_regions
+            )
+            parts.append(f"machines disagree on the primary region: {sides}")
+        return "; ".join(parts)
+
+    def writable_problem(self) -> str | None:
+        """Return why no region takes writes as the spec says, or ``None`` when one does."""
+        if self.split:
+            return self.split_description()
+        if not self.primaries:
+            return (
+                f"no machine is the primary: no region takes writes (expected one in "
+                f"{self.expected})"
+            )
+        primary = self.primaries[0]
+        if not primary.healthy:
+            return (
+                f"the primary {primary.id} ({primary.region}) is not serving: state "
+                f"{primary.state}, /status {primary.app_error or primary.app_status}"
+            )
+        if primary.region != self.expected:
+            return (
+                f"the primary is {primary.id} in {primary.region}, not in the spec's "
+                f"primary_region {self.expected}"
+            )
+        return None
+
+
+def assess(machines: Iterable[MachineStatus], *, expected: str) -> PrimaryView:
+    """Return who claims the primary among ``machines`` and what their configs say."""
+    rows = list(machines)
+    primaries = tuple(m for m in rows if m.role == "primary" and m.state == "started")
+    configured = tuple(
+        (m.id, m.region, m.configured_primary or expected)
+        for m in rows
+        if m.slot is not None and m.state not in ("destroyed", "destroying")
+    )
+    return PrimaryView(primaries=primaries, configured=configured, expected=expected)
+
+
+async def observe_primaries(conn: Connection, *, expected: str) -> PrimaryView:
+    """Ask every machine of the app for its role and read its configured primary region."""
+    status = await collect_status(conn)
+    return assess((m for ms in status.regions.values() for m in ms), expected=expected)
+
+
+# How long the gate waits for the app to settle its primary after the last step: a follower
+# takes over a primary that died after six replicate intervals (3 s for the sample app), and
+# a restarted machine needs its checks to pass.
+PRIMARY_GATE_TIMEOUT_S = 30.0
+# A split is re-read before a command refuses: during a hand-over two machines may both say
+# ``primary`` for one election round.
+SPLIT_CONFIRM_S = 3.0
+
+
+async def settled_view(
+    conn: Connection,
+    *,
+    expected: str,
+    until: Callable[[PrimaryView], bool],
+    timeout: float,
+    poll: float = 0.5,
+) -> PrimaryView:
+    """Read the fleet's primaries until ``until`` holds or ``timeout`` passes; return the last."""
+    deadline = time.monotonic() + timeout
+    while True:
+        view = await observe_primaries(conn, expected=expected)
+        if until(view) or time.monotonic() >= deadline:
+            return view
+        await asyncio.sleep(poll)  # polling the app's roles, with a deadline
+
+
+async def refuse_split(conn: Connection, *, expected: str, command: str) -> None:
+    """Refuse to start ``command`` on a split fleet (one that stays split for a few seconds).
+
+    Raises:
+        SplitBrain: more than one primary, or machines disagreeing on ``PRIMARY_REGION``.
+    """
+    view = await settled_view(
+        conn, expected=expected, until=lambda v: not v.split, timeout=SPLIT_CONFIRM_S
+    )
+    if view.split:
+        raise SplitBrain(view, command=command)
+
+
+async def gate_writable_primary(
+    conn: Connection,
+    result: DeployResult,
+    *,
+    expected: str,
+    timeout: float = PRIMARY_GATE_TIMEOUT_S,
+) -> DeployResult:
+    """Fail a run that reports success but leaves no writable primary in ``expected``.
+
+    A run whose steps all passed can still end in an outage: its machines are healthy, yet no
+    region takes writes (the primary region frozen, the promoted one demoted). That is not a
+    success. Runs that already failed, and fleets with no machine in ``expected`` (a region
+    deployed before the primary region exists), are returned unchanged.
+    """
+    if not result.ok:
+        return result
+    status = await collect_status(conn, region=expected)
+    if not any(status.regions.get(expected, ())):
+        return result
+    view = await settled_view(
+        conn,
+        expected=expected,
+        until=lambda v: v.writable_problem() is None,
+        timeout=timeout,
+    )
+    problem = view.writable_problem()
+    if problem is None:
+        return result
+    error = (
+        f"gate.primary: {problem}; the fleet takes no writes as the spec says. Run `invoke "
+        "status` to see each machine's role; after an interrupted drill, `invoke drill "
+        "--resume` or `invoke drill --abort`"
+    )
+    return dataclasses.replace(result, outcome="failed", error=error)
