@@ -100,6 +100,7 @@ def trace_calls() -> Iterator[CallTrace]:
     finally:
         _TRACE.reset(token)
 
+
 _USER_AGENT = "fly-orchestrator/0.1"
 # Room on top of a long poll's own timeout, so httpx does not give up before Fly answers.
 _LONG_POLL_MARGIN_S = 15.0
