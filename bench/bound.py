@@ -56,6 +56,7 @@ from orchestrator.plan.steps import Step, StepKind
 __all__ = ["Bound", "expected_makespan", "makespan_bound", "step_duration"]
 
 _DISRUPTIVE = frozenset({StepKind.MACHINE_UPDATE, StepKind.MACHINE_DESTROY})
+_GATES = frozenset({StepKind.GATE_HEALTH, StepKind.GATE_METRICS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +176,8 @@ def _simulate(plan: Plan, durations: Mapping[str, float], budget: Mapping[str, i
     """Return the makespan of a greedy run: a step starts as soon as it may.
 
     At most ``max_unavailable`` disruptive steps of a region, and at most the wave's
-    ``max_concurrency`` steps of a wave, run at once (as the executor's semaphores allow).
+    ``max_concurrency`` machine and volume steps of a wave (gates take no slot), run at once,
+    as the executor's semaphores allow.
     """
     graph = plan.graph
     order = {s.id: i for i, s in enumerate(plan.steps())}
@@ -186,8 +188,14 @@ def _simulate(plan: Plan, durations: Mapping[str, float], budget: Mapping[str, i
     # One heap of ready steps per wave, so a full wave costs nothing to skip.
     ready: dict[int, list[tuple[int, str]]] = {}
 
+    gates: list[str] = []
+
     def push(sid: str) -> None:
-        heapq.heappush(ready.setdefault(graph.nodes[sid]["step"].wave, []), (order[sid], sid))
+        step = graph.nodes[sid]["step"]
+        if step.kind in _GATES:
+            gates.append(sid)  # no slot to wait for
+        else:
+            heapq.heappush(ready.setdefault(step.wave, []), (order[sid], sid))
 
     for sid, n in waiting.items():
         if n == 0:
@@ -197,6 +205,9 @@ def _simulate(plan: Plan, durations: Mapping[str, float], budget: Mapping[str, i
     end = 0.0
 
     def start_ready() -> None:
+        for sid in gates:
+            heapq.heappush(events, (now + durations[sid], sid))
+        gates.clear()
         for wave, heap in ready.items():
             held: list[tuple[int, str]] = []
             cap_w = caps.get(wave, 8)
@@ -219,7 +230,8 @@ def _simulate(plan: Plan, durations: Mapping[str, float], budget: Mapping[str, i
         now, sid = heapq.heappop(events)
         end = max(end, now)
         step = graph.nodes[sid]["step"]
-        running_wave[step.wave] -= 1
+        if step.kind not in _GATES:
+            running_wave[step.wave] -= 1
         if step.kind in _DISRUPTIVE:
             running_in[step.region] -= 1
         for nxt in graph.successors(sid):

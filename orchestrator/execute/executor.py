@@ -3,8 +3,11 @@
 The executor walks the plan's DAG with asyncio over one `FlyClient`:
 
 - a step starts when every step it depends on has succeeded;
-- at most the wave's ``max_concurrency`` steps of a wave run at once (one semaphore per wave;
-  wave barriers in the graph keep waves from overlapping, so it acts as the global bound);
+- at most the wave's ``max_concurrency`` machine and volume steps of a wave run at once (one
+  semaphore per wave; wave barriers in the graph keep waves from overlapping, so it acts as the
+  global bound). Gates take no slot: they only read, one per region, and a gate waiting its
+  turn at Fly's per-app limit on listing machines (1/s) must not hold a slot meanwhile (with
+  35 regions that left a third of a wave's 64 slots idle);
 - ``machine.update`` and ``machine.destroy`` take a machine out of service, so at most the
   region's ``max_unavailable`` of them run at once in a region (the planner already makes the
   first update a spearhead that runs alone);
@@ -26,6 +29,7 @@ the policy names from the journal, as a run of its own, whose steps are reported
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
@@ -96,6 +100,7 @@ HANDLERS: Mapping[StepKind, Handler] = {
 _DISRUPTIVE = frozenset({StepKind.MACHINE_UPDATE, StepKind.MACHINE_DESTROY})
 _GATES = frozenset({StepKind.GATE_HEALTH, StepKind.GATE_METRICS})
 _DEFAULT_CONCURRENCY = 8
+_NO_LIMIT = contextlib.nullcontext()
 
 
 class PlanLike(Protocol):
@@ -356,7 +361,7 @@ class Executor:
     async def _run_step(self, ctx: StepContext, step: Step) -> StepOutcome:
         """Run one step under its semaphores; return its outcome (failures are recorded)."""
         region_gate = self._region_gate(step) if step.kind in _DISRUPTIVE else None
-        wave_gate = self._wave_gate(step.wave)
+        wave_gate = self._wave_gate(step.wave) if step.kind not in _GATES else _NO_LIMIT
         if region_gate is not None:
             await region_gate.acquire()
         try:

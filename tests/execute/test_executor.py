@@ -437,3 +437,38 @@ def test_volume_creates_list_the_app_volumes_once_a_run(
     made = [r for r in calls if r["operation"] == "Volumes_create" and r["status"] == 200]
     assert len(made) == 6  # (some more were answered 429 and sent again)
     assert [r["operation"] for r in calls].count("Volumes_list") == 1
+
+
+def test_a_health_gate_takes_no_slot_of_its_waves_concurrency(
+    fleet: LocalFleet, spec: DeploySpec
+) -> None:
+    # One slot for the whole wave: ams's create (first in plan order), then dfw's create holds
+    # it while ams's gate runs. A gate only reads; waiting for a slot would idle the wave.
+    ams, dfw = _create(spec, "ams", 6), _create(spec, "dfw", 6)
+    gate = Step(
+        id=step_id("ams", StepKind.GATE_HEALTH),
+        kind=StepKind.GATE_HEALTH,
+        region="ams",
+        wave=1,
+        params={"slots": [6]},
+    )
+    plan = _plan(spec, ams, dfw, gate, edges=((ams.id, gate.id),))
+    plan = Plan(
+        app=plan.app,
+        release=plan.release,
+        waves=plan.waves,
+        graph=plan.graph,
+        wave_specs=(WaveSpec(index=1, regions=plan.waves[0], max_concurrency=1),),
+    )
+
+    result = _execute(fleet, plan)
+
+    assert result.outcome == "succeeded", result.error
+    report = {r.id: r for r in result.steps}
+    assert report[ams.id].finished_at is not None
+    assert report[dfw.id].started_at is not None
+    # dfw waited for ams's slot; ams's gate did not wait for dfw's.
+    assert report[dfw.id].started_at >= report[ams.id].finished_at
+    assert report[gate.id].started_at is not None
+    assert report[dfw.id].finished_at is not None
+    assert report[gate.id].started_at < report[dfw.id].finished_at
