@@ -105,10 +105,10 @@ async def _child_deploy(root: Path, image: str, poll_s: float) -> dict[str, Any]
     write = journal_module.Journal._write
 
     @contextlib.contextmanager
-    def counted(self: Any) -> Iterator[Any]:
+    def counted(self: Any, **kw: Any) -> Iterator[Any]:
         nonlocal writes
         writes += 1
-        with write(self) as db:
+        with write(self, **kw) as db:
             yield db
 
     journal_module.Journal._write = counted  # type: ignore[method-assign]
