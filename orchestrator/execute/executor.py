@@ -8,6 +8,9 @@ The executor walks the plan's DAG with asyncio over one `FlyClient`:
   global bound). Gates take no slot: they only read, one per region, and a gate waiting its
   turn at Fly's per-app limit on listing machines (1/s) must not hold a slot meanwhile (with
   35 regions that left a third of a wave's 64 slots idle);
+- an update waiting for its turn takes its machine's lease ahead (`EarlyLease`), for at most as
+  many updates per region and per wave as may run at once, so the next update in line sends
+  its change as soon as a slot frees instead of first taking a lease (a round trip per round);
 - ``machine.update`` and ``machine.destroy`` take a machine out of service, so at most the
   region's ``max_unavailable`` of them run at once in a region (the planner already makes the
   first update a spearhead that runs alone);
@@ -52,7 +55,12 @@ from orchestrator.execute.events import (
 )
 from orchestrator.execute.gates import health_gate, metrics_gate
 from orchestrator.execute.journal import Journal, iso
-from orchestrator.execute.machines import create_machine, destroy_machine, update_machine
+from orchestrator.execute.machines import (
+    EarlyLease,
+    create_machine,
+    destroy_machine,
+    update_machine,
+)
 from orchestrator.execute.probe import AppProbe
 from orchestrator.execute.results import (
     DeployResult,
@@ -190,6 +198,7 @@ class Executor:
         self._started: dict[str, datetime] = {}
         self._wave_gates: dict[int, asyncio.Semaphore] = {}
         self._region_gates: dict[str, asyncio.Semaphore] = {}
+        self._lookaheads: dict[str, asyncio.Semaphore] = {}
         # Gates this executor cancelled itself (after another step failed).
         self._stopped: set[str] = set()
         self._run: int | None = None
@@ -362,23 +371,67 @@ class Executor:
         """Run one step under its semaphores; return its outcome (failures are recorded)."""
         region_gate = self._region_gate(step) if step.kind in _DISRUPTIVE else None
         wave_gate = self._wave_gate(step.wave) if step.kind not in _GATES else _NO_LIMIT
-        if region_gate is not None:
-            await region_gate.acquire()
+        ahead = await self._lease_ahead(ctx, step)
         try:
-            async with wave_gate:
-                if self._failed:
-                    # Another step failed while this one queued: it never starts.
-                    self._finish(ctx, step, "skipped", None)
-                    return "skipped"
-                started = self._started[step.id] = utcnow()
-                ctx.bus.emit(StepStarted(step, at=started))
-                kill_point("step_started", step.id)
-                outcome = await self._attempt(ctx, step, started)
-                kill_point("step_finished", step.id)
-                return outcome
-        finally:
             if region_gate is not None:
-                region_gate.release()
+                await region_gate.acquire()
+            try:
+                async with wave_gate:
+                    for slot in ahead:
+                        slot.release()  # it runs now: the next in line may lease ahead
+                    ahead = []
+                    return await self._run_started(ctx, step)
+            finally:
+                if region_gate is not None:
+                    region_gate.release()
+        finally:
+            for slot in ahead:
+                slot.release()
+            early = ctx.state.early_leases.pop(step.machine, None) if step.machine else None
+            if early is not None:
+                early.abandon()  # the update never claimed it (skipped, cancelled)
+
+    async def _lease_ahead(self, ctx: StepContext, step: Step) -> list[asyncio.Semaphore]:
+        """Take an update's lease while it waits for its turn; return the lookahead slots held.
+
+        At most a region's ``max_unavailable`` and a wave's ``max_concurrency`` updates hold
+        a lease ahead at once, so one waits about one round: its lease needs no extra refresh.
+        """
+        if step.kind is not StepKind.MACHINE_UPDATE or step.machine is None:
+            return []
+        slots = [self._lookahead(f"region:{step.region}"), self._lookahead(f"wave:{step.wave}")]
+        for slot in slots:
+            await slot.acquire()
+        if not self._failed:
+            ctx.state.early_leases[step.machine] = EarlyLease(
+                ctx, step.machine, f"update {step.id}"
+            )
+        return slots
+
+    def _lookahead(self, key: str) -> asyncio.Semaphore:
+        gate = self._lookaheads.get(key)
+        if gate is None:
+            kind, _, name = key.partition(":")
+            if kind == "region":
+                limit = max(1, int(self._max_unavailable.get(name, 1)))
+            else:
+                spec = self._wave_spec(int(name))
+                limit = spec.max_concurrency if spec is not None else _DEFAULT_CONCURRENCY
+            gate = self._lookaheads[key] = asyncio.Semaphore(max(1, limit))
+        return gate
+
+    async def _run_started(self, ctx: StepContext, step: Step) -> StepOutcome:
+        """Run a step that holds its slots; return its outcome."""
+        if self._failed:
+            # Another step failed while this one queued: it never starts.
+            self._finish(ctx, step, "skipped", None)
+            return "skipped"
+        started = self._started[step.id] = utcnow()
+        ctx.bus.emit(StepStarted(step, at=started))
+        kill_point("step_started", step.id)
+        outcome = await self._attempt(ctx, step, started)
+        kill_point("step_finished", step.id)
+        return outcome
 
     async def _attempt(self, ctx: StepContext, step: Step, started: datetime) -> StepOutcome:
         """Run the step's handler; record and return its outcome."""

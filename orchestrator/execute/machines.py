@@ -27,7 +27,7 @@ import copy
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from orchestrator.errors import (
@@ -48,7 +48,14 @@ from orchestrator.fly.models import Machine, MachineConfig
 from orchestrator.plan.config import META_CONFIG_DIGEST, META_LAUNCH_ID
 from orchestrator.plan.steps import Step
 
-__all__ = ["create_machine", "destroy_machine", "leased", "update_machine", "wait_version"]
+__all__ = [
+    "EarlyLease",
+    "create_machine",
+    "destroy_machine",
+    "leased",
+    "update_machine",
+    "wait_version",
+]
 
 _GONE = frozenset({"destroyed", "destroying"})
 
@@ -60,13 +67,16 @@ async def leased(
     *,
     description: str,
     nonce: str | None = None,
+    held_since: float | None = None,
     wait_s: float = 0.0,
 ) -> AsyncIterator[str]:
     """Hold the machine's lease for the block and yield its nonce.
 
     Args:
-        nonce: a lease already held (a create with ``lease_ttl`` returns one); it is refreshed
-            and released like one taken here.
+        nonce: a lease already held (a create with ``lease_ttl`` returns one, an `EarlyLease`
+            another); it is refreshed and released like one taken here.
+        held_since: when that lease was last taken or refreshed (``time.monotonic()``), so its
+            first refresh comes in time.
         wait_s: keep trying this long when the lease is held (one we lost the nonce of, which
             expires by itself); 0 fails at once.
 
@@ -74,6 +84,9 @@ async def leased(
         DeployError: someone else holds the lease (the message names them).
     """
     ttl = ctx.options.lease_ttl_s
+    first = refresh_every(ttl)
+    if nonce is not None and held_since is not None:
+        first = max(0.0, first - (time.monotonic() - held_since))
     if nonce is None:
         deadline = time.monotonic() + wait_s
         while True:
@@ -91,7 +104,7 @@ async def leased(
                     f"machine {machine_id} is leased by {holder}: {exc.message}"
                 ) from exc
         nonce = lease.nonce
-    refresher = asyncio.create_task(_refresh(ctx, machine_id, nonce, ttl))
+    refresher = asyncio.create_task(_refresh(ctx, machine_id, nonce, ttl, first=first))
     try:
         yield nonce
     finally:
@@ -123,6 +136,72 @@ async def _lease_holder(ctx: StepContext, machine_id: str) -> str:
     return f"{who} ({lease.description})" if lease.description else who
 
 
+class EarlyLease:
+    """A machine's lease, taken while its update still waits for its turn.
+
+    The executor takes it for the next updates in line (at most as many as may run at once), so
+    the lease's round trip and journal write come off the critical path: when a slot frees, the
+    update sends its change at once. It is refreshed while it waits, handed to `leased` by
+    `claim`, or released by `abandon` when the update never runs. Taking it is best effort: on
+    any failure the update takes its lease itself, as before, and fails the same way.
+    """
+
+    def __init__(self, ctx: StepContext, machine_id: str, description: str) -> None:
+        self._ctx = ctx
+        self._machine = machine_id
+        self._since = time.monotonic()
+        self._refresher: asyncio.Task[None] | None = None
+        self._claimed = False
+        self._task = asyncio.ensure_future(self._take(description))
+
+    async def _take(self, description: str) -> str | None:
+        ctx = self._ctx
+        ttl = ctx.options.lease_ttl_s
+        try:
+            lease = await ctx.client.acquire_lease(
+                ctx.app, self._machine, ttl=ttl, description=description
+            )
+        except OrchestratorError:
+            return None
+        self._since = time.monotonic()
+        self._refresher = asyncio.create_task(
+            _refresh(ctx, self._machine, lease.nonce, ttl, refreshed=self._refreshed)
+        )
+        return lease.nonce
+
+    def _refreshed(self) -> None:
+        self._since = time.monotonic()
+
+    async def claim(self) -> tuple[str | None, float]:
+        """Return the nonce (``None``: none was taken) and when it was last refreshed."""
+        self._claimed = True
+        nonce = await self._task
+        await self._stop_refreshing()
+        return nonce, self._since
+
+    async def _stop_refreshing(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+
+    def abandon(self) -> None:
+        """Release the lease in the background unless the update claimed it."""
+        if self._claimed:
+            return
+        self._claimed = True
+        self._ctx.state.in_background(self._give_back())
+
+    async def _give_back(self) -> None:
+        try:
+            nonce = await self._task
+        except asyncio.CancelledError:
+            return
+        await self._stop_refreshing()
+        if nonce is not None:
+            await _release(self._ctx, self._machine, nonce)
+
+
 def refresh_every(ttl: int) -> float:
     """Return the seconds between refreshes of a lease of ``ttl`` seconds.
 
@@ -134,14 +213,24 @@ def refresh_every(ttl: int) -> float:
     return max(1.0, min(ttl - 5.0, 2 * (ttl - 1) / 3))
 
 
-async def _refresh(ctx: StepContext, machine_id: str, nonce: str, ttl: int) -> None:
+async def _refresh(
+    ctx: StepContext,
+    machine_id: str,
+    nonce: str,
+    ttl: int,
+    *,
+    first: float | None = None,
+    refreshed: Callable[[], None] | None = None,
+) -> None:
     every = refresh_every(ttl)
-    wait = every
+    wait = every if first is None else first
     while True:
-        await asyncio.sleep(wait + random.uniform(-0.02, 0.02))
+        await asyncio.sleep(max(0.0, wait + random.uniform(-0.02, 0.02)))
         try:
             await ctx.client.acquire_lease(ctx.app, machine_id, ttl=ttl, nonce=nonce)
             wait = every
+            if refreshed is not None:
+                refreshed()
         except FlyNotFound:
             return  # the machine is gone (destroyed): nothing left to hold
         except OrchestratorError as exc:
@@ -403,8 +492,15 @@ async def update_machine(ctx: StepContext, step: Step) -> str:
     params = step.params
     from_version = str(params.get("from_version") or "")
     observed = ctx.state.observed.get(machine_id)
+    early: EarlyLease | None = ctx.state.early_leases.pop(machine_id, None)
+    taken, since = await early.claim() if early is not None else (None, None)
     async with leased(
-        ctx, machine_id, description=f"update {step.id}", wait_s=ctx.options.lease_wait_s
+        ctx,
+        machine_id,
+        description=f"update {step.id}",
+        nonce=taken,
+        held_since=since,
+        wait_s=ctx.options.lease_wait_s,
     ) as nonce:
         if observed is not None and from_version and observed.version == from_version:
             before_version = observed.version

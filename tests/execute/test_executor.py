@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -472,3 +473,56 @@ def test_a_health_gate_takes_no_slot_of_its_waves_concurrency(
     assert report[gate.id].started_at is not None
     assert report[dfw.id].finished_at is not None
     assert report[gate.id].started_at < report[dfw.id].finished_at
+
+
+def test_the_next_update_in_line_takes_its_lease_while_the_current_one_runs(
+    fleet: LocalFleet, spec: DeploySpec
+) -> None:
+    created = _execute(fleet, _plan(spec, _create(spec, "dfw", 7), _create(spec, "dfw", 8)))
+    assert created.outcome == "succeeded", created.error
+    [first] = _slot_machines(fleet, "dfw", 7)
+    [second] = _slot_machines(fleet, "dfw", 8)
+    observed = _observe(fleet)
+    seen = len(fleet.requests_log())
+    a, b = _env_update(first, LOG_LEVEL="debug"), _env_update(second, LOG_LEVEL="debug")
+
+    async def go() -> DeployResult:
+        async with (
+            FlyClient(fleet.endpoint.api_url, fleet.endpoint.token) as client,
+            AppProbe(fleet.endpoint.proxy_url, APP, host_header=True) as probe,
+        ):
+            with Journal.open(fleet.root) as journal:
+                # One machine of dfw may be down at a time: the second update waits its turn.
+                return await Executor(
+                    client,
+                    _plan(spec, a, b),
+                    journal=journal,
+                    probe=probe,
+                    fleet=observed,
+                    max_unavailable={"dfw": 1},
+                ).run()
+
+    result = asyncio.run(go())
+
+    assert result.outcome == "succeeded", result.error
+    report = {r.id: r for r in result.steps}
+    assert report[b.id].started_at >= report[a.id].finished_at  # type: ignore[operator]
+    log = fleet.requests_log()[seen:]
+
+    def ops(machine: dict[str, Any]) -> list[tuple[str, datetime]]:
+        path = f"/machines/{machine['id']}"
+        return [
+            (r["operation"], datetime.fromisoformat(r["time"]))
+            for r in log
+            if path in str(r.get("path"))
+        ]
+
+    first_ops, second_ops = ops(first), ops(second)
+    # The second machine's lease was taken once, while the first machine was being updated,
+    # and its update came next without another lease call.
+    leases = [t for op, t in second_ops if op == "Machines_create_lease"]
+    assert len(leases) == 1, second_ops
+    first_release = next(t for op, t in first_ops if op == "Machines_release_lease")
+    assert leases[0] < datetime.fromisoformat(str(report[a.id].finished_at))
+    assert leases[0] < first_release
+    assert [op for op, _ in second_ops][:2] == ["Machines_create_lease", "Machines_update"]
