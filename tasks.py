@@ -110,7 +110,11 @@ def plan(c, region=None, format="tree", image=None):
     elif format == "mermaid":
         _emit(to_mermaid(the_plan))
     else:
-        make_console().print(plan_tree(the_plan))
+        from orchestrator.execute.expected import plan_estimate
+
+        with _errors():
+            eta = plan_estimate(_settings(c), the_plan)
+        make_console().print(plan_tree(the_plan, eta))
 
 
 @task(

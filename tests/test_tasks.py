@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -382,3 +383,13 @@ def test_local_down_leaves_no_process(fleet: LocalFleet) -> None:
         timeout=30,
         what="every local Fly process to end",
     )
+
+
+def test_plan_says_how_long_the_rollout_should_take(fleet: LocalFleet) -> None:
+    shown = fleet.invoke("plan", "--image", "registry.fly.io/sample-app:v9")
+
+    assert shown.returncode == 0, shown.stderr
+    # The whole rollout and each wave, from the local Fly's profile.
+    assert re.search(r"expected \d+(m \d\ds|s) \(the local Fly's \w+ profile", shown.stdout)
+    assert re.search(r"wave 1  ~\d+", shown.stdout), shown.stdout
+    assert re.search(r"wave 2  ~\d+", shown.stdout), shown.stdout
