@@ -27,7 +27,7 @@ import copy
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from orchestrator.errors import (
@@ -143,18 +143,21 @@ class EarlyLease:
     the lease's round trip and journal write come off the critical path: when a slot frees, the
     update sends its change at once. It is refreshed while it waits, handed to `leased` by
     `claim`, or released by `abandon` when the update never runs. Taking it is best effort: on
-    any failure the update takes its lease itself, as before, and fails the same way.
+    any failure, or when it may have lapsed, the update takes its lease itself, as before, and
+    fails the same way.
     """
 
     def __init__(self, ctx: StepContext, machine_id: str, description: str) -> None:
         self._ctx = ctx
         self._machine = machine_id
         self._since = time.monotonic()
-        self._refresher: asyncio.Task[None] | None = None
+        self._nonce: str | None = None
         self._claimed = False
-        self._task = asyncio.ensure_future(self._take(description))
+        self._taken = asyncio.Event()
+        self._task = asyncio.ensure_future(self._hold(description))
 
-    async def _take(self, description: str) -> str | None:
+    async def _hold(self, description: str) -> None:
+        """Take the lease, then refresh it until it is claimed or abandoned (cancelled)."""
         ctx = self._ctx
         ttl = ctx.options.lease_ttl_s
         try:
@@ -162,28 +165,44 @@ class EarlyLease:
                 ctx.app, self._machine, ttl=ttl, description=description
             )
         except OrchestratorError:
-            return None
-        self._since = time.monotonic()
-        self._refresher = asyncio.create_task(
-            _refresh(ctx, self._machine, lease.nonce, ttl, refreshed=self._refreshed)
-        )
-        return lease.nonce
+            return
+        finally:
+            self._taken.set()
+        self._nonce, self._since = lease.nonce, time.monotonic()
+        every = refresh_every(ttl)
+        wait = every
+        while True:
+            await asyncio.sleep(wait)
+            try:
+                lease = await ctx.client.acquire_lease(
+                    ctx.app, self._machine, ttl=ttl, nonce=self._nonce
+                )
+            except OrchestratorError:
+                wait = min(every, 1.0)
+                continue
+            # A lease that lapsed before this refresh comes back as a new one, new nonce.
+            self._nonce, self._since, wait = lease.nonce or self._nonce, time.monotonic(), every
 
-    def _refreshed(self) -> None:
-        self._since = time.monotonic()
+    async def _stop(self) -> None:
+        if not self._task.done():
+            self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
     async def claim(self) -> tuple[str | None, float]:
-        """Return the nonce (``None``: none was taken) and when it was last refreshed."""
+        """Return the nonce (``None``: none held) and when it was last taken or refreshed."""
         self._claimed = True
-        nonce = await self._task
-        await self._stop_refreshing()
-        return nonce, self._since
-
-    async def _stop_refreshing(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        if not self._taken.is_set():
+            # Still being taken: let that call finish rather than send a second one.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._taken.wait(), 5.0)
+        await self._stop()
+        nonce, since = self._nonce, self._since
+        if nonce is not None and time.monotonic() - since > self._ctx.options.lease_ttl_s - 1:
+            # It may have lapsed (a starved event loop missed the refresh): start afresh.
+            self._ctx.state.in_background(_release(self._ctx, self._machine, nonce))
+            return None, since
+        return nonce, since
 
     def abandon(self) -> None:
         """Release the lease in the background unless the update claimed it."""
@@ -193,13 +212,9 @@ class EarlyLease:
         self._ctx.state.in_background(self._give_back())
 
     async def _give_back(self) -> None:
-        try:
-            nonce = await self._task
-        except asyncio.CancelledError:
-            return
-        await self._stop_refreshing()
-        if nonce is not None:
-            await _release(self._ctx, self._machine, nonce)
+        await self._stop()
+        if self._nonce is not None:
+            await _release(self._ctx, self._machine, self._nonce)
 
 
 def refresh_every(ttl: int) -> float:
@@ -220,7 +235,6 @@ async def _refresh(
     ttl: int,
     *,
     first: float | None = None,
-    refreshed: Callable[[], None] | None = None,
 ) -> None:
     every = refresh_every(ttl)
     wait = every if first is None else first
@@ -229,8 +243,6 @@ async def _refresh(
         try:
             await ctx.client.acquire_lease(ctx.app, machine_id, ttl=ttl, nonce=nonce)
             wait = every
-            if refreshed is not None:
-                refreshed()
         except FlyNotFound:
             return  # the machine is gone (destroyed): nothing left to hold
         except OrchestratorError as exc:
