@@ -8,8 +8,8 @@ The executor walks the plan's DAG with asyncio over one `FlyClient`:
   global bound). Gates take no slot: they only read, one per region, and a gate waiting its
   turn at Fly's per-app limit on listing machines (1/s) must not hold a slot meanwhile (with
   35 regions that left a third of a wave's 64 slots idle);
-- an update waiting for its turn takes its machine's lease ahead (`EarlyLease`), for at most as
-  many updates per region and per wave as may run at once, so the next update in line sends
+- an update waiting for its turn takes its machine's lease ahead (`EarlyLease`), for at most half
+  as many updates per region and per wave as may run at once, so the next update in line sends
   its change as soon as a slot frees instead of first taking a lease (a round trip per round);
 - ``machine.update`` and ``machine.destroy`` take a machine out of service, so at most the
   region's ``max_unavailable`` of them run at once in a region (the planner already makes the
@@ -394,8 +394,10 @@ class Executor:
     async def _lease_ahead(self, ctx: StepContext, step: Step) -> list[asyncio.Semaphore]:
         """Take an update's lease while it waits for its turn; return the lookahead slots held.
 
-        At most a region's ``max_unavailable`` and a wave's ``max_concurrency`` updates hold
-        a lease ahead at once, so one waits about one round: its lease needs no extra refresh.
+        At most half a region's ``max_unavailable`` and half a wave's ``max_concurrency``
+        updates (at least one) hold a lease ahead at once: slots free one by one, so that is
+        enough for the next in line to have its lease, and each waits about half a round, well
+        within the lease's first refresh.
         """
         if step.kind is not StepKind.MACHINE_UPDATE or step.machine is None:
             return []
@@ -417,7 +419,7 @@ class Executor:
             else:
                 spec = self._wave_spec(int(name))
                 limit = spec.max_concurrency if spec is not None else _DEFAULT_CONCURRENCY
-            gate = self._lookaheads[key] = asyncio.Semaphore(max(1, limit))
+            gate = self._lookaheads[key] = asyncio.Semaphore(max(1, limit // 2))
         return gate
 
     async def _run_started(self, ctx: StepContext, step: Step) -> StepOutcome:

@@ -192,15 +192,15 @@ class EarlyLease:
     async def claim(self) -> tuple[str | None, float]:
         """Return the nonce (``None``: none held) and when it was last taken or refreshed."""
         self._claimed = True
-        if not self._taken.is_set():
-            # Still being taken: let that call finish rather than send a second one.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._taken.wait(), 5.0)
+        # Still being taken: let that call finish (it has its own timeout) rather than cancel
+        # it, which could leave a lease granted whose nonce nobody knows.
+        await self._taken.wait()
         await self._stop()
         nonce, since = self._nonce, self._since
         if nonce is not None and time.monotonic() - since > self._ctx.options.lease_ttl_s - 1:
-            # It may have lapsed (a starved event loop missed the refresh): start afresh.
-            self._ctx.state.in_background(_release(self._ctx, self._machine, nonce))
+            # It may have lapsed (a starved event loop missed the refresh): give it back
+            # before the update takes its own, or the update would meet it.
+            await _release(self._ctx, self._machine, nonce)
             return None, since
         return nonce, since
 
