@@ -302,6 +302,30 @@ def _trace(state_dir: Path, machines: list[Machine], since: float, until: float)
     return machine_phases(read_requests(state_dir / "requests.log", since, until), events)
 
 
+def _localfly_share(
+    trace: Mapping[str, Any], profile: Any, per_kind: Mapping[str, float], bound_s: float
+) -> dict[str, float]:
+    """Return the local Fly's own time per update beyond its profile, and on the critical path.
+
+    ``replace_s`` (update accepted → new process spawned, or the simulated launch) less the
+    profile's mean update delay is what the local Fly itself adds: stopping the old process and
+    spawning the new one. The bound has it once per round, ``bound_s`` / the bound's update.
+    """
+    phases = trace.get("phases") or {}
+    replace = float((phases.get("replace_s") or {}).get("mean") or 0.0)
+    delay = (profile.update.lo + profile.update.hi) / 2.0 * profile.time_factor
+    extra = max(0.0, replace - delay) if replace else 0.0
+    step = float(per_kind.get("machine.update") or 0.0)
+    rounds = round(bound_s / step) if step else 0
+    return {
+        "replace_s_mean": round(replace, 3),
+        "profile_update_s": round(delay, 3),
+        "extra_per_update_s": round(extra, 3),
+        "rounds_in_bound": rounds,
+        "on_critical_path_s": round(extra * rounds, 3),
+    }
+
+
 def _fleet_problems(machines: list[Machine], image: str, expected: int) -> list[str]:
     """Say what is wrong with the fleet after a rollout to ``image`` (nothing: empty list)."""
     live = [m for m in machines if m.state != "destroyed"]
@@ -465,6 +489,9 @@ def _product_rollout(b: _Bench) -> tuple[bool, dict[str, Any]]:
     problems = _fleet_problems(fleet_now, IMAGE_V2, machines)
     wall = float(product.get("wall_s") or 0.0)
     mean = expected["mean_s"]
+    trace = _trace(b.state_dir, fleet_now, since, until)
+    share = _localfly_share(trace, profile, bound.per_kind, bound.seconds)
+    overhead = wall - mean - share["on_critical_path_s"] if mean else None
     return product.get("outcome") == "succeeded" and not problems, {
         "outcome": product.get("outcome"),
         "error": product.get("error") or ("; ".join(problems) or None),
@@ -490,7 +517,12 @@ def _product_rollout(b: _Bench) -> tuple[bool, dict[str, Any]]:
         },
         "product_breakdown": _breakdown(product),
         "in_flight": in_flight(_spans(product)),
-        "product_trace": _trace(b.state_dir, fleet_now, since, until),
+        "product_trace": trace,
+        "localfly_share": share,
+        "orchestrator_overhead_s": round(overhead, 3) if overhead is not None else None,
+        "orchestrator_overhead_pct": round(100.0 * overhead / wall, 2)
+        if overhead is not None and wall
+        else None,
         "proxy_requests": _proxy_count(stats),
     }
 
