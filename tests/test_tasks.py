@@ -175,6 +175,11 @@ def test_update_to_v2_goes_one_machine_at_a_time_and_keeps_the_records(fleet: Lo
     assert result["mutating_steps"] == 2
     for step in result["steps"]:
         assert set(step) >= {"id", "kind", "region", "wave", "started_at", "finished_at", "outcome"}
+    # How long the wave was expected to take, beside how long it took.
+    [wave] = result["waves"]
+    assert wave["regions"] == ["syd"]
+    assert wave["expected_s"] > 0
+    assert wave["actual_s"] >= wave["expected_s"] * 0.5
     machines = fleet.machines("syd")
     assert {m["config"]["image"] for m in machines} == {V2}
     # max_unavailable = 1: the spearhead finished before the other update started.

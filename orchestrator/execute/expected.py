@@ -8,6 +8,10 @@ not running yet will start with the ``fast`` profile.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+
+from orchestrator.execute.results import StepReport, WaveTiming
 from orchestrator.localfly.profiles import Span, get_profile
 from orchestrator.localfly.statedir import read_server_info
 from orchestrator.plan.eta import FLY_TYPICAL, Durations, Estimate, estimate
@@ -15,7 +19,7 @@ from orchestrator.plan.model import Plan
 from orchestrator.settings import Settings
 from orchestrator.spec.load import load_spec
 
-__all__ = ["durations_for", "plan_estimate"]
+__all__ = ["durations_for", "plan_estimate", "wave_timings"]
 
 # A region's typical distance from the local Fly's "nearest" region, for its latency term.
 _TYPICAL_KM = 5000.0
@@ -53,3 +57,28 @@ def plan_estimate(settings: Settings, plan: Plan) -> Estimate:
     spec = load_spec(settings.root)
     budget = {code: r.max_unavailable for code, r in spec.regions.items()}
     return estimate(plan, durations_for(settings), budget)
+
+
+def _at(text: str | None) -> float | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else None
+
+
+def wave_timings(plan: Plan, eta: Estimate, steps: Sequence[StepReport]) -> tuple[WaveTiming, ...]:
+    """Return each wave's expected time beside its actual one, from the deploy's step reports."""
+    expected = {w.wave: w.seconds for w in eta.waves}
+    spans: dict[int, list[float]] = {}
+    for s in steps:
+        start, end = _at(s.started_at), _at(s.finished_at)
+        if s.phase != "deploy" or start is None or end is None:
+            continue
+        span = spans.setdefault(s.wave, [start, end])
+        span[0], span[1] = min(span[0], start), max(span[1], end)
+    return tuple(
+        WaveTiming(
+            wave=i,
+            regions=regions,
+            expected_s=expected.get(i, 0.0),
+            actual_s=(spans[i][1] - spans[i][0]) if i in spans else None,
+        )
+        for i, regions in enumerate(plan.waves, start=1)
+    )

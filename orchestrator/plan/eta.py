@@ -28,7 +28,15 @@ from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import Step, StepKind
 from orchestrator.spec.values import parse_duration
 
-__all__ = ["FLY_TYPICAL", "Durations", "Estimate", "WaveEstimate", "estimate", "step_seconds"]
+__all__ = [
+    "FLY_TYPICAL",
+    "Durations",
+    "Estimate",
+    "WaveEstimate",
+    "duration_text",
+    "estimate",
+    "step_seconds",
+]
 
 _DISRUPTIVE = frozenset({StepKind.MACHINE_UPDATE, StepKind.MACHINE_DESTROY})
 _GATES = frozenset({StepKind.GATE_HEALTH, StepKind.GATE_METRICS})
@@ -196,3 +204,13 @@ def estimate(plan: Plan, durations: Durations, max_unavailable: Mapping[str, int
     )
     total = max((w.end_s for w in waves), default=0.0)
     return Estimate(seconds=round(total, 3), waves=waves, source=durations.source)
+
+
+def duration_text(seconds: float) -> str:
+    """Say a duration the way an operator reads it: ``45s``, ``3m 05s``, ``1h 02m``."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"

@@ -7,7 +7,7 @@ from typing import assert_never
 from rich.text import Text
 from rich.tree import Tree
 
-from orchestrator.plan.eta import Estimate
+from orchestrator.plan.eta import Estimate, duration_text
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import Step, StepKind
 
@@ -88,16 +88,6 @@ def _step_line(step: Step) -> Text:
         line.append(" ★ spearhead", style="bold magenta")
     line.append(f"  {describe_step(step)}", style="default" if step.mutating else "dim")
     return line
-
-
-def duration_text(seconds: float) -> str:
-    """Say a duration the way an operator reads it: ``45s``, ``3m 05s``, ``1h 02m``."""
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    return f"{s // 3600}h {s % 3600 // 60:02d}m"
 
 
 def plan_tree(plan: Plan, eta: Estimate | None = None) -> Tree:
