@@ -154,6 +154,9 @@ class EarlyLease:
         self._nonce: str | None = None
         self._claimed = False
         self._taken = asyncio.Event()
+        # Held while a lease call is in flight: cancelling one could leave a lease granted
+        # (a lapsed one renewed under a new nonce) that nobody knows the nonce of.
+        self._calling = asyncio.Lock()
         self._task = asyncio.ensure_future(self._hold(description))
 
     async def _hold(self, description: str) -> None:
@@ -161,9 +164,10 @@ class EarlyLease:
         ctx = self._ctx
         ttl = ctx.options.lease_ttl_s
         try:
-            lease = await ctx.client.acquire_lease(
-                ctx.app, self._machine, ttl=ttl, description=description
-            )
+            async with self._calling:
+                lease = await ctx.client.acquire_lease(
+                    ctx.app, self._machine, ttl=ttl, description=description
+                )
         except OrchestratorError:
             return
         finally:
@@ -174,9 +178,10 @@ class EarlyLease:
         while True:
             await asyncio.sleep(wait)
             try:
-                lease = await ctx.client.acquire_lease(
-                    ctx.app, self._machine, ttl=ttl, nonce=self._nonce
-                )
+                async with self._calling:
+                    lease = await ctx.client.acquire_lease(
+                        ctx.app, self._machine, ttl=ttl, nonce=self._nonce
+                    )
             except OrchestratorError:
                 wait = min(every, 1.0)
                 continue
@@ -184,8 +189,9 @@ class EarlyLease:
             self._nonce, self._since, wait = lease.nonce or self._nonce, time.monotonic(), every
 
     async def _stop(self) -> None:
-        if not self._task.done():
-            self._task.cancel()
+        async with self._calling:  # never mid-call (see __init__)
+            if not self._task.done():
+                self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
 
@@ -197,9 +203,10 @@ class EarlyLease:
         await self._taken.wait()
         await self._stop()
         nonce, since = self._nonce, self._since
-        if nonce is not None and time.monotonic() - since > self._ctx.options.lease_ttl_s - 1:
-            # It may have lapsed (a starved event loop missed the refresh): give it back
-            # before the update takes its own, or the update would meet it.
+        if nonce is not None and time.monotonic() - since > self._ctx.options.lease_ttl_s / 2:
+            # Half its TTL since it was last taken: on a starved event loop it may lapse before
+            # the update is sent. Give it back before the update takes its own (or the update
+            # would meet it).
             await _release(self._ctx, self._machine, nonce)
             return None, since
         return nonce, since
