@@ -22,6 +22,7 @@ grows from the first size to the others.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import shutil
 import tempfile
@@ -263,6 +264,12 @@ def sweep(
                 {"machines": n, "succeeded": False, "error": f"{type(exc).__name__}: {exc}"}
             )
         log(f"sweep: {n} machines: {runs[-1].get('wall_s')} s, ok={runs[-1].get('succeeded')}")
+        if picture_dir is not None:
+            # Each size as it finishes: a sweep stopped before the last keeps the others.
+            picture_dir.mkdir(parents=True, exist_ok=True)
+            (picture_dir / f"rollout-sim-{n}x{regions}.json").write_text(
+                json.dumps(runs[-1], indent=1) + "\n"
+            )
     first = runs[0]
     growth: dict[str, dict[str, float | None]] = {}
     for key in _GROWN:
