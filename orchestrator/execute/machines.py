@@ -203,12 +203,18 @@ class EarlyLease:
         await self._taken.wait()
         await self._stop()
         nonce, since = self._nonce, self._since
-        if nonce is not None and time.monotonic() - since > self._ctx.options.lease_ttl_s / 2:
-            # Half its TTL since it was last taken: on a starved event loop it may lapse before
-            # the update is sent. Give it back before the update takes its own (or the update
-            # would meet it).
-            await _release(self._ctx, self._machine, nonce)
-            return None, since
+        ctx, ttl = self._ctx, self._ctx.options.lease_ttl_s
+        if nonce is not None and time.monotonic() - since > ttl / 4:
+            # A quarter of its TTL gone: refresh it now, so that the update (after its journal
+            # write, on an event loop that may lag) goes out well within it. A lease that
+            # lapsed meanwhile comes back under a new nonce; one that cannot be refreshed is
+            # given back, and the update takes its own.
+            try:
+                lease = await ctx.client.acquire_lease(ctx.app, self._machine, ttl=ttl, nonce=nonce)
+            except OrchestratorError:
+                await _release(ctx, self._machine, nonce)
+                return None, since
+            nonce, since = lease.nonce or nonce, time.monotonic()
         return nonce, since
 
     def abandon(self) -> None:
