@@ -256,7 +256,7 @@ def sweep(
     t0 = time.perf_counter()
     runs = []
     for n in sizes:
-        pic = picture_dir / f"rollout-sim-{n}.svg" if picture_dir is not None else None
+        pic = picture_dir / f"rollout-sim-{n}x{regions}.svg" if picture_dir is not None else None
         try:
             runs.append(run_sim(n, regions, time_factor, samples=samples, keep=keep, picture=pic))
         except Exception as exc:  # one size failing still reports the others
