@@ -123,7 +123,11 @@ def plan(c, region=None, format="tree", image=None):
     elif format == "mermaid":
         _emit(to_mermaid(the_plan))
     else:
-        make_console().print(plan_tree(the_plan))
+        from orchestrator.execute.expected import plan_estimate
+
+        with _errors():
+            eta = plan_estimate(_settings(c), the_plan)
+        make_console().print(plan_tree(the_plan, eta))
 
 
 @task(
@@ -461,7 +465,7 @@ def drill(
 @task(
     name="up",
     help={
-        "profile": "Latency profile: fast (default) or realistic.",
+        "profile": "Latency profile: fast (default), realistic, or sim (no processes).",
         "time_factor": "Scale the realistic profile's durations (0.1 = ten times faster).",
     },
 )
@@ -469,8 +473,8 @@ def local_up(c, profile="fast", time_factor=1.0):
     """Start the embedded local Fly in the background (if it is not running)."""
     from orchestrator.localfly import cli
 
-    if profile not in ("fast", "realistic"):
-        raise Exit(f"error: --profile: must be fast or realistic, got {profile!r}", 2)
+    if profile not in ("fast", "realistic", "sim"):
+        raise Exit(f"error: --profile: must be fast, realistic or sim, got {profile!r}", 2)
     if time_factor <= 0:
         raise Exit(f"error: --time-factor: must be a positive number, got {time_factor}", 2)
     with _errors():

@@ -25,7 +25,10 @@ Resource limits are turned into edges: within a region, the updates and destroys
 the spearhead are dealt round-robin into ``max_unavailable`` lanes, each lane a chain, so at
 most that many run at once (with equal durations this is exactly what a greedy scheduler
 does). Wave barriers and every other order come from the plan's own graph. The bound is the
-longest path through that graph (``networkx.dag_longest_path``).
+longest path through that graph (``networkx.dag_longest_path``), or, when a wave's
+``max_concurrency`` holds fewer steps in flight than its regions' lanes would (a large fleet:
+64 at most, against ~95 lanes in each of 28 regions), the makespan of a greedy run with the
+same mean durations that also keeps to each wave's ``max_concurrency``, whichever is longer.
 
 :func:`expected_makespan` also simulates the same graph with durations *drawn* from the
 profile's ranges (a greedy scheduler holding each region to ``max_unavailable``), averaged over
@@ -54,6 +57,7 @@ from orchestrator.plan.steps import Step, StepKind
 __all__ = ["Bound", "expected_makespan", "makespan_bound", "step_duration"]
 
 _DISRUPTIVE = frozenset({StepKind.MACHINE_UPDATE, StepKind.MACHINE_DESTROY})
+_GATES = frozenset({StepKind.GATE_HEALTH, StepKind.GATE_METRICS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,47 +164,82 @@ def makespan_bound(plan: Plan, profile: Profile, budget: Mapping[str, int]) -> B
         g.add_edge(u, v, weight=durations[v])
     path = nx.dag_longest_path(g, weight="weight")
     seconds = sum(durations[s] for s in path if s != source)
+    # With equal durations a greedy run is what the best schedule does; it is the bound
+    # when the waves' concurrency, which the graph cannot show, is what holds steps back.
+    seconds = max(seconds, _simulate(plan, durations, budget))
     return Bound(seconds=seconds, path=tuple(s for s in path if s != source), per_kind=per_kind)
 
 
+def _wave_caps(plan: Plan) -> dict[int, int]:
+    return {i + 1: max(1, int(w.max_concurrency)) for i, w in enumerate(plan.wave_specs)}
+
+
 def _simulate(plan: Plan, durations: Mapping[str, float], budget: Mapping[str, int]) -> float:
-    """Return the makespan of a greedy run: a step starts as soon as it may."""
+    """Return the makespan of a greedy run: a step starts as soon as it may.
+
+    At most ``max_unavailable`` disruptive steps of a region, and at most the wave's
+    ``max_concurrency`` machine and volume steps of a wave (gates take no slot), run at once,
+    as the executor's semaphores allow.
+    """
     graph = plan.graph
     order = {s.id: i for i, s in enumerate(plan.steps())}
     waiting = {sid: graph.in_degree(sid) for sid in graph.nodes}
+    caps = _wave_caps(plan)
+    running_wave: dict[int, int] = {}
     running_in: dict[str, int] = {}
-    ready: list[tuple[int, str]] = [(order[s], s) for s, n in waiting.items() if n == 0]
-    heapq.heapify(ready)
+    # One heap of ready steps per wave, so a full wave costs nothing to skip.
+    ready: dict[int, list[tuple[int, str]]] = {}
+
+    gates: list[str] = []
+
+    def push(sid: str) -> None:
+        step = graph.nodes[sid]["step"]
+        if step.kind in _GATES:
+            gates.append(sid)  # no slot to wait for
+        else:
+            heapq.heappush(ready.setdefault(step.wave, []), (order[sid], sid))
+
+    for sid, n in waiting.items():
+        if n == 0:
+            push(sid)
     events: list[tuple[float, str]] = []
     now = 0.0
     end = 0.0
 
     def start_ready() -> None:
-        held: list[tuple[int, str]] = []
-        while ready:
-            rank, sid = heapq.heappop(ready)
-            step: Step = graph.nodes[sid]["step"]
-            if step.kind in _DISRUPTIVE:
-                cap = max(1, int(budget.get(step.region, 1)))
-                if running_in.get(step.region, 0) >= cap:
-                    held.append((rank, sid))
-                    continue
-                running_in[step.region] = running_in.get(step.region, 0) + 1
+        for sid in gates:
             heapq.heappush(events, (now + durations[sid], sid))
-        for item in held:
-            heapq.heappush(ready, item)
+        gates.clear()
+        for wave, heap in ready.items():
+            held: list[tuple[int, str]] = []
+            cap_w = caps.get(wave, 8)
+            while heap and running_wave.get(wave, 0) < cap_w:
+                rank, sid = heapq.heappop(heap)
+                step: Step = graph.nodes[sid]["step"]
+                if step.kind in _DISRUPTIVE:
+                    cap = max(1, int(budget.get(step.region, 1)))
+                    if running_in.get(step.region, 0) >= cap:
+                        held.append((rank, sid))
+                        continue
+                    running_in[step.region] = running_in.get(step.region, 0) + 1
+                running_wave[wave] = running_wave.get(wave, 0) + 1
+                heapq.heappush(events, (now + durations[sid], sid))
+            for item in held:
+                heapq.heappush(heap, item)
 
     start_ready()
     while events:
         now, sid = heapq.heappop(events)
         end = max(end, now)
         step = graph.nodes[sid]["step"]
+        if step.kind not in _GATES:
+            running_wave[step.wave] -= 1
         if step.kind in _DISRUPTIVE:
             running_in[step.region] -= 1
         for nxt in graph.successors(sid):
             waiting[nxt] -= 1
             if waiting[nxt] == 0:
-                heapq.heappush(ready, (order[nxt], nxt))
+                push(nxt)
         start_ready()
     return end
 

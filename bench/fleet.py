@@ -50,10 +50,13 @@ IMAGE_V1 = "registry.fly.io/sample-app:v1"
 IMAGE_V2 = "registry.fly.io/sample-app:v2"
 IMAGE_V3 = "registry.fly.io/sample-app:v3"
 
-# Real Fly regions, primary first; a K-region fleet takes the first K.
+# Real Fly regions, primary first; a K-region fleet takes the first K. The last 17 are the
+# regions Fly has retired (still accepted, flagged deprecated), for fleets of up to 35 regions.
 REGION_ORDER = (
     "syd", "dfw", "ams", "lhr", "iad", "nrt", "sin", "fra", "ord", "sjc",
     "cdg", "lax", "yyz", "arn", "bom", "ewr", "gru", "jnb",
+    "sea", "atl", "mia", "den", "bos", "phx", "yul", "mad", "waw", "otp",
+    "hkg", "scl", "eze", "bog", "gig", "gdl", "qro",
 )  # fmt: skip
 
 # The sample fleet's service check (fly.toml [[http_service.checks]]), with Fly's default

@@ -19,6 +19,12 @@ each measured rollout. Sizes: ``s`` = 3 regions * 4 machines, waves [1 region], 
 
     .venv/bin/python bench/rollout.py --size s [--time-factor 0.25] [--json]
     .venv/bin/python bench/rollout.py --size m --time-factor 1 --json
+    .venv/bin/python bench/rollout.py --profile sim --machines 10000 --regions 35 --json
+    .venv/bin/python bench/rollout.py --profile sim --sweep --json
+
+``--profile sim`` runs on the local Fly's ``sim`` profile (machines without processes, timed
+like ``realistic``): see ``bench/sim.py``. Each run also writes its JSON and an SVG timeline
+(``bench/picture.py``) to ``--out-dir`` (default ``bench/out/``, git-ignored).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from bench.baseline import BaselineError, rolling_deploy
 from bench.bound import expected_makespan, makespan_bound
 from bench.common import emit, log, tree_rss_mb
 from bench.fleet import APP, IMAGE_V1, IMAGE_V2, IMAGE_V3, REGION_ORDER, FleetShape, write_fleet
+from bench.picture import in_flight, write_timeline
 from bench.trace import machine_phases, read_requests
 from orchestrator.fly.client import FlyClient
 from orchestrator.fly.models import Machine
@@ -88,9 +95,23 @@ _SCRUBBED_ENV = ("FLY_API_TOKEN", "FLY_FLAPS_BASE_URL", "FLY_APP_NAME", "FLY_ACC
 async def _child_deploy(root: Path, image: str, poll_s: float) -> dict[str, Any]:
     """Deploy ``image`` from the fleet at ``root`` through the product; return the figures."""
     from orchestrator.connect import load_settings
+    from orchestrator.execute import journal as journal_module
     from orchestrator.execute.context import ExecuteOptions
     from orchestrator.execute.deploy import DeployRequest, DryRun, deploy
 
+    # Count the journal's transactions (each one commit, fsynced): what the journal costs per
+    # machine. The product is not changed; its write path is wrapped in this process only.
+    writes = 0
+    write = journal_module.Journal._write
+
+    @contextlib.contextmanager
+    def counted(self: Any, **kw: Any) -> Iterator[Any]:
+        nonlocal writes
+        writes += 1
+        with write(self, **kw) as db:
+            yield db
+
+    journal_module.Journal._write = counted  # type: ignore[method-assign]
     settings = load_settings(root)
     cpu0 = time.process_time()
     t0 = time.perf_counter()
@@ -111,6 +132,7 @@ async def _child_deploy(root: Path, image: str, poll_s: float) -> dict[str, Any]
         "cpu_s": round(cpu, 3),
         "process_cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
         "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1),
+        "journal_writes": writes,
         "started_at": result.started_at,
         "finished_at": result.finished_at,
         "steps": [s.to_json() for s in result.steps],
@@ -280,6 +302,30 @@ def _trace(state_dir: Path, machines: list[Machine], since: float, until: float)
     return machine_phases(read_requests(state_dir / "requests.log", since, until), events)
 
 
+def _localfly_share(
+    trace: Mapping[str, Any], profile: Any, per_kind: Mapping[str, float], bound_s: float
+) -> dict[str, float]:
+    """Return the local Fly's own time per update beyond its profile, and on the critical path.
+
+    ``replace_s`` (update accepted → new process spawned, or the simulated launch) less the
+    profile's mean update delay is what the local Fly itself adds: stopping the old process and
+    spawning the new one. The bound has it once per round, ``bound_s`` / the bound's update.
+    """
+    phases = trace.get("phases") or {}
+    replace = float((phases.get("replace_s") or {}).get("mean") or 0.0)
+    delay = (profile.update.lo + profile.update.hi) / 2.0 * profile.time_factor
+    extra = max(0.0, replace - delay) if replace else 0.0
+    step = float(per_kind.get("machine.update") or 0.0)
+    rounds = round(bound_s / step) if step else 0
+    return {
+        "replace_s_mean": round(replace, 3),
+        "profile_update_s": round(delay, 3),
+        "extra_per_update_s": round(extra, 3),
+        "rounds_in_bound": rounds,
+        "on_critical_path_s": round(extra * rounds, 3),
+    }
+
+
 def _fleet_problems(machines: list[Machine], image: str, expected: int) -> list[str]:
     """Say what is wrong with the fleet after a rollout to ``image`` (nothing: empty list)."""
     live = [m for m in machines if m.state != "destroyed"]
@@ -306,6 +352,18 @@ async def _settle(api_url: str, token: str, image: str, expected: int, limit_s: 
 
 def _ts(text: str | None) -> float | None:
     return datetime.fromisoformat(text).timestamp() if text else None
+
+
+def _spans(child: Mapping[str, Any]) -> list[tuple[float, float, int]]:
+    """Return (start_s, end_s, wave) of the product's machine steps, from its start."""
+    origin = _ts(child.get("started_at"))
+    out = []
+    for s in child.get("steps") or []:
+        start, end = _ts(s.get("started_at")), _ts(s.get("finished_at"))
+        if origin is None or start is None or end is None or not s["kind"].startswith("machine."):
+            continue
+        out.append((start - origin, end - origin, int(s["wave"])))
+    return out
 
 
 def _breakdown(child: Mapping[str, Any]) -> dict[str, Any]:
@@ -345,12 +403,14 @@ def _breakdown(child: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _local_fly(state_dir: Path, time_factor: float, *, purge: bool) -> Iterator[control.Endpoint]:
+def _local_fly(
+    state_dir: Path, time_factor: float, *, purge: bool, profile: str = "realistic"
+) -> Iterator[control.Endpoint]:
     """Start a local Fly on ``state_dir``; stop it (and its machines) by pid afterwards."""
     endpoint: control.Endpoint | None = None
     try:
         endpoint = control.ensure_running(
-            state_dir, profile="realistic", time_factor=time_factor, timeout=60.0
+            state_dir, profile=profile, time_factor=time_factor, timeout=120.0
         )
         yield endpoint
     finally:
@@ -429,6 +489,9 @@ def _product_rollout(b: _Bench) -> tuple[bool, dict[str, Any]]:
     problems = _fleet_problems(fleet_now, IMAGE_V2, machines)
     wall = float(product.get("wall_s") or 0.0)
     mean = expected["mean_s"]
+    trace = _trace(b.state_dir, fleet_now, since, until)
+    share = _localfly_share(trace, profile, bound.per_kind, bound.seconds)
+    overhead = wall - mean - share["on_critical_path_s"] if mean else None
     return product.get("outcome") == "succeeded" and not problems, {
         "outcome": product.get("outcome"),
         "error": product.get("error") or ("; ".join(problems) or None),
@@ -443,6 +506,7 @@ def _product_rollout(b: _Bench) -> tuple[bool, dict[str, Any]]:
         "orchestrator_cpu_s": product.get("cpu_s"),
         "orchestrator_process_cpu_s": product.get("process_cpu_s"),
         "orchestrator_peak_rss_mb": product.get("peak_rss_mb"),
+        "journal_writes": product.get("journal_writes"),
         "calls_by_operation": by_op,
         "cpu": _with_others(_cpu_delta(cpu0, cpu1), product.get("process_cpu_s")),
         "memory": _memory(b.endpoint.pid, sampler),
@@ -452,7 +516,13 @@ def _product_rollout(b: _Bench) -> tuple[bool, dict[str, Any]]:
             "expected": expected,
         },
         "product_breakdown": _breakdown(product),
-        "product_trace": _trace(b.state_dir, fleet_now, since, until),
+        "in_flight": in_flight(_spans(product)),
+        "product_trace": trace,
+        "localfly_share": share,
+        "orchestrator_overhead_s": round(overhead, 3) if overhead is not None else None,
+        "orchestrator_overhead_pct": round(100.0 * overhead / wall, 2)
+        if overhead is not None and wall
+        else None,
         "proxy_requests": _proxy_count(stats),
     }
 
@@ -610,6 +680,23 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep the temporary fleet directory and the local Fly's state and logs",
     )
+    parser.add_argument(
+        "--profile",
+        choices=("realistic", "sim"),
+        default="realistic",
+        help="real machine processes (realistic, with --size) or simulated ones (sim)",
+    )
+    parser.add_argument("--machines", type=int, default=1000, help="sim: machines in the fleet")
+    parser.add_argument("--regions", type=int, default=35, help="sim: regions they spread over")
+    parser.add_argument(
+        "--sweep", action="store_true", help="sim: 1,000, 3,000 and 10,000 machines, 35 regions"
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=Path(__file__).resolve().parent / "out",
+        help="where each run's JSON and SVG timeline go (default bench/out/)",
+    )
     parser.add_argument("--deploy-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--image", help=argparse.SUPPRESS)
     parser.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
@@ -618,22 +705,62 @@ def main(argv: list[str] | None = None) -> int:
         result = asyncio.run(_child_deploy(args.deploy_child, args.image, args.poll))
         emit(result, compact=True)
         return 0
-    tf = args.time_factor if args.time_factor is not None else DEFAULT_TIME_FACTOR[args.size]
-    if not tf > 0:
-        parser.error("--time-factor must be > 0")
+    sim = args.profile == "sim"
+    problems = []
+    if args.time_factor is not None and not args.time_factor > 0:
+        problems.append("--time-factor: must be > 0")
+    if sim and not 1 <= args.regions <= len(REGION_ORDER):
+        problems.append(f"--regions: must be 1..{len(REGION_ORDER)}")
+    if sim and not args.sweep and not args.regions <= args.machines <= 35 * 1000:
+        problems.append("--machines: must be at least --regions and at most 35,000")
+    if args.sweep and not sim:
+        problems.append("--sweep: needs --profile sim")
+    if problems:
+        parser.error("; ".join(problems))
+    from bench import sim as simbench
+
+    if sim:
+        tf = args.time_factor if args.time_factor is not None else simbench.DEFAULT_TIME_FACTOR
+    else:
+        tf = args.time_factor if args.time_factor is not None else DEFAULT_TIME_FACTOR[args.size]
+    name = (
+        "rollout-sim-sweep"
+        if args.sweep
+        else f"rollout-sim-{args.machines}x{args.regions}"
+        if sim
+        else f"rollout-{args.size}"
+    )
     try:
-        result = run(args.size, tf, samples=args.samples, keep=args.keep)
+        if args.sweep:
+            result = simbench.sweep(
+                tf, samples=min(args.samples, 20), keep=args.keep, picture_dir=args.out_dir
+            )
+        elif sim:
+            result = simbench.run_sim(
+                args.machines,
+                args.regions,
+                tf,
+                samples=min(args.samples, 20),
+                keep=args.keep,
+                picture=args.out_dir / f"{name}.svg",
+            )
+        else:
+            result = run(args.size, tf, samples=args.samples, keep=args.keep)
+            if result.get("in_flight"):
+                result["picture"] = str(write_timeline(args.out_dir / f"{name}.svg", result))
     except Exception as exc:
         emit(
             {
                 "benchmark": "rollout",
-                "size": args.size,
+                "size": args.size if not sim else name,
                 "succeeded": False,
                 "error": f"{type(exc).__name__}: {exc}",
             },
             compact=args.json,
         )
         return 1
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     emit(result, compact=args.json)
     return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -174,6 +175,11 @@ def test_update_to_v2_goes_one_machine_at_a_time_and_keeps_the_records(fleet: Lo
     assert result["mutating_steps"] == 2
     for step in result["steps"]:
         assert set(step) >= {"id", "kind", "region", "wave", "started_at", "finished_at", "outcome"}
+    # How long the wave was expected to take, beside how long it took.
+    [wave] = result["waves"]
+    assert wave["regions"] == ["syd"]
+    assert wave["expected_s"] > 0
+    assert wave["actual_s"] >= wave["expected_s"] * 0.5
     machines = fleet.machines("syd")
     assert {m["config"]["image"] for m in machines} == {V2}
     # max_unavailable = 1: the spearhead finished before the other update started.
@@ -407,3 +413,13 @@ def test_local_down_leaves_no_process(fleet: LocalFleet) -> None:
         timeout=30,
         what="every local Fly process to end",
     )
+
+
+def test_plan_says_how_long_the_rollout_should_take(fleet: LocalFleet) -> None:
+    shown = fleet.invoke("plan", "--image", "registry.fly.io/sample-app:v9")
+
+    assert shown.returncode == 0, shown.stderr
+    # The whole rollout and each wave, from the local Fly's profile.
+    assert re.search(r"expected \d+(m \d\ds|s) \(the local Fly's \w+ profile", shown.stdout)
+    assert re.search(r"wave 1  ~\d+", shown.stdout), shown.stdout
+    assert re.search(r"wave 2  ~\d+", shown.stdout), shown.stdout

@@ -104,6 +104,8 @@ class RunState:
             one list per second at a few hundred machines).
         list_lock: taken while ``known_volumes`` or ``fork_sources`` is filled, so steps that
             start together list once.
+        early_leases: machine id → its lease, taken while its update waited for its turn
+            (`orchestrator.execute.machines.EarlyLease`); the update claims it.
     """
 
     volumes: dict[tuple[str, int], str] = field(default_factory=dict)
@@ -118,6 +120,7 @@ class RunState:
         default_factory=dict
     )
     list_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    early_leases: dict[str, Any] = field(default_factory=dict)
 
     def in_background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` without waiting for it; `settle` waits for it."""

@@ -22,13 +22,14 @@ app was doing (`orchestrator.execute.resume`):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orchestrator.connect import Connection, connect, ensure_app
 from orchestrator.errors import ConfigError, FlyNotFound
 from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.events import EventBus, Note
 from orchestrator.execute.executor import DeployResult, Executor
+from orchestrator.execute.expected import durations_for, wave_timings
 from orchestrator.execute.journal import Journal, RunRecord
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.primaries import gate_writable_primary, refuse_split
@@ -43,6 +44,7 @@ from orchestrator.execute.resume import (
 )
 from orchestrator.execute.undo import RestoreSettings, automatic_rollback
 from orchestrator.plan.config import release_id
+from orchestrator.plan.eta import duration_text, estimate
 from orchestrator.plan.fleet import Fleet, observe
 from orchestrator.plan.graph import build_plan, spec_waves
 from orchestrator.plan.model import Plan
@@ -238,5 +240,9 @@ async def deploy(
                 rollback=automatic_rollback(how),
                 fleet=fleet,
             )
+            eta = estimate(the_plan, durations_for(settings), how.max_unavailable)
+            if the_plan.mutating_steps:
+                bus.emit(Note(f"expected to take {duration_text(eta.seconds)} ({eta.source})"))
             result = await executor.run()
+            result = replace(result, waves=wave_timings(the_plan, eta, result.steps))
             return await gate_writable_primary(conn, result, expected=spec.primary_region)

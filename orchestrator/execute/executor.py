@@ -3,8 +3,14 @@
 The executor walks the plan's DAG with asyncio over one `FlyClient`:
 
 - a step starts when every step it depends on has succeeded;
-- at most the wave's ``max_concurrency`` steps of a wave run at once (one semaphore per wave;
-  wave barriers in the graph keep waves from overlapping, so it acts as the global bound);
+- at most the wave's ``max_concurrency`` machine and volume steps of a wave run at once (one
+  semaphore per wave; wave barriers in the graph keep waves from overlapping, so it acts as the
+  global bound). Gates take no slot: they only read, one per region, and a gate waiting its
+  turn at Fly's per-app limit on listing machines (1/s) must not hold a slot meanwhile (with
+  35 regions that left a third of a wave's 64 slots idle);
+- an update waiting for its turn takes its machine's lease ahead (`EarlyLease`), for at most half
+  as many updates per region and per wave as may run at once, so the next update in line sends
+  its change as soon as a slot frees instead of first taking a lease (a round trip per round);
 - ``machine.update`` and ``machine.destroy`` take a machine out of service, so at most the
   region's ``max_unavailable`` of them run at once in a region (the planner already makes the
   first update a spearhead that runs alone);
@@ -26,6 +32,7 @@ the policy names from the journal, as a run of its own, whose steps are reported
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
@@ -48,7 +55,12 @@ from orchestrator.execute.events import (
 )
 from orchestrator.execute.gates import health_gate, metrics_gate
 from orchestrator.execute.journal import Journal, iso
-from orchestrator.execute.machines import create_machine, destroy_machine, update_machine
+from orchestrator.execute.machines import (
+    EarlyLease,
+    create_machine,
+    destroy_machine,
+    update_machine,
+)
 from orchestrator.execute.probe import AppProbe
 from orchestrator.execute.results import (
     DeployResult,
@@ -183,8 +195,10 @@ class Executor:
         self._unhealthy: list[tuple[Step, str]] = []
         self._reports: dict[str, StepReport] = {}
         self._started: dict[str, datetime] = {}
-        self._wave_gates: dict[int, asyncio.Semaphore] = {}
-        self._region_gates: dict[str, asyncio.Semaphore] = {}
+        self._wave_gates: dict[int, _Slots] = {}
+        self._region_gates: dict[str, _Slots] = {}
+        self._lookaheads: dict[str, _Slots] = {}
+        self._rank = {step.id: i for i, step in enumerate(self._steps)}
         # Gates this executor cancelled itself (after another step failed).
         self._stopped: set[str] = set()
         self._run: int | None = None
@@ -314,16 +328,23 @@ class Executor:
         waiting = {step.id: graph.in_degree(step.id) for step in self._steps}
         ready = [step for step in self._steps if waiting[step.id] == 0]
         running: dict[asyncio.Task[StepOutcome], Step] = {}
+        # Finished tasks arrive here. asyncio.wait over every running task costs O(running)
+        # per finished step, and every ready step is a task (waiting on its slots): at 10,000
+        # machines that was O(steps²) and most of the orchestrator's CPU.
+        finished: asyncio.Queue[asyncio.Task[StepOutcome]] = asyncio.Queue()
         try:
             while True:
                 if not self._failed:
                     for step in ready:
                         task = asyncio.create_task(self._run_step(ctx, step), name=step.id)
+                        task.add_done_callback(finished.put_nowait)
                         running[task] = step
                 ready = []
                 if not running:
                     break
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                done = [await finished.get()]
+                while not finished.empty():
+                    done.append(finished.get_nowait())
                 for task in done:
                     step = running.pop(task)
                     if task.result() != "succeeded":
@@ -355,25 +376,79 @@ class Executor:
 
     async def _run_step(self, ctx: StepContext, step: Step) -> StepOutcome:
         """Run one step under its semaphores; return its outcome (failures are recorded)."""
+        rank = self._rank[step.id]
         region_gate = self._region_gate(step) if step.kind in _DISRUPTIVE else None
-        wave_gate = self._wave_gate(step.wave)
-        if region_gate is not None:
-            await region_gate.acquire()
+        wave_gate = self._wave_gate(step.wave) if step.kind not in _GATES else None
+        ahead = await self._lease_ahead(ctx, step, rank)
+        held: list[_Slots] = []
         try:
-            async with wave_gate:
-                if self._failed:
-                    # Another step failed while this one queued: it never starts.
-                    self._finish(ctx, step, "skipped", None)
-                    return "skipped"
-                started = self._started[step.id] = utcnow()
-                ctx.bus.emit(StepStarted(step, at=started))
-                kill_point("step_started", step.id)
-                outcome = await self._attempt(ctx, step, started)
-                kill_point("step_finished", step.id)
-                return outcome
+            for gate in (region_gate, wave_gate):
+                if gate is not None:
+                    await gate.acquire(rank)
+                    held.append(gate)
+            for slot in ahead:
+                slot.release()  # it runs now: the next in line may lease ahead
+            ahead = []
+            return await self._run_started(ctx, step)
         finally:
-            if region_gate is not None:
-                region_gate.release()
+            for gate in held:
+                gate.release()
+            for slot in ahead:
+                slot.release()
+            early = ctx.state.early_leases.pop(step.machine, None) if step.machine else None
+            if early is not None:
+                early.abandon()  # the update never claimed it (skipped, cancelled)
+
+    async def _lease_ahead(self, ctx: StepContext, step: Step, rank: int) -> list[_Slots]:
+        """Take an update's lease while it waits for its turn; return the lookahead slots held.
+
+        At most half a region's ``max_unavailable`` and half a wave's ``max_concurrency``
+        updates (at least one) hold a lease ahead at once: slots free one by one, so that is
+        enough for the next in line to have its lease, and each waits about half a round, well
+        within the lease's first refresh.
+        """
+        if step.kind is not StepKind.MACHINE_UPDATE or step.machine is None:
+            return []
+        slots = [self._lookahead(f"region:{step.region}"), self._lookahead(f"wave:{step.wave}")]
+        taken: list[_Slots] = []
+        try:
+            for slot in slots:
+                await slot.acquire(rank)
+                taken.append(slot)
+        except BaseException:
+            for slot in taken:
+                slot.release()
+            raise
+        if not self._failed:
+            ctx.state.early_leases[step.machine] = EarlyLease(
+                ctx, step.machine, f"update {step.id}"
+            )
+        return slots
+
+    def _lookahead(self, key: str) -> _Slots:
+        gate = self._lookaheads.get(key)
+        if gate is None:
+            kind, _, name = key.partition(":")
+            if kind == "region":
+                limit = max(1, int(self._max_unavailable.get(name, 1)))
+            else:
+                spec = self._wave_spec(int(name))
+                limit = spec.max_concurrency if spec is not None else _DEFAULT_CONCURRENCY
+            gate = self._lookaheads[key] = _Slots(max(1, limit // 2))
+        return gate
+
+    async def _run_started(self, ctx: StepContext, step: Step) -> StepOutcome:
+        """Run a step that holds its slots; return its outcome."""
+        if self._failed:
+            # Another step failed while this one queued: it never starts.
+            self._finish(ctx, step, "skipped", None)
+            return "skipped"
+        started = self._started[step.id] = utcnow()
+        ctx.bus.emit(StepStarted(step, at=started))
+        kill_point("step_started", step.id)
+        outcome = await self._attempt(ctx, step, started)
+        kill_point("step_finished", step.id)
+        return outcome
 
     async def _attempt(self, ctx: StepContext, step: Step, started: datetime) -> StepOutcome:
         """Run the step's handler; record and return its outcome."""
@@ -526,20 +601,60 @@ class Executor:
         specs = self.plan.wave_specs
         return specs[wave - 1] if 0 < wave <= len(specs) else None
 
-    def _wave_gate(self, wave: int) -> asyncio.Semaphore:
+    def _wave_gate(self, wave: int) -> _Slots:
         gate = self._wave_gates.get(wave)
         if gate is None:
             spec = self._wave_spec(wave)
             limit = spec.max_concurrency if spec is not None else _DEFAULT_CONCURRENCY
-            gate = self._wave_gates[wave] = asyncio.Semaphore(max(1, limit))
+            gate = self._wave_gates[wave] = _Slots(max(1, limit))
         return gate
 
-    def _region_gate(self, step: Step) -> asyncio.Semaphore:
+    def _region_gate(self, step: Step) -> _Slots:
         gate = self._region_gates.get(step.region)
         if gate is None:
             limit = max(1, int(self._max_unavailable.get(step.region, 1)))
-            gate = self._region_gates[step.region] = asyncio.Semaphore(limit)
+            gate = self._region_gates[step.region] = _Slots(limit)
         return gate
+
+
+class _Slots:
+    """A semaphore that hands a freed slot to the waiter first in plan order, not first to ask.
+
+    With FIFO slots the steps of a wave's regions interleave as they become ready, so every
+    region finishes near the end of the wave and their health gates queue together at Fly's
+    one list per second per app (27 regions: 27 s at the end of a wave). In plan order a wave
+    works through its regions a few at a time and their gates come one by one, as the bound
+    (bench/bound.py) assumes.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = 0
+
+    async def acquire(self, rank: int) -> None:
+        """Wait for a slot; among waiters, the lowest ``rank`` gets the next one."""
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._seq += 1
+        heapq.heappush(self._waiters, (rank, self._seq, fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed over just as the waiter was cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        """Free a slot: hand it to the first waiter in plan order, if any."""
+        while self._waiters:
+            _, _, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self._free += 1
 
 
 def _one_line(text: str) -> str:

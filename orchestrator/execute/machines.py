@@ -49,7 +49,14 @@ from orchestrator.fly.models import Machine, MachineConfig
 from orchestrator.plan.config import META_CONFIG_DIGEST, META_LAUNCH_ID
 from orchestrator.plan.steps import Step
 
-__all__ = ["create_machine", "destroy_machine", "leased", "update_machine", "wait_version"]
+__all__ = [
+    "EarlyLease",
+    "create_machine",
+    "destroy_machine",
+    "leased",
+    "update_machine",
+    "wait_version",
+]
 
 _GONE = frozenset({"destroyed", "destroying"})
 # How long an interrupted create waits for Fly's answer, to release the lease it names.
@@ -63,13 +70,16 @@ async def leased(
     *,
     description: str,
     nonce: str | None = None,
+    held_since: float | None = None,
     wait_s: float = 0.0,
 ) -> AsyncIterator[str]:
     """Hold the machine's lease for the block and yield its nonce.
 
     Args:
-        nonce: a lease already held (a create with ``lease_ttl`` returns one); it is refreshed
-            and released like one taken here.
+        nonce: a lease already held (a create with ``lease_ttl`` returns one, an `EarlyLease`
+            another); it is refreshed and released like one taken here.
+        held_since: when that lease was last taken or refreshed (``time.monotonic()``), so its
+            first refresh comes in time.
         wait_s: keep trying this long when the lease is held (one we lost the nonce of, which
             expires by itself); 0 fails at once.
 
@@ -77,6 +87,9 @@ async def leased(
         DeployError: someone else holds the lease (the message names them).
     """
     ttl = ctx.options.lease_ttl_s
+    first = refresh_every(ttl)
+    if nonce is not None and held_since is not None:
+        first = max(0.0, first - (time.monotonic() - held_since))
     if nonce is None:
         deadline = time.monotonic() + wait_s
         while True:
@@ -94,7 +107,7 @@ async def leased(
                     f"machine {machine_id} is leased by {holder}: {exc.message}"
                 ) from exc
         nonce = lease.nonce
-    refresher = asyncio.create_task(_refresh(ctx, machine_id, nonce, ttl))
+    refresher = asyncio.create_task(_refresh(ctx, machine_id, nonce, ttl, first=first))
     try:
         yield nonce
     finally:
@@ -126,6 +139,100 @@ async def _lease_holder(ctx: StepContext, machine_id: str) -> str:
     return f"{who} ({lease.description})" if lease.description else who
 
 
+class EarlyLease:
+    """A machine's lease, taken while its update still waits for its turn.
+
+    The executor takes it for the next updates in line (at most as many as may run at once), so
+    the lease's round trip and journal write come off the critical path: when a slot frees, the
+    update sends its change at once. It is refreshed while it waits, handed to `leased` by
+    `claim`, or released by `abandon` when the update never runs. Taking it is best effort: on
+    any failure, or when it may have lapsed, the update takes its lease itself, as before, and
+    fails the same way.
+    """
+
+    def __init__(self, ctx: StepContext, machine_id: str, description: str) -> None:
+        self._ctx = ctx
+        self._machine = machine_id
+        self._since = time.monotonic()
+        self._nonce: str | None = None
+        self._claimed = False
+        self._taken = asyncio.Event()
+        # Held while a lease call is in flight: cancelling one could leave a lease granted
+        # (a lapsed one renewed under a new nonce) that nobody knows the nonce of.
+        self._calling = asyncio.Lock()
+        self._task = asyncio.ensure_future(self._hold(description))
+
+    async def _hold(self, description: str) -> None:
+        """Take the lease, then refresh it until it is claimed or abandoned (cancelled)."""
+        ctx = self._ctx
+        ttl = ctx.options.lease_ttl_s
+        try:
+            async with self._calling:
+                lease = await ctx.client.acquire_lease(
+                    ctx.app, self._machine, ttl=ttl, description=description
+                )
+        except OrchestratorError:
+            return
+        finally:
+            self._taken.set()
+        self._nonce, self._since = lease.nonce, time.monotonic()
+        every = refresh_every(ttl)
+        wait = every
+        while True:
+            await asyncio.sleep(wait)
+            try:
+                async with self._calling:
+                    lease = await ctx.client.acquire_lease(
+                        ctx.app, self._machine, ttl=ttl, nonce=self._nonce
+                    )
+            except OrchestratorError:
+                wait = min(every, 1.0)
+                continue
+            # A lease that lapsed before this refresh comes back as a new one, new nonce.
+            self._nonce, self._since, wait = lease.nonce or self._nonce, time.monotonic(), every
+
+    async def _stop(self) -> None:
+        async with self._calling:  # never mid-call (see __init__)
+            if not self._task.done():
+                self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def claim(self) -> tuple[str | None, float]:
+        """Return the nonce (``None``: none held) and when it was last taken or refreshed."""
+        self._claimed = True
+        # Still being taken: let that call finish (it has its own timeout) rather than cancel
+        # it, which could leave a lease granted whose nonce nobody knows.
+        await self._taken.wait()
+        await self._stop()
+        nonce, since = self._nonce, self._since
+        ctx, ttl = self._ctx, self._ctx.options.lease_ttl_s
+        if nonce is not None and time.monotonic() - since > ttl / 4:
+            # A quarter of its TTL gone: refresh it now, so that the update (after its journal
+            # write, on an event loop that may lag) goes out well within it. A lease that
+            # lapsed meanwhile comes back under a new nonce; one that cannot be refreshed is
+            # given back, and the update takes its own.
+            try:
+                lease = await ctx.client.acquire_lease(ctx.app, self._machine, ttl=ttl, nonce=nonce)
+            except OrchestratorError:
+                await _release(ctx, self._machine, nonce)
+                return None, since
+            nonce, since = lease.nonce or nonce, time.monotonic()
+        return nonce, since
+
+    def abandon(self) -> None:
+        """Release the lease in the background unless the update claimed it."""
+        if self._claimed:
+            return
+        self._claimed = True
+        self._ctx.state.in_background(self._give_back())
+
+    async def _give_back(self) -> None:
+        await self._stop()
+        if self._nonce is not None:
+            await _release(self._ctx, self._machine, self._nonce)
+
+
 def refresh_every(ttl: int) -> float:
     """Return the seconds between refreshes of a lease of ``ttl`` seconds.
 
@@ -137,11 +244,18 @@ def refresh_every(ttl: int) -> float:
     return max(1.0, min(ttl - 5.0, 2 * (ttl - 1) / 3))
 
 
-async def _refresh(ctx: StepContext, machine_id: str, nonce: str, ttl: int) -> None:
+async def _refresh(
+    ctx: StepContext,
+    machine_id: str,
+    nonce: str,
+    ttl: int,
+    *,
+    first: float | None = None,
+) -> None:
     every = refresh_every(ttl)
-    wait = every
+    wait = every if first is None else first
     while True:
-        await asyncio.sleep(wait + random.uniform(-0.02, 0.02))
+        await asyncio.sleep(max(0.0, wait + random.uniform(-0.02, 0.02)))
         try:
             await ctx.client.acquire_lease(ctx.app, machine_id, ttl=ttl, nonce=nonce)
             wait = every
@@ -430,8 +544,15 @@ async def update_machine(ctx: StepContext, step: Step) -> str:
     params = step.params
     from_version = str(params.get("from_version") or "")
     observed = ctx.state.observed.get(machine_id)
+    early: EarlyLease | None = ctx.state.early_leases.pop(machine_id, None)
+    taken, since = await early.claim() if early is not None else (None, None)
     async with leased(
-        ctx, machine_id, description=f"update {step.id}", wait_s=ctx.options.lease_wait_s
+        ctx,
+        machine_id,
+        description=f"update {step.id}",
+        nonce=taken,
+        held_since=since,
+        wait_s=ctx.options.lease_wait_s,
     ) as nonce:
         if observed is not None and from_version and observed.version == from_version:
             before_version = observed.version

@@ -23,6 +23,7 @@ __all__ = [
     "RollbackHook",
     "RollbackReport",
     "StepReport",
+    "WaveTiming",
 ]
 
 Phase = Literal["deploy", "rollback"]
@@ -133,6 +134,32 @@ class RollbackReport:
 
 
 @dataclass(frozen=True, slots=True)
+class WaveTiming:
+    """How long a wave was expected to take (`orchestrator.plan.eta`) and how long it took.
+
+    Attributes:
+        wave: the wave's number in the plan.
+        regions: its regions.
+        expected_s: the estimate, seconds.
+        actual_s: from its first step's start to its last step's end (``None``: nothing ran).
+    """
+
+    wave: int
+    regions: tuple[str, ...]
+    expected_s: float
+    actual_s: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the wave's timing as JSON."""
+        return {
+            "wave": self.wave,
+            "regions": list(self.regions),
+            "expected_s": round(self.expected_s, 1),
+            "actual_s": None if self.actual_s is None else round(self.actual_s, 1),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class DeployResult:
     """How a run ended, as ``invoke deploy --json`` prints it.
 
@@ -147,6 +174,7 @@ class DeployResult:
         started_at: ISO timestamp.
         finished_at: ISO timestamp.
         rollback: what the automatic rollback did, when there was one.
+        waves: expected beside actual time per wave of the deploy (empty: not estimated).
     """
 
     release: str
@@ -159,6 +187,7 @@ class DeployResult:
     started_at: str | None = None
     finished_at: str | None = None
     rollback: RollbackReport | None = None
+    waves: tuple[WaveTiming, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -183,6 +212,7 @@ class DeployResult:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "rollback": None if self.rollback is None else self.rollback.to_json(),
+            "waves": [w.to_json() for w in self.waves],
         }
 
 

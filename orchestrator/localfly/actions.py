@@ -228,6 +228,8 @@ async def exec_machine(fly: LocalFly, call: Call) -> Response:
         raise ApiError(400, "command is required")
     if fly.rt(m.id).proc is None or m.state != "started":
         raise ApiError(412, f"machine {m.id} is not started (state {m.state})")
+    if fly.profile.simulated:
+        raise ApiError(412, f"machine {m.id} is simulated (sim profile): nothing runs to exec in")
     timeout = float(body.get("timeout") or 30)
     env = lifecycle.machine_env(fly, m, m.port or 0)
     try:

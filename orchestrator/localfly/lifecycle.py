@@ -31,6 +31,7 @@ from orchestrator.localfly.checks import (
 )
 from orchestrator.localfly.core import LocalFly
 from orchestrator.localfly.images import resolve_command
+from orchestrator.localfly.sim import SimChecks, SimProc, fails_health
 from orchestrator.localfly.state import MachineRecord
 from orchestrator.localfly.supervisor import LaunchSpec, Proc
 from orchestrator.localfly.util import ApiError, iso_now, parse_duration
@@ -157,6 +158,9 @@ async def launch(fly: LocalFly, m: MachineRecord) -> None:
         # Two queued launches (an update and a crash restart) must not make two processes.
         return
     fly.set_state(m, "starting")
+    if fly.profile.simulated:
+        _launch_sim(fly, m)
+        return
     try:
         argv = _argv(fly, m)
         root = _prepare_root(fly, m)
@@ -181,6 +185,25 @@ async def launch(fly: LocalFly, m: MachineRecord) -> None:
     fly.track(_watch(fly, m, proc))
 
 
+def _launch_sim(fly: LocalFly, m: MachineRecord) -> None:
+    """Start a ``sim`` machine: state only, no process, checks worked out when read."""
+    rt = fly.rt(m.id)
+    proc = SimProc(asyncio.get_running_loop())
+    rt.proc = proc
+    m.pid = m.pid_started = m.port = None
+    if m.region in fly.outages:
+        rt.frozen = True
+    fly.event(m, "start", "started")
+    fly.set_state(m, "started")
+    _stop_checks(fly, m, None)
+    specs = specs_from_config(m.config, fly.profile)
+    if specs:
+        rt.checks = SimChecks(
+            specs, lambda: fly.forced_check_failure(m), fails_health(m.config, m.region)
+        )
+    fly.track(_watch(fly, m, proc))
+
+
 def _start_checks(fly: LocalFly, m: MachineRecord, port: int) -> None:
     rt = fly.rt(m.id)
     _stop_checks(fly, m, None)
@@ -196,7 +219,8 @@ def _stop_checks(fly: LocalFly, m: MachineRecord, reason: str | None) -> None:
     if rt.check_task is not None:
         rt.check_task.cancel()
         rt.check_task = None
-    rt.checks.clear()
+    # A new dict rather than clear(): under ``sim`` the old one is a SimChecks.
+    rt.checks = {}
     if reason:
         names = [*(m.config.get("checks") or {}), *service_check_names(m.config)]
         for name in sorted(names):

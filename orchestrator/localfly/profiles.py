@@ -7,6 +7,11 @@ spawned, and check intervals shrink (a tenth, between 0.2 s and 1 s) so tests ar
 (create 1-3 s, start 0.5-1.5 s, update 2-5 s, stop 0.2-0.8 s). Every added delay, check
 interval and rate-limit window is multiplied by the time factor, so a benchmark can run
 the same shape ten times faster with ``--time-factor 0.1``.
+
+``sim`` times everything as ``realistic`` does but runs no process: a machine is state only,
+its checks pass when their grace period is over, and the proxy answers ``/status`` and
+``/metrics`` for it (``localfly/sim.py``). It is for benchmarks and scale tests, where
+thousands of machines would not fit in processes.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ class Profile:
         check_max_interval: ceiling of an effective check interval, seconds (None: none).
         check_max_timeout: ceiling of a check timeout, seconds (None: none).
         kill_timeout_max: ceiling of the SIGTERM-to-SIGKILL grace on stop, seconds.
+        simulated: machines are state only, with no OS process (the ``sim`` profile).
     """
 
     name: str
@@ -72,6 +78,7 @@ class Profile:
     check_max_interval: float | None = None
     check_max_timeout: float | None = None
     kill_timeout_max: float = 300.0
+    simulated: bool = False
 
     def api_latency(self, region: str | None, rng: random.Random) -> float:
         """Return the seconds to hold an API call whose target is in ``region``."""
@@ -110,7 +117,7 @@ class Profile:
         return min(configured, self.kill_timeout_max)
 
 
-PROFILES = ("fast", "realistic")
+PROFILES = ("fast", "realistic", "sim")
 
 
 def get_profile(name: str, time_factor: float = 1.0) -> Profile:
@@ -127,9 +134,9 @@ def get_profile(name: str, time_factor: float = 1.0) -> Profile:
             check_max_timeout=2.0,
             kill_timeout_max=2.0,
         )
-    if name == "realistic":
+    if name in ("realistic", "sim"):
         return Profile(
-            name="realistic",
+            name=name,
             time_factor=time_factor,
             api_base_s=0.020,
             api_per_1000km_s=0.010,
@@ -139,5 +146,6 @@ def get_profile(name: str, time_factor: float = 1.0) -> Profile:
             stop=Span(0.2, 0.8),
             check_scale=time_factor,
             check_min_interval=0.2,
+            simulated=name == "sim",
         )
     raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")

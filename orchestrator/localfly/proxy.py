@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator
 import httpx
 from starlette.types import Receive, Scope, Send
 
+from orchestrator.localfly import sim
 from orchestrator.localfly.checks import service_check_names
 from orchestrator.localfly.core import LocalFly
 from orchestrator.localfly.state import MachineRecord
@@ -102,7 +103,7 @@ class EdgeProxy:
             and rt.proc is not None
             and rt.proc.running
             and not rt.frozen
-            and m.port is not None
+            and (m.port is not None or self.fly.profile.simulated)
         )
 
     def _healthy(self, m: MachineRecord) -> bool:
@@ -194,6 +195,10 @@ class EdgeProxy:
     ) -> tuple[httpx.Response, MachineRecord] | None:
         """Send to the first machine that takes the connection; None if nobody does."""
         for m in machines[:MAX_ATTEMPTS]:
+            if self.fly.profile.simulated:
+                request = httpx.Request(method, f"http://sim.invalid{path}")
+                healthy = not sim.fails_health(m.config, m.region)
+                return sim.answer(m, method, path, request, healthy), m
             request = self._http().build_request(
                 method, f"http://127.0.0.1:{m.port}{path}", headers=headers, content=body
             )

@@ -22,6 +22,8 @@ class Region:
         longitude: degrees east.
         geo_region: Fly's continent grouping.
         gateway_available: WireGuard gateways run there (all but gru and jnb).
+        deprecated: a region Fly has retired (it lists it with ``deprecated: true``); kept so a
+            simulated fleet can span the 35 regions Fly's larger users ran in.
     """
 
     code: str
@@ -30,6 +32,7 @@ class Region:
     longitude: float
     geo_region: str
     gateway_available: bool = True
+    deprecated: bool = False
 
     def to_api(self) -> dict[str, Any]:
         """Return the region as ``GET /v1/platform/regions`` lists it."""
@@ -41,12 +44,13 @@ class Region:
             "geo_region": self.geo_region,
             "gateway_available": self.gateway_available,
             "requires_paid_plan": False,
-            "deprecated": False,
+            "deprecated": self.deprecated,
             "mpg_available": False,
         }
 
 
-# Fly's region list (reference/regions in superfly/docs); gru and jnb have no gateway.
+# Fly's region list (reference/regions in superfly/docs); gru and jnb have no gateway. Then the
+# 17 regions Fly retired, flagged deprecated.
 REGIONS: dict[str, Region] = {
     r.code: r
     for r in (
@@ -68,6 +72,26 @@ REGIONS: dict[str, Region] = {
         Region("sjc", "San Jose, California (US)", 37.34, -121.89, "north-america"),
         Region("syd", "Sydney, Australia", -33.87, 151.21, "asia-pacific"),
         Region("yyz", "Toronto, Canada", 43.65, -79.38, "north-america"),
+        # Retired by Fly, listed as deprecated (see Region.deprecated).
+        Region("atl", "Atlanta, Georgia (US)", 33.64, -84.43, "north-america", deprecated=True),
+        Region("bog", "Bogotá, Colombia", 4.70, -74.14, "south-america", deprecated=True),
+        Region(
+            "bos", "Boston, Massachusetts (US)", 42.36, -71.01, "north-america", deprecated=True
+        ),
+        Region("den", "Denver, Colorado (US)", 39.86, -104.67, "north-america", deprecated=True),
+        Region("eze", "Ezeiza, Argentina", -34.82, -58.54, "south-america", deprecated=True),
+        Region("gdl", "Guadalajara, Mexico", 20.52, -103.31, "north-america", deprecated=True),
+        Region("gig", "Rio de Janeiro, Brazil", -22.81, -43.25, "south-america", deprecated=True),
+        Region("hkg", "Hong Kong, Hong Kong", 22.31, 113.91, "asia-pacific", deprecated=True),
+        Region("mad", "Madrid, Spain", 40.47, -3.56, "europe", deprecated=True),
+        Region("mia", "Miami, Florida (US)", 25.79, -80.29, "north-america", deprecated=True),
+        Region("otp", "Bucharest, Romania", 44.57, 26.10, "europe", deprecated=True),
+        Region("phx", "Phoenix, Arizona (US)", 33.43, -112.01, "north-america", deprecated=True),
+        Region("qro", "Querétaro, Mexico", 20.62, -100.19, "north-america", deprecated=True),
+        Region("scl", "Santiago, Chile", -33.39, -70.79, "south-america", deprecated=True),
+        Region("sea", "Seattle, Washington (US)", 47.45, -122.31, "north-america", deprecated=True),
+        Region("waw", "Warsaw, Poland", 52.17, 20.97, "europe", deprecated=True),
+        Region("yul", "Montreal, Canada", 45.47, -73.74, "north-america", deprecated=True),
     )
 }
 

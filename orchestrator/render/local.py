@@ -45,6 +45,15 @@ def local_status_view(status: LocalStatus) -> RenderableType:
         table.add_row("edge proxy", status.proxy_url or "")
         factor = f" x{status.time_factor:g}" if status.time_factor not in (None, 1.0) else ""
         table.add_row("profile", f"{status.profile}{factor}")
+        if status.profile == "sim":
+            # Nothing runs: say so, so nobody mistakes a benchmark's fleet for a working one.
+            table.add_row(
+                "",
+                Text(
+                    "simulated machines: state only, no processes (benchmarks and scale tests)",
+                    style="yellow",
+                ),
+            )
     else:
         table.add_row("server", Text("not running", style="dim"))
     table.add_row("state", str(status.state_dir))

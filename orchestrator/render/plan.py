@@ -7,10 +7,11 @@ from typing import assert_never
 from rich.text import Text
 from rich.tree import Tree
 
+from orchestrator.plan.eta import Estimate, duration_text
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import Step, StepKind
 
-__all__ = ["describe_step", "plan_tree"]
+__all__ = ["describe_step", "duration_text", "plan_tree"]
 
 _MUTATING = "●"
 _READ_ONLY = "○"
@@ -92,11 +93,12 @@ def _step_line(step: Step) -> Text:
     return line
 
 
-def plan_tree(plan: Plan) -> Tree:
+def plan_tree(plan: Plan, eta: Estimate | None = None) -> Tree:
     """Return a rich Tree of ``plan``: waves, then regions, then steps in execution order.
 
     Mutating steps are marked ``●`` (read-only ones ``○``) and the spearhead ``★``; a region
-    with nothing to change says so, and the planner's notes close the tree.
+    with nothing to change says so, and the planner's notes close the tree. With ``eta`` the
+    title and each wave say how long they should take.
     """
     mutating = len(plan.mutating_steps)
     title = Text()
@@ -109,11 +111,17 @@ def plan_tree(plan: Plan) -> Tree:
         else "  nothing to change",
         style="yellow" if mutating else "green",
     )
+    if eta is not None and mutating:
+        title.append(f"  expected {duration_text(eta.seconds)}", style="bold")
+        title.append(f" ({eta.source})", style="dim")
     tree = Tree(title)
     steps = plan.steps()
+    expected = {w.wave: w.seconds for w in eta.waves} if eta is not None else {}
     for index, regions in enumerate(plan.waves, start=1):
         spec = plan.wave_specs[index - 1] if index <= len(plan.wave_specs) else None
         label = Text(f"wave {index}", style="bold")
+        if index in expected:
+            label.append(f"  ~{duration_text(expected[index])}")
         if spec is not None:
             label.append(f"  on failure: {spec.on_failure}", style="dim")
         wave_node = tree.add(label)

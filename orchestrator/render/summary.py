@@ -10,6 +10,7 @@ from rich.text import Text
 
 from orchestrator.execute.executor import DeployResult, StepReport
 from orchestrator.execute.status import FleetStatus, MachineStatus
+from orchestrator.plan.eta import duration_text
 from orchestrator.render.live import STATUS_STYLE, format_elapsed
 
 __all__ = ["deploy_summary", "outcome_line", "status_view"]
@@ -85,7 +86,19 @@ def deploy_summary(result: DeployResult) -> RenderableType:
     table.add_column("what happened", overflow="fold")
     for step in result.steps:
         table.add_row(*_step_row(step, mark_rollback=result.rollback is not None))
-    return Group(table, outcome_line(result))
+    if not result.waves:
+        return Group(table, outcome_line(result))
+    return Group(table, wave_timing_lines(result), outcome_line(result))
+
+
+def wave_timing_lines(result: DeployResult) -> Text:
+    """Return one line per wave: how long it took beside how long it was expected to take."""
+    text = Text()
+    for w in result.waves:
+        took = "did not run" if w.actual_s is None else f"took {duration_text(w.actual_s)}"
+        text.append(f"wave {w.wave} ({', '.join(w.regions)}): {took}, ")
+        text.append(f"expected {duration_text(w.expected_s)}\n", style="dim")
+    return text
 
 
 def _health(machine: MachineStatus) -> Text:

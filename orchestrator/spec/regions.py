@@ -5,6 +5,9 @@ The list is Fly's documented one (``reference/regions.html.markerb``, see
 later is refused here until it is added to :data:`REGIONS`, because a typo in a region code is
 far more common than a brand-new region, and the typo would otherwise surface only mid-deploy.
 Coordinates are the airports the codes are named after, close enough for nearest-region choices.
+:data:`RETIRED` holds the 17 regions Fly has since retired (``deprecated`` in the live list):
+accepted, so a fleet can span the 35 regions Fly's larger users ran in (the local Fly's ``sim``
+benchmarks do), though Fly.io places no new machine there.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 
 from orchestrator.errors import ConfigError
 
-__all__ = ["REGIONS", "Region", "distance_km", "nearest_region", "validate_region"]
+__all__ = ["REGIONS", "RETIRED", "Region", "distance_km", "nearest_region", "validate_region"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,30 @@ _ALL = (
     Region("yyz", "Toronto, Canada", 43.68, -79.63),
 )
 
-REGIONS: Mapping[str, Region] = {r.code: r for r in _ALL}
+_RETIRED = (
+    Region("atl", "Atlanta, Georgia (US)", 33.64, -84.43),
+    Region("bog", "Bogotá, Colombia", 4.70, -74.14),
+    Region("bos", "Boston, Massachusetts (US)", 42.36, -71.01),
+    Region("den", "Denver, Colorado (US)", 39.86, -104.67),
+    Region("eze", "Ezeiza, Argentina", -34.82, -58.54),
+    Region("gdl", "Guadalajara, Mexico", 20.52, -103.31),
+    Region("gig", "Rio de Janeiro, Brazil", -22.81, -43.25),
+    Region("hkg", "Hong Kong, Hong Kong", 22.31, 113.91),
+    Region("mad", "Madrid, Spain", 40.47, -3.56),
+    Region("mia", "Miami, Florida (US)", 25.79, -80.29),
+    Region("otp", "Bucharest, Romania", 44.57, 26.10),
+    Region("phx", "Phoenix, Arizona (US)", 33.43, -112.01),
+    Region("qro", "Querétaro, Mexico", 20.62, -100.19),
+    Region("scl", "Santiago, Chile", -33.39, -70.79),
+    Region("sea", "Seattle, Washington (US)", 47.45, -122.31),
+    Region("waw", "Warsaw, Poland", 52.17, 20.97),
+    Region("yul", "Montreal, Canada", 45.47, -73.74),
+)
+
+RETIRED: frozenset[str] = frozenset(r.code for r in _RETIRED)
+"""Codes of the regions Fly has retired (still accepted, see the module docstring)."""
+
+REGIONS: Mapping[str, Region] = {r.code: r for r in sorted(_ALL + _RETIRED, key=lambda r: r.code)}
 """Region code → region, sorted by code."""
 
 
@@ -91,7 +117,8 @@ def validate_region(code: object, where: str) -> Region:
         return region
     shown = code if len(code) <= 40 else code[:40] + "…"
     raise ConfigError(
-        f"unknown Fly region {shown!r}{_suggestion(code)}: known regions are " + ", ".join(REGIONS),
+        f"unknown Fly region {shown!r}{_suggestion(code)}: known regions are "
+        + ", ".join(r.code for r in _ALL),
         where=where,
     )
 

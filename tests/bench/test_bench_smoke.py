@@ -89,3 +89,47 @@ def test_rollout_benchmark_deploys_and_compares_with_the_baseline() -> None:
     assert result["calls_by_operation"]["Machines_update"] == 12
     assert result["baseline"]["calls_by_operation"]["Machines_update"] == 12
     assert result["memory"]["machine_processes"] == 12
+
+
+@pytest.mark.timeout(150)
+def test_sim_rollout_updates_every_simulated_machine_and_draws_it(tmp_path: Path) -> None:
+    result = _run(
+        str(SCRIPTS / "rollout.py"),
+        "--profile",
+        "sim",
+        "--machines",
+        "60",
+        "--regions",
+        "6",
+        "--time-factor",
+        "0.1",
+        "--out-dir",
+        str(tmp_path),
+        "--json",
+        timeout=140,
+    )
+
+    assert result["succeeded"] is True, result.get("error")
+    assert result["profile"] == "sim"
+    assert result["machines"] == 60
+    # Waves of 1 region, a fifth of them (2 of 6), then the rest.
+    assert [len(w) for w in result["waves"]] == [1, 2, 3]
+    # Every simulated machine was updated once, and none of them was a process.
+    assert result["calls_by_operation"]["Machines_update"] == 60
+    assert result["memory"]["machine_processes"] == 0
+    for key in (
+        "wall_s",
+        "bound_s",
+        "ratio_to_bound",
+        "orchestrator_cpu_per_machine_ms",
+        "journal_writes_per_machine",
+        "api_calls_per_machine",
+    ):
+        assert isinstance(result[key], float), key
+        assert result[key] > 0, key
+    assert result["http_429"] == 0
+    # Its JSON and its timeline picture are written side by side.
+    picture = Path(result["picture"])
+    assert picture.parent == tmp_path
+    assert picture.read_text().startswith("<svg")
+    assert json.loads((tmp_path / "rollout-sim-60x6.json").read_text())["machines"] == 60

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -437,3 +438,91 @@ def test_volume_creates_list_the_app_volumes_once_a_run(
     made = [r for r in calls if r["operation"] == "Volumes_create" and r["status"] == 200]
     assert len(made) == 6  # (some more were answered 429 and sent again)
     assert [r["operation"] for r in calls].count("Volumes_list") == 1
+
+
+def test_a_health_gate_takes_no_slot_of_its_waves_concurrency(
+    fleet: LocalFleet, spec: DeploySpec
+) -> None:
+    # One slot for the whole wave: ams's create (first in plan order), then dfw's create holds
+    # it while ams's gate runs. A gate only reads; waiting for a slot would idle the wave.
+    ams, dfw = _create(spec, "ams", 6), _create(spec, "dfw", 6)
+    gate = Step(
+        id=step_id("ams", StepKind.GATE_HEALTH),
+        kind=StepKind.GATE_HEALTH,
+        region="ams",
+        wave=1,
+        params={"slots": [6]},
+    )
+    plan = _plan(spec, ams, dfw, gate, edges=((ams.id, gate.id),))
+    plan = Plan(
+        app=plan.app,
+        release=plan.release,
+        waves=plan.waves,
+        graph=plan.graph,
+        wave_specs=(WaveSpec(index=1, regions=plan.waves[0], max_concurrency=1),),
+    )
+
+    result = _execute(fleet, plan)
+
+    assert result.outcome == "succeeded", result.error
+    report = {r.id: r for r in result.steps}
+    assert report[ams.id].finished_at is not None
+    assert report[dfw.id].started_at is not None
+    # dfw waited for ams's slot; ams's gate did not wait for dfw's.
+    assert report[dfw.id].started_at >= report[ams.id].finished_at
+    assert report[gate.id].started_at is not None
+    assert report[dfw.id].finished_at is not None
+    assert report[gate.id].started_at < report[dfw.id].finished_at
+
+
+def test_the_next_update_in_line_takes_its_lease_while_the_current_one_runs(
+    fleet: LocalFleet, spec: DeploySpec
+) -> None:
+    created = _execute(fleet, _plan(spec, _create(spec, "dfw", 7), _create(spec, "dfw", 8)))
+    assert created.outcome == "succeeded", created.error
+    [first] = _slot_machines(fleet, "dfw", 7)
+    [second] = _slot_machines(fleet, "dfw", 8)
+    observed = _observe(fleet)
+    seen = len(fleet.requests_log())
+    a, b = _env_update(first, LOG_LEVEL="debug"), _env_update(second, LOG_LEVEL="debug")
+
+    async def go() -> DeployResult:
+        async with (
+            FlyClient(fleet.endpoint.api_url, fleet.endpoint.token) as client,
+            AppProbe(fleet.endpoint.proxy_url, APP, host_header=True) as probe,
+        ):
+            with Journal.open(fleet.root) as journal:
+                # One machine of dfw may be down at a time: the second update waits its turn.
+                return await Executor(
+                    client,
+                    _plan(spec, a, b),
+                    journal=journal,
+                    probe=probe,
+                    fleet=observed,
+                    max_unavailable={"dfw": 1},
+                ).run()
+
+    result = asyncio.run(go())
+
+    assert result.outcome == "succeeded", result.error
+    report = {r.id: r for r in result.steps}
+    assert report[b.id].started_at >= report[a.id].finished_at  # type: ignore[operator]
+    log = fleet.requests_log()[seen:]
+
+    def ops(machine: dict[str, Any]) -> list[tuple[str, datetime]]:
+        path = f"/machines/{machine['id']}"
+        return [
+            (r["operation"], datetime.fromisoformat(r["time"]))
+            for r in log
+            if path in str(r.get("path"))
+        ]
+
+    first_ops, second_ops = ops(first), ops(second)
+    # The second machine's lease was taken once, while the first machine was being updated,
+    # and its update came next without another lease call.
+    leases = [t for op, t in second_ops if op == "Machines_create_lease"]
+    assert len(leases) == 1, second_ops
+    first_release = next(t for op, t in first_ops if op == "Machines_release_lease")
+    assert leases[0] < datetime.fromisoformat(str(report[a.id].finished_at))
+    assert leases[0] < first_release
+    assert [op for op, _ in second_ops][:2] == ["Machines_create_lease", "Machines_update"]

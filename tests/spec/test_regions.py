@@ -6,11 +6,14 @@ import pytest
 
 from orchestrator.errors import ConfigError
 from orchestrator.spec import REGIONS, nearest_region, validate_region
+from orchestrator.spec.regions import RETIRED
 
 
 def test_documented_regions_and_gateways() -> None:
     assert list(REGIONS) == sorted(REGIONS)
-    assert len(REGIONS) == 18
+    assert len(REGIONS) == 35  # Fly's 18, and the 17 it retired
+    assert len(RETIRED) == 17
+    assert RETIRED.issubset(REGIONS)
     assert {c for c, r in REGIONS.items() if not r.gateway} == {"gru", "jnb"}
     assert validate_region("syd", "x").name == "Sydney, Australia"
 
