@@ -117,6 +117,21 @@ class EdgeProxy:
         results = [rt.checks.get(name) for name in names]
         return all(r is not None and r.status == "passing" for r in results)
 
+    def _sim_leader(self, m: MachineRecord) -> str | None:
+        """Return the simulated machine that answers as its app's primary, as the app elects one.
+
+        The first started machine (by id) in the configured primary region leads, so a simulated
+        fleet, like a real one, never has two machines claiming the primary role.
+        """
+        env = m.config.get("env") or {}
+        primary = str(env.get("PRIMARY_REGION", m.region))
+        leaders = sorted(
+            other.id
+            for other in self.fly.machines.values()
+            if other.app == m.app and other.region == primary and other.state == "started"
+        )
+        return leaders[0] if leaders else None
+
     def candidates(self, app: str, headers: dict[str, str]) -> list[MachineRecord]:
         """Return the machines to try, in order."""
         forced = headers.get("fly-force-instance-id")
@@ -198,7 +213,7 @@ class EdgeProxy:
             if self.fly.profile.simulated:
                 request = httpx.Request(method, f"http://sim.invalid{path}")
                 healthy = not sim.fails_health(m.config, m.region)
-                return sim.answer(m, method, path, request, healthy), m
+                return sim.answer(m, method, path, request, healthy, self._sim_leader(m)), m
             request = self._http().build_request(
                 method, f"http://127.0.0.1:{m.port}{path}", headers=headers, content=body
             )

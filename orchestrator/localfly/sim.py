@@ -149,9 +149,18 @@ def _response(
 
 
 def answer(
-    m: MachineRecord, method: str, path: str, request: httpx.Request, healthy: bool
+    m: MachineRecord,
+    method: str,
+    path: str,
+    request: httpx.Request,
+    healthy: bool,
+    leader: str | None,
 ) -> httpx.Response:
-    """Return what the sample app on ``m`` would answer to ``method path`` (no process)."""
+    """Return what the sample app on ``m`` would answer to ``method path`` (no process).
+
+    ``leader`` is the machine that holds the primary role in the primary region; the region's
+    other machines answer as its replicas, as the sample app's election leaves them.
+    """
     route = path.split("?", 1)[0]
     env = {str(k): str(v) for k, v in (m.config.get("env") or {}).items()}
     image = str(m.config.get("image", ""))
@@ -161,7 +170,7 @@ def answer(
     uptime = max(0.0, time.time() - started)
     if method == "GET" and route == "/status":
         body = {
-            "role": "primary" if m.region == primary else "replica",
+            "role": "primary" if m.id == leader else "replica",
             "region": m.region,
             "primary_region": primary,
             "release": release,
@@ -171,10 +180,10 @@ def answer(
             "last_seq": 0,
             "last_write_at": None,
             "candidate": m.region == primary,
-            "leader": m.id if m.region == primary else None,
+            "leader": leader,
             "leader_since": None,
             "term": 1,
-            "replication_lag_s": None if m.region == primary else 0.0,
+            "replication_lag_s": None if m.id == leader else 0.0,
             "replication": None,
             "orphaned_records": 0,
             "uptime_s": round(uptime, 3),
