@@ -41,6 +41,7 @@ from orchestrator.errors import (
 )
 from orchestrator.fly.models import (
     App,
+    AppSecret,
     ExecResult,
     ExtendResult,
     Guest,
@@ -300,8 +301,12 @@ class FlyClient:
         name: str | None = None,
         lease_ttl: int | None = None,
         skip_launch: bool = False,
+        min_secrets_version: int | None = None,
     ) -> Machine:
         """Create a machine; with ``lease_ttl`` it is leased from birth (``Machine.nonce``).
+
+        ``min_secrets_version`` (as flyctl sends it) makes Fly boot the machine with at least
+        that version of the app's secrets, so a secret set just before is not missed.
 
         Retried on 408/429/5xx like every call. A 408 or 5xx may come after Fly made the
         machine, so callers tag creates with a launch id in metadata and look it up before
@@ -314,6 +319,8 @@ class FlyClient:
             body["lease_ttl"] = int(lease_ttl)
         if skip_launch:
             body["skip_launch"] = True
+        if min_secrets_version is not None:
+            body["min_secrets_version"] = int(min_secrets_version)
         resp = await self._call(
             "POST", f"/v1/apps/{_seg(app)}/machines", "machines.create", app, body=body
         )
@@ -333,16 +340,20 @@ class FlyClient:
         current_version: str | None = None,
         nonce: str | None = None,
         skip_launch: bool = False,
+        min_secrets_version: int | None = None,
     ) -> Machine:
         """Replace a machine's config (send the FULL config); Fly makes a new version.
 
         ``current_version`` guards against a concurrent change: a stale one is `FlyConflict`.
+        ``min_secrets_version``: as for `create_machine`.
         """
         body: dict[str, Any] = {"config": _config(config)}
         if current_version is not None:
             body["current_version"] = current_version
         if skip_launch:
             body["skip_launch"] = True
+        if min_secrets_version is not None:
+            body["min_secrets_version"] = int(min_secrets_version)
         call = _new_call("POST", _m(app, machine_id), "machine.update", app, machine_id, body=body)
         call.headers = {NONCE_HEADER: nonce} if nonce else {}
         try:
@@ -735,6 +746,46 @@ class FlyClient:
             "POST", f"{_v(app, volume_id)}/snapshots", "volume.snapshots.create", app, volume_id
         )
 
+    # -- secrets ----------------------------------------------------------------------------
+
+    async def list_secrets(self, app: str) -> list[AppSecret]:
+        """Return the app's secrets: names and digests (values are never asked for)."""
+        resp = await self._call("GET", f"/v1/apps/{_seg(app)}/secrets", "secrets.list", app)
+        data = decode_object(resp)
+        rows = data.get("secrets")
+        if not isinstance(rows, list):
+            raise unexpected_answer(resp, "a {secrets: [...]} object")
+        return sorted(
+            (AppSecret.from_api(s) for s in rows if isinstance(s, Mapping)), key=lambda s: s.name
+        )
+
+    async def set_secrets(self, app: str, values: Mapping[str, str]) -> int:
+        """Set several secrets as one change and return the app's new secrets version.
+
+        Machines get the change only when they are next created or updated (pass the
+        version as ``min_secrets_version``). A retry after a lost answer sets the same
+        values again, which is harmless.
+        """
+        body = {"values": {str(k): str(v) for k, v in values.items()}}
+        resp = await self._call(
+            "POST", f"/v1/apps/{_seg(app)}/secrets", "secrets.update", app, body=body
+        )
+        return _secrets_version(resp)
+
+    async def unset_secret(self, app: str, name: str) -> int | None:
+        """Remove one secret; return the new secrets version (``None``: it did not exist).
+
+        One call per name: the document types ``values`` as strings only, so a null (unset)
+        in a batch update is not something it allows.
+        """
+        path = f"/v1/apps/{_seg(app)}/secrets/{_seg(name)}"
+        call = _new_call("DELETE", path, "secrets.delete", app, name)
+        try:
+            resp = await self._send(call)
+        except FlyNotFound:
+            return None
+        return _secrets_version(resp)
+
     # -- platform ---------------------------------------------------------------------------
 
     async def list_regions(self) -> list[Region]:
@@ -863,6 +914,15 @@ def _new_call(
         headers={NONCE_HEADER: nonce} if nonce else {},
         timeout=timeout,
     )
+
+
+def _secrets_version(resp: httpx.Response) -> int:
+    data = decode_object(resp)
+    # "Version" is the deprecated spelling older answers carry.
+    version = data.get("version", data.get("Version"))
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise unexpected_answer(resp, "a secrets version")
+    return version
 
 
 def _positive(text: str, default: float) -> float:

@@ -383,6 +383,34 @@ class ExecResult:
 
 
 @dataclass(frozen=True, slots=True)
+class AppSecret:
+    """An app secret as listed: its name and digest, never its value.
+
+    Attributes:
+        name: the secret's name (the environment variable machines get).
+        digest: Fly's digest of the value (changes when the value does).
+        created_at: ISO timestamp, when known.
+        updated_at: ISO timestamp, when known.
+    """
+
+    name: str
+    digest: str = ""
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> AppSecret:
+        d = _map(data)
+        # A value in the answer (show_secrets) is dropped here on purpose.
+        return cls(
+            name=_str(d.get("name")),
+            digest=_str(d.get("digest")),
+            created_at=_str(d.get("created_at")) or None,
+            updated_at=_str(d.get("updated_at")) or None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Volume:
     """A Fly volume.
 

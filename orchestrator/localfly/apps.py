@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from orchestrator.localfly import lifecycle
+from orchestrator.localfly import lifecycle, secrets
 from orchestrator.localfly.core import Call, LocalFly, json_response
 from orchestrator.localfly.regions import regions_response
 from orchestrator.localfly.state import AppRecord, MachineRecord
@@ -94,6 +94,7 @@ async def delete_app(fly: LocalFly, call: Call) -> Response:
         fly.runtime.pop(m.id, None)
         fly.store.delete(MachineRecord, m.id)
     purge_app_data(fly, a.name)
+    secrets.store(fly).forget(a.name)
     fly.apps.pop(a.name)
     fly.store.delete(AppRecord, a.name)
     return Response(status_code=202)

@@ -23,6 +23,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from orchestrator.localfly import secrets
 from orchestrator.localfly.checks import CheckResult, run_checks, specs_from_config
 from orchestrator.localfly.core import LocalFly
 from orchestrator.localfly.images import resolve_command
@@ -109,6 +110,8 @@ def machine_env(fly: LocalFly, m: MachineRecord, port: int) -> dict[str, str]:
     """Return the environment a machine's process (or an exec in it) gets."""
     env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
     env.update({str(k): str(v) for k, v in (m.config.get("env") or {}).items()})
+    if m.secrets_version >= 0:
+        env.update(secrets.store(fly).values_at(m.app, m.secrets_version))
     root = fly.machine_dir(m.id) / "root"
     env.update(
         FLY_APP_NAME=m.app,

@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from orchestrator.localfly import lifecycle
+from orchestrator.localfly import lifecycle, secrets
 from orchestrator.localfly.core import RUNNING, Call, LocalFly, json_response
 from orchestrator.localfly.images import parse_image, resolve_command
 from orchestrator.localfly.regions import NEAREST
@@ -218,6 +218,7 @@ async def create_machine(fly: LocalFly, call: Call) -> Response:
     ttl = body.get("lease_ttl")
     if ttl is not None and ttl < 1:
         raise ApiError(400, "lease_ttl must be at least 1 second")
+    pinned = secrets.pin(fly, app, body)
     mid = machine_id()
     now = iso_now()
     version = ulid()
@@ -234,6 +235,7 @@ async def create_machine(fly: LocalFly, call: Call) -> Response:
         updated_at=now,
         versions=[{"version": version, "config": config}],
         private_ip=_private_ip(mid),
+        secrets_version=pinned,
     )
     for vid in _attach_mounts(fly, m, config):
         fly.volumes[vid].attached_machine_id = mid
@@ -284,7 +286,9 @@ async def update_machine(fly: LocalFly, call: Call) -> Response:
     ttl = body.get("lease_ttl")
     if ttl is not None and ttl < 1:
         raise ApiError(400, "lease_ttl must be at least 1 second")
+    pinned = secrets.pin(fly, m.app, body)
     m.name, m.config, m.version, m.restarts = name, config, ulid(), 0
+    m.secrets_version = pinned
     m.versions.append({"version": m.version, "config": config})
     del m.versions[:-20]
     lease = new_lease(m, int(ttl), "updated with lease_ttl") if ttl and m.lease is None else None

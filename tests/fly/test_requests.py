@@ -41,6 +41,7 @@ DOCUMENTED_METHODS = {
     "exec_machine", "list_events",
     "list_volumes", "create_volume", "get_volume", "update_volume", "destroy_volume",
     "extend_volume", "list_snapshots", "create_snapshot",
+    "list_secrets", "set_secrets", "unset_secret",
     "list_regions",
 }  # fmt: skip
 
@@ -183,6 +184,42 @@ async def test_create_machine_with_lease_ttl_returns_a_leased_machine(
     assert "lease_ttl" not in call.body["config"]
     assert created.nonce == NONCE
     assert created.id == MID
+
+
+async def test_create_and_update_send_min_secrets_version_at_the_top_level(
+    api: FlyAPI, fly: FlyClient
+) -> None:
+    api.on("Machines_create", json_response(200, samples.machine()))
+    api.on("Machines_update", json_response(200, samples.machine(version="01NEWVERSION")))
+    await fly.create_machine(APP, {"image": "nginx:1"}, region="dfw", min_secrets_version=4)
+    await fly.update_machine(APP, MID, {"image": "nginx:1"}, min_secrets_version=5)
+    create, update = api.calls
+    assert create.body["min_secrets_version"] == 4
+    assert update.body["min_secrets_version"] == 5
+    assert "min_secrets_version" not in create.body["config"]
+
+
+async def test_secrets_are_listed_without_values_and_changed_as_one_version(
+    api: FlyAPI, fly: FlyClient
+) -> None:
+    listed = {
+        "secrets": [
+            {"name": "TOKEN", "digest": "d2", "value": "must-not-surface"},
+            {"name": "DB_URL", "digest": "d1", "created_at": "2026-01-01T00:00:00Z"},
+        ]
+    }
+    api.on("Secrets_list", json_response(200, listed))
+    api.on("Secrets_update", json_response(200, {"secrets": [], "version": 7}))
+    api.on("Secret_delete", json_response(200, {"version": 8}))
+    secrets = await fly.list_secrets(APP)
+    assert [(s.name, s.digest) for s in secrets] == [("DB_URL", "d1"), ("TOKEN", "d2")]
+    assert "must-not-surface" not in repr(secrets)
+    assert await fly.set_secrets(APP, {"DB_URL": "postgres://x", "TOKEN": "t"}) == 7
+    assert await fly.unset_secret(APP, "OLD") == 8
+    listing, update, delete = api.calls
+    assert listing.query == []
+    assert update.body == {"values": {"DB_URL": "postgres://x", "TOKEN": "t"}}
+    assert delete.path_params == {"app_name": APP, "secret_name": "OLD"}
 
 
 async def test_create_machine_accepts_a_plain_config_dict(api: FlyAPI, fly: FlyClient) -> None:
