@@ -21,14 +21,20 @@ app was doing (`orchestrator.execute.resume`):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from orchestrator.connect import Connection, connect, ensure_app
 from orchestrator.errors import ConfigError, FlyNotFound
 from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.events import EventBus, Note
-from orchestrator.execute.executor import DeployResult, Executor
+from orchestrator.execute.executor import (
+    DeployResult,
+    Executor,
+    Failure,
+    RollbackHook,
+    RollbackReport,
+)
 from orchestrator.execute.journal import Journal, RunRecord
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.resume import (
@@ -40,6 +46,7 @@ from orchestrator.execute.resume import (
     unbaked_regions,
     with_health_gates,
 )
+from orchestrator.execute.secretstate import observe_secrets
 from orchestrator.execute.undo import RestoreSettings, automatic_rollback
 from orchestrator.plan.config import release_id
 from orchestrator.plan.fleet import Fleet, observe
@@ -120,7 +127,8 @@ async def plan(
     spec = load_checked_spec(settings, regions=regions, image=image)
     async with connect(settings) as conn:
         fleet = await observe_fleet(conn)
-    return build_plan(spec, fleet, regions=list(regions) or None, image=image)
+        secrets = await observe_secrets(conn.client, conn.app, settings.root)
+    return build_plan(spec, fleet, regions=list(regions) or None, image=image, secrets=secrets)
 
 
 async def deploy(
@@ -129,8 +137,12 @@ async def deploy(
     *,
     bus: EventBus | None = None,
     options: ExecuteOptions | None = None,
+    before_rollback: Callable[[], Awaitable[None]] | None = None,
 ) -> DeployResult | DryRun:
     """Deploy as asked and return how it went.
+
+    ``before_rollback`` runs before an automatic rollback puts machines back (``invoke
+    secrets set`` restores the previous values there, so the machines get them back).
 
     Raises:
         ConfigError: bad input (nothing was changed).
@@ -175,12 +187,17 @@ async def deploy(
     )
     timeout = (options or ExecuteOptions()).api_timeout_s
     async with connect(settings, timeout=timeout) as conn:
+        secrets = await observe_secrets(conn.client, conn.app, settings.root)
         if request.dry_run:
             fleet = await observe_fleet(conn)
-            return DryRun(build_plan(spec, fleet, regions=list(regions) or None, image=image))
+            return DryRun(
+                build_plan(spec, fleet, regions=list(regions) or None, image=image, secrets=secrets)
+            )
         with (
             Journal.open(settings.root) as journal,
-            DeployLock(settings.root, conn.app, release=release_id(spec), command="deploy") as lock,
+            DeployLock(
+                settings.root, conn.app, release=release_id(spec, secrets), command="deploy"
+            ) as lock,
         ):
             if lock.stale is not None:
                 bus.emit(
@@ -206,7 +223,9 @@ async def deploy(
                 if finished is not None:
                     return finished
             fleet = await observe_fleet(conn)
-            the_plan = build_plan(spec, fleet, regions=list(regions) or None, image=image)
+            the_plan = build_plan(
+                spec, fleet, regions=list(regions) or None, image=image, secrets=secrets
+            )
             if resumed is not None:
                 the_plan = with_health_gates(
                     the_plan,
@@ -231,7 +250,22 @@ async def deploy(
                 options=options,
                 command="deploy",
                 resumed_from=resumed.run if resumed else None,
-                rollback=automatic_rollback(how),
+                rollback=_after(before_rollback, automatic_rollback(how)),
                 fleet=fleet,
             )
             return await executor.run()
+
+
+def _after(
+    first: Callable[[], Awaitable[None]] | None,
+    hook: RollbackHook,
+) -> RollbackHook:
+    """Return ``hook``, run after ``first`` when there is one."""
+    if first is None:
+        return hook
+
+    async def run(failure: Failure) -> RollbackReport:
+        await first()
+        return await hook(failure)
+
+    return run

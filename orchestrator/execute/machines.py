@@ -45,7 +45,7 @@ from orchestrator.execute.context import StepContext
 from orchestrator.execute.gates import wait_healthy
 from orchestrator.execute.testhooks import kill_point
 from orchestrator.fly.models import Machine, MachineConfig
-from orchestrator.plan.config import META_CONFIG_DIGEST, META_LAUNCH_ID
+from orchestrator.plan.config import META_CONFIG_DIGEST, META_LAUNCH_ID, META_SECRETS_VERSION
 from orchestrator.plan.steps import Step
 
 __all__ = ["create_machine", "destroy_machine", "leased", "update_machine", "wait_version"]
@@ -288,6 +288,7 @@ async def create_machine(ctx: StepContext, step: Step) -> str:
                 region=step.region,
                 name=str(params.get("name") or "") or None,
                 lease_ttl=ctx.options.lease_ttl_s,
+                min_secrets_version=_secrets_version(config),
             )
             nonce = machine.nonce
         except (FlyAPIError, FlyTransportError) as exc:
@@ -430,7 +431,12 @@ async def update_machine(ctx: StepContext, step: Step) -> str:
         ctx.journal.step_result(ctx.run, step.id, {"machine_id": machine_id})
         try:
             updated = await ctx.client.update_machine(
-                ctx.app, machine_id, config, current_version=current_version, nonce=nonce
+                ctx.app,
+                machine_id,
+                config,
+                current_version=current_version,
+                nonce=nonce,
+                min_secrets_version=_secrets_version(config),
             )
         except FlyLeaseHeld:
             raise
@@ -464,6 +470,13 @@ async def update_machine(ctx: StepContext, step: Step) -> str:
     )
     ctx.journal.step_result(ctx.run, step.id, {"version": healthy.version})
     return f"machine {machine_id} updated {before_version} -> {healthy.version}, checks passing"
+
+
+def _secrets_version(config: Mapping[str, Any]) -> int | None:
+    """Return the secrets version the config was planned with (flyctl's min_secrets_version)."""
+    meta = config.get("metadata")
+    value = meta.get(META_SECRETS_VERSION) if isinstance(meta, Mapping) else None
+    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 def _checks(config: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]] | None:

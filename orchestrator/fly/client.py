@@ -759,6 +759,29 @@ class FlyClient:
             (AppSecret.from_api(s) for s in rows if isinstance(s, Mapping)), key=lambda s: s.name
         )
 
+    async def reveal_secrets(self, app: str, names: Sequence[str]) -> dict[str, str]:
+        """Return the current values of ``names`` that exist (``show_secrets=true``).
+
+        Only for putting values back after a failed rollout; the caller keeps them in memory.
+        A token without the permission to read values gets `FlyAuthError` or `FlyBadRequest`.
+        """
+        resp = await self._call(
+            "GET",
+            f"/v1/apps/{_seg(app)}/secrets",
+            "secrets.list",
+            app,
+            params=[("show_secrets", "true")],
+        )
+        rows = decode_object(resp).get("secrets")
+        wanted = set(names)
+        found: dict[str, str] = {}
+        for row in rows if isinstance(rows, list) else []:
+            if isinstance(row, Mapping) and row.get("name") in wanted:
+                value = row.get("value")
+                if isinstance(value, str):
+                    found[str(row["name"])] = value
+        return found
+
     async def set_secrets(self, app: str, values: Mapping[str, str]) -> int:
         """Set several secrets as one change and return the app's new secrets version.
 

@@ -14,7 +14,14 @@ from dataclasses import replace
 
 from orchestrator.errors import ConfigError
 from orchestrator.plan.assemble import Assembler, VolumePlan, fork_source, plan_waves
-from orchestrator.plan.config import RegionConfigs, autostops, machine_name, release_id
+from orchestrator.plan.config import (
+    META_SECRETS,
+    RegionConfigs,
+    Secrets,
+    autostops,
+    machine_name,
+    release_id,
+)
 from orchestrator.plan.fleet import Fleet, ObservedGuest, ObservedMachine, ObservedVolume
 from orchestrator.plan.model import Plan
 from orchestrator.plan.restore import build_restore_plan
@@ -63,6 +70,11 @@ def _update_reason(
     """Say why an existing machine needs an update (``config``, ``drift``, ``state``), or None."""
     if m.config_digest != desired.digest:
         return "config"
+    if desired.secrets is not None and m.metadata.get(META_SECRETS, "") != (
+        desired.secrets.fingerprint
+    ):
+        # The machine runs other secrets than the app has now (a staged `secrets set`).
+        return "secrets"
     # Someone changed the machine behind our back (fly scale vm, fly deploy) but kept our
     # metadata: the two fields Fly echoes back verbatim are enough to notice.
     if m.image != desired.image or m.guest != guest:
@@ -102,6 +114,7 @@ def build_plan(
     regions: Sequence[str] | None = None,
     image: str | None = None,
     destroy_volumes: bool = False,
+    secrets: Secrets | None = None,
 ) -> Plan:
     """Plan the steps that bring ``fleet`` to ``spec`` (pure, deterministic).
 
@@ -111,6 +124,8 @@ def build_plan(
         regions: regions to deploy (``None`` or empty: every region of the spec).
         image: an image that replaces the spec's (``invoke deploy --image``).
         destroy_volumes: scaling down also destroys the removed machines' volumes.
+        secrets: the app's secrets now; a machine launched with others is updated (reason
+            ``secrets``). ``None``: not known, not compared.
 
     Raises:
         ConfigError: an unknown region (names ``--region``), an empty image (``--image``), or
@@ -122,7 +137,7 @@ def build_plan(
         spec = replace(spec, image=image.strip())
     selected = _select(spec, regions)
     waves = plan_waves(spec_waves(spec), selected)
-    release = release_id(spec)
+    release = release_id(spec, secrets)
     asm = Assembler()
     notes: list[str] = []
     source = None
@@ -136,7 +151,9 @@ def build_plan(
 
     for wave in waves:
         for region in wave.regions:
-            _plan_region(spec, fleet, region, wave, release, destroy_volumes, source, asm, notes)
+            _plan_region(
+                spec, fleet, region, wave, release, destroy_volumes, source, asm, notes, secrets
+            )
 
     for m in fleet.unmanaged():
         if m.region in selected:
@@ -174,13 +191,14 @@ def _plan_region(
     source: ObservedVolume | None,
     asm: Assembler,
     notes: list[str],
+    secrets: Secrets | None = None,
 ) -> None:
     """Add the steps of one region: updates, creates with their volumes, destroys, gates."""
     rs = spec.regions[region]
     mount = spec.mount
     managed = fleet.managed_in(region)
     # One config and one digest per region: slots differ only in orch_slot and their volume.
-    desired = RegionConfigs(spec, region, release=release)
+    desired = RegionConfigs(spec, region, release=release, secrets=secrets)
     guest = ObservedGuest(**desired.guest)
     autostop = autostops(spec)
 

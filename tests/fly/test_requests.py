@@ -41,7 +41,7 @@ DOCUMENTED_METHODS = {
     "exec_machine", "list_events",
     "list_volumes", "create_volume", "get_volume", "update_volume", "destroy_volume",
     "extend_volume", "list_snapshots", "create_snapshot",
-    "list_secrets", "set_secrets", "unset_secret",
+    "list_secrets", "reveal_secrets", "set_secrets", "unset_secret",
     "list_regions",
 }  # fmt: skip
 
@@ -220,6 +220,15 @@ async def test_secrets_are_listed_without_values_and_changed_as_one_version(
     assert listing.query == []
     assert update.body == {"values": {"DB_URL": "postgres://x", "TOKEN": "t"}}
     assert delete.path_params == {"app_name": APP, "secret_name": "OLD"}
+
+
+async def test_reveal_secrets_asks_for_values_and_keeps_only_the_names_asked(
+    api: FlyAPI, fly: FlyClient
+) -> None:
+    listed = {"secrets": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}
+    api.on("Secrets_list", json_response(200, listed))
+    assert await fly.reveal_secrets(APP, ["B", "C"]) == {"B": "2"}
+    assert api.calls[0].query == [("show_secrets", "true")]
 
 
 async def test_create_machine_accepts_a_plain_config_dict(api: FlyAPI, fly: FlyClient) -> None:
