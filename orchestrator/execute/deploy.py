@@ -37,6 +37,7 @@ from orchestrator.execute.executor import (
 )
 from orchestrator.execute.journal import Journal, RunRecord
 from orchestrator.execute.lock import DeployLock
+from orchestrator.execute.release import MACHINE_LOGS
 from orchestrator.execute.resume import (
     chain_volumes,
     finish_rollback,
@@ -253,7 +254,13 @@ async def deploy(
                 rollback=_after(before_rollback, automatic_rollback(how)),
                 fleet=fleet,
             )
-            return await executor.run()
+            logs = MACHINE_LOGS.set(
+                settings.local_state_dir / "machines" if conn.backend == "local" else None
+            )
+            try:
+                return await executor.run()
+            finally:
+                MACHINE_LOGS.reset(logs)
 
 
 def _after(

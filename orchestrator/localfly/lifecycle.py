@@ -132,10 +132,19 @@ def machine_env(fly: LocalFly, m: MachineRecord, port: int) -> dict[str, str]:
     return env
 
 
+_PYTHON = frozenset({"{python}", "python", "python3"})
+
+
 def _argv(fly: LocalFly, m: MachineRecord) -> list[str]:
-    init_exec = (m.config.get("init") or {}).get("exec")
+    init = m.config.get("init") or {}
+    init_exec = init.get("exec")
     if init_exec:
         return [sys.executable if a == "{python}" else str(a) for a in init_exec]
+    cmd = init.get("cmd")
+    if cmd:
+        # init.cmd replaces the image's command (a release command). Images here are Python
+        # programs run by the server's interpreter, so `python` means that interpreter.
+        return [sys.executable if a in _PYTHON else str(a) for a in cmd]
     return resolve_command(str(m.config["image"]), fly.state_dir)
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "META_SECRETS_VERSION",
     "META_SLOT",
     "PROCESS_GROUP",
+    "RELEASE_COMMAND_GROUP",
     "RESTART_MAX_RETRIES",
     "RegionConfigs",
     "Secrets",
@@ -65,6 +66,8 @@ META_SECRETS = "orch_secrets"
 META_SECRETS_VERSION = "orch_secrets_version"
 
 PROCESS_GROUP = "app"
+# The process group Fly (and flyctl) give the temporary machine of a release command.
+RELEASE_COMMAND_GROUP = "fly_app_release_command"
 # flyctl's default for the on-failure policy; enough to ride out a crash loop at boot
 # without restarting forever.
 RESTART_MAX_RETRIES = 10

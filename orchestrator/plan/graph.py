@@ -11,11 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from orchestrator.errors import ConfigError
 from orchestrator.plan.assemble import Assembler, VolumePlan, fork_source, plan_waves
 from orchestrator.plan.config import (
+    META_PLATFORM_VERSION,
+    META_PROCESS_GROUP,
+    META_RELEASE,
     META_SECRETS,
+    META_SECRETS_VERSION,
+    RELEASE_COMMAND_GROUP,
     RegionConfigs,
     Secrets,
     autostops,
@@ -25,9 +31,10 @@ from orchestrator.plan.config import (
 from orchestrator.plan.fleet import Fleet, ObservedGuest, ObservedMachine, ObservedVolume
 from orchestrator.plan.model import Plan
 from orchestrator.plan.restore import build_restore_plan
+from orchestrator.plan.steps import Step, StepKind, step_id
 from orchestrator.spec.model import DeploySpec, WaveSpec
 
-__all__ = ["Plan", "build_plan", "build_restore_plan", "spec_waves"]
+__all__ = ["Plan", "build_plan", "build_restore_plan", "release_command_config", "spec_waves"]
 
 # A stopped machine is fine only when Fly's proxy stops idle machines on purpose (autostop).
 _COLD_STATES = frozenset({"stopped", "suspended", "created"})
@@ -171,14 +178,76 @@ def build_plan(
                     f"list; left alone (add regions/{code}.toml with count = 0 to remove them)"
                 )
     asm.resolve_primary_waits(spec.primary_region, notes)
+    graph = asm.link(waves, spec.primary_region)
+    if spec.release is not None and waves and _new_release(fleet, graph, release):
+        _add_release_command(spec, graph, release, secrets)
     return Plan(
         app=spec.app,
         release=release,
         waves=tuple(w.regions for w in waves),
-        graph=asm.link(waves, spec.primary_region),
+        graph=graph,
         notes=tuple(notes),
         wave_specs=waves,
     )
+
+
+def _new_release(fleet: Fleet, graph: Any, release: str) -> bool:
+    """Tell whether the plan starts machines on a release no managed machine runs yet."""
+    launches = any(
+        data["step"].kind in (StepKind.MACHINE_CREATE, StepKind.MACHINE_UPDATE)
+        for _, data in graph.nodes(data=True)
+    )
+    return launches and not any(m.managed and m.release == release for m in fleet.machines)
+
+
+def release_command_config(
+    spec: DeploySpec, release: str, secrets: Secrets | None = None
+) -> dict[str, Any]:
+    """Return the config of the temporary machine that runs the release command.
+
+    As Fly runs it: the new image with the app's env (and secrets), in the primary region, no
+    volume, no services or checks, never restarted; ``init.cmd`` is the command.
+    """
+    if spec.release is None:
+        raise ValueError("the spec has no release command")
+    config = RegionConfigs(spec, spec.primary_region, release=release, secrets=secrets).config(1)
+    for key in ("mounts", "services", "checks"):
+        config.pop(key, None)
+    config["restart"] = {"policy": "no"}
+    config["init"] = {"cmd": list(spec.release.argv)}
+    meta = config["metadata"]
+    config["metadata"] = {
+        META_PLATFORM_VERSION: "v2",
+        META_PROCESS_GROUP: RELEASE_COMMAND_GROUP,
+        META_RELEASE: release,
+        **{k: meta[k] for k in (META_SECRETS, META_SECRETS_VERSION) if k in meta},
+    }
+    return config
+
+
+def _add_release_command(
+    spec: DeploySpec, graph: Any, release: str, secrets: Secrets | None
+) -> None:
+    """Put the release command before every other step of the plan."""
+    if spec.release is None:
+        return
+    primary = spec.primary_region
+    roots = [n for n in graph.nodes if graph.in_degree(n) == 0]
+    step = Step(
+        id=step_id(primary, StepKind.RELEASE_COMMAND),
+        kind=StepKind.RELEASE_COMMAND,
+        region=primary,
+        wave=1,
+        params={
+            "command": list(spec.release.argv),
+            "timeout_s": spec.release.timeout_s,
+            "release": release,
+            "config": release_command_config(spec, release, secrets),
+        },
+    )
+    graph.add_node(step.id, step=step)
+    for root in roots:
+        graph.add_edge(step.id, root)
 
 
 def _plan_region(

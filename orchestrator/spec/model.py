@@ -17,6 +17,7 @@ __all__ = [
     "MountSpec",
     "OnFailure",
     "RegionSpec",
+    "ReleaseCommand",
     "Role",
     "ServiceSpec",
     "VMSize",
@@ -142,6 +143,20 @@ class WaveSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ReleaseCommand:
+    """``[deploy] release_command`` of fly.toml: run once per release before machines change.
+
+    Attributes:
+        argv: the command, split into words as a shell would.
+        timeout_s: ``release_command_timeout`` (flyctl's default: 5 minutes).
+    """
+
+    argv: tuple[str, ...]
+    timeout_s: float = 300.0
+    ignored_keys: tuple[str, ...] = field(default=(), compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class DrillObjectives:
     """``[drill]`` of ``regions/waves.toml``: what a disaster-recovery drill must achieve.
 
@@ -184,6 +199,7 @@ class DeploySpec:
         digest: sha256 of the canonical spec, for the journal.
         ignored_keys: fly.toml keys flyctl knows that this tool accepts but does not act on
             (``fly.toml: kill_signal``), so the command line can say so.
+        release: ``[deploy] release_command``, or ``None``.
     """
 
     app: str
@@ -199,6 +215,7 @@ class DeploySpec:
     root: str = ""
     digest: str = ""
     ignored_keys: tuple[str, ...] = ()
+    release: ReleaseCommand | None = None
 
     def wave_of(self, region: str) -> WaveSpec:
         """Return the wave that deploys ``region``."""

@@ -1,0 +1,144 @@
+"""Run ``release.command``: fly.toml's ``[deploy] release_command`` on a temporary machine.
+
+As Fly does it: a machine from the new image in the primary region, with the app's env and
+secrets and no volume, runs the command once; the deploy goes on only if it exits 0 within
+``release_command_timeout``. Otherwise the step fails with the command's exit and the tail of
+its output, and no other step has run (every step of the plan depends on this one). The machine
+is destroyed afterwards in every case. A release whose command already succeeded (a resumed
+deploy, or the same release deployed again) does not run it again.
+
+The output: Fly serves machine logs through its log pipeline, not the Machines API, so the
+tail is read from the local Fly's log file when the deploy runs against it
+(:data:`MACHINE_LOGS`, set by the deploy); on Fly.io the step names the machine for
+``fly logs``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import DeployError, FlyAPIError, FlyNotFound, FlyWaitTimeout
+from orchestrator.execute.context import StepContext
+from orchestrator.fly.models import MachineEvent
+from orchestrator.plan.config import META_PROCESS_GROUP, META_RELEASE, RELEASE_COMMAND_GROUP
+from orchestrator.plan.steps import Step
+
+__all__ = ["MACHINE_LOGS", "TAIL_LINES", "run_release_command"]
+
+# The local Fly's ``machines/`` directory while a deploy runs against it (None on Fly.io).
+MACHINE_LOGS: ContextVar[Path | None] = ContextVar("machine_logs", default=None)
+TAIL_LINES = 20
+_LOCAL_PREFIX = "[localfly]"
+
+
+def _tail(machine_id: str) -> list[str]:
+    logs = MACHINE_LOGS.get()
+    if logs is None:
+        return []
+    try:
+        text = (logs / machine_id / "log").read_text(errors="replace")
+    except OSError:
+        return []
+    lines = [line for line in text.splitlines() if not line.startswith(_LOCAL_PREFIX)]
+    return lines[-TAIL_LINES:]
+
+
+def _exit_code(events: list[MachineEvent]) -> int | None:
+    """Return the exit code of the newest ``exit`` event (events come newest first)."""
+    for event in events:
+        if event.type != "exit":
+            continue
+        request = event.raw.get("request")
+        exit_event = request.get("exit_event") if isinstance(request, dict) else None
+        if isinstance(exit_event, dict) and isinstance(exit_event.get("exit_code"), int):
+            return int(exit_event["exit_code"])
+    return None
+
+
+def _output(machine_id: str) -> str:
+    tail = _tail(machine_id)
+    if MACHINE_LOGS.get() is None:
+        return f"its output: `fly logs --machine {machine_id}`"
+    if not tail:
+        return "it printed nothing"
+    return "last lines of its output: " + " | ".join(tail)
+
+
+async def _leftovers(ctx: StepContext) -> None:
+    """Destroy release machines a killed run left behind (they never serve traffic)."""
+    machines = await ctx.client.list_machines(
+        ctx.app, metadata={META_PROCESS_GROUP: RELEASE_COMMAND_GROUP}
+    )
+    for m in machines:
+        if m.state in ("destroyed", "destroying"):
+            continue
+        with contextlib.suppress(FlyNotFound):
+            await ctx.client.destroy_machine(ctx.app, m.id, force=True)
+
+
+async def _wait_exit(ctx: StepContext, machine_id: str, deadline: float) -> bool:
+    """Wait until the machine has stopped (its command exited); False at the deadline."""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        try:
+            await ctx.client.wait_machine(
+                ctx.app, machine_id, state="stopped", timeout=min(60.0, max(1.0, left))
+            )
+            return True
+        except FlyWaitTimeout:
+            machine = await ctx.client.get_machine(ctx.app, machine_id)
+            if machine.state in ("stopped", "failed"):
+                return True
+
+
+async def run_release_command(ctx: StepContext, step: Step) -> str:
+    """Run the release command once for the release; fail the deploy if it fails."""
+    params = step.params
+    command = " ".join(str(a) for a in params.get("command") or [])
+    done = ctx.journal.previous_result(ctx.app, ctx.release, step.id, "exit_code")
+    if done == 0:
+        return f"release command `{command}` already succeeded for {ctx.release}; not run again"
+    await _leftovers(ctx)
+    config: dict[str, Any] = dict(params.get("config") or {})
+    timeout_s = float(params.get("timeout_s") or 300.0)
+    secrets = (config.get("metadata") or {}).get("orch_secrets_version")
+    machine = await ctx.client.create_machine(
+        ctx.app,
+        config,
+        region=step.region,
+        name=f"{ctx.app}-release-{ctx.run}",
+        min_secrets_version=int(secrets)
+        if isinstance(secrets, str) and secrets.isdigit()
+        else None,
+    )
+    ctx.journal.step_result(ctx.run, step.id, {"machine_id": machine.id})
+    try:
+        finished = await _wait_exit(ctx, machine.id, time.monotonic() + timeout_s)
+        if not finished:
+            raise DeployError(
+                f"release command `{command}` did not finish within {timeout_s:g}s "
+                f"(release_command_timeout) on machine {machine.id}; nothing else was changed; "
+                f"{_output(machine.id)}"
+            )
+        code = _exit_code(await ctx.client.list_events(ctx.app, machine.id))
+        if code != 0:
+            said = "exited without an exit code" if code is None else f"exited {code}"
+            raise DeployError(
+                f"release command `{command}` {said} on machine {machine.id}; nothing else "
+                f"was changed; {_output(machine.id)}"
+            )
+    finally:
+        with contextlib.suppress(FlyAPIError):
+            await ctx.client.destroy_machine(ctx.app, machine.id, force=True)
+    ctx.journal.step_result(ctx.run, step.id, {"exit_code": 0})
+    meta = config.get("metadata") or {}
+    return (
+        f"release command `{command}` exited 0 on machine {machine.id} "
+        f"({meta.get(META_RELEASE, ctx.release)}); machine destroyed"
+    )
