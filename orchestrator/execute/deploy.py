@@ -37,7 +37,7 @@ from orchestrator.execute.executor import (
 )
 from orchestrator.execute.journal import Journal, RunRecord
 from orchestrator.execute.lock import DeployLock
-from orchestrator.execute.release import MACHINE_LOGS
+from orchestrator.execute.logtail import MACHINE_LOGS
 from orchestrator.execute.resume import (
     chain_volumes,
     finish_rollback,

@@ -7,45 +7,24 @@ its output, and no other step has run (every step of the plan depends on this on
 is destroyed afterwards in every case. A release whose command already succeeded (a resumed
 deploy, or the same release deployed again) does not run it again.
 
-The output: Fly serves machine logs through its log pipeline, not the Machines API, so the
-tail is read from the local Fly's log file when the deploy runs against it
-(:data:`MACHINE_LOGS`, set by the deploy); on Fly.io the step names the machine for
-``fly logs``.
+The output tail comes from `orchestrator.execute.logtail` (the local Fly's log file; on
+Fly.io the step names the machine for ``fly logs``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from contextvars import ContextVar
-from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import DeployError, FlyAPIError, FlyNotFound, FlyWaitTimeout
 from orchestrator.execute.context import StepContext
+from orchestrator.execute.logtail import output
 from orchestrator.fly.models import MachineEvent
 from orchestrator.plan.config import META_PROCESS_GROUP, META_RELEASE, RELEASE_COMMAND_GROUP
 from orchestrator.plan.steps import Step
 
-__all__ = ["MACHINE_LOGS", "TAIL_LINES", "run_release_command"]
-
-# The local Fly's ``machines/`` directory while a deploy runs against it (None on Fly.io).
-MACHINE_LOGS: ContextVar[Path | None] = ContextVar("machine_logs", default=None)
-TAIL_LINES = 20
-_LOCAL_PREFIX = "[localfly]"
-
-
-def _tail(machine_id: str) -> list[str]:
-    logs = MACHINE_LOGS.get()
-    if logs is None:
-        return []
-    try:
-        text = (logs / machine_id / "log").read_text(errors="replace")
-    except OSError:
-        return []
-    lines = [line for line in text.splitlines() if not line.startswith(_LOCAL_PREFIX)]
-    return lines[-TAIL_LINES:]
-
+__all__ = ["run_release_command"]
 
 def _exit_code(events: list[MachineEvent]) -> int | None:
     """Return the exit code of the newest ``exit`` event (events come newest first)."""
@@ -57,15 +36,6 @@ def _exit_code(events: list[MachineEvent]) -> int | None:
         if isinstance(exit_event, dict) and isinstance(exit_event.get("exit_code"), int):
             return int(exit_event["exit_code"])
     return None
-
-
-def _output(machine_id: str) -> str:
-    tail = _tail(machine_id)
-    if MACHINE_LOGS.get() is None:
-        return f"its output: `fly logs --machine {machine_id}`"
-    if not tail:
-        return "it printed nothing"
-    return "last lines of its output: " + " | ".join(tail)
 
 
 async def _leftovers(ctx: StepContext) -> None:
@@ -124,14 +94,14 @@ async def run_release_command(ctx: StepContext, step: Step) -> str:
             raise DeployError(
                 f"release command `{command}` did not finish within {timeout_s:g}s "
                 f"(release_command_timeout) on machine {machine.id}; nothing else was changed; "
-                f"{_output(machine.id)}"
+                f"{output(machine.id)}"
             )
         code = _exit_code(await ctx.client.list_events(ctx.app, machine.id))
         if code != 0:
             said = "exited without an exit code" if code is None else f"exited {code}"
             raise DeployError(
                 f"release command `{command}` {said} on machine {machine.id}; nothing else "
-                f"was changed; {_output(machine.id)}"
+                f"was changed; {output(machine.id)}"
             )
     finally:
         with contextlib.suppress(FlyAPIError):

@@ -278,11 +278,15 @@ async def _watch(fly: LocalFly, m: MachineRecord, proc: Proc) -> None:
         again = policy == "always" or (policy == "on-failure" and rc != 0 and m.restarts < retries)
         _log(fly, m, f"process {proc.pid} exited with status {rc}; restart: {again}")
         _stop_checks(fly, m, None if again else "machine is not running")
+        # As Fly reports it: how many restarts this exit makes (flyctl's smoke checks read it).
         fly.event(
             m,
             "exit",
             "starting" if again else "stopped",
-            request={"exit_event": _exit_event(rc, False, again)},
+            request={
+                "exit_event": _exit_event(rc, False, again),
+                "restart_count": m.restarts + 1 if again else m.restarts,
+            },
         )
         if not again:
             fly.set_state(m, "stopped")
