@@ -48,9 +48,18 @@ from orchestrator.fly.models import Machine, MachineConfig
 from orchestrator.plan.config import META_CONFIG_DIGEST, META_LAUNCH_ID, META_SECRETS_VERSION
 from orchestrator.plan.steps import Step
 
-__all__ = ["create_machine", "destroy_machine", "leased", "update_machine", "wait_version"]
+__all__ = [
+    "NOT_FOUND_GRACE_S",
+    "create_machine",
+    "destroy_machine",
+    "leased",
+    "update_machine",
+    "wait_version",
+]
 
 _GONE = frozenset({"destroyed", "destroying"})
+# How long /wait may answer 404 for a machine just created (flyctl retries it too).
+NOT_FOUND_GRACE_S = 10.0
 
 
 @contextlib.asynccontextmanager
@@ -160,8 +169,13 @@ async def wait_version(
     version: str | None,
     state: str = "started",
     read: bool = True,
+    fresh: bool = False,
 ) -> Machine | None:
     """Long-poll ``/wait`` until the machine is in ``state`` at ``version``, then verify it.
+
+    ``fresh``: the machine was just created. Fly may not know it on the host that answers
+    ``/wait`` for a moment, and answers 404; as flyctl does, that is retried for
+    `NOT_FOUND_GRACE_S` before it counts.
 
     Args:
         read: read the machine once ``/wait`` answered and return it. A caller that waited
@@ -174,6 +188,8 @@ async def wait_version(
             (it reverted), or it ended in a state it will not leave.
     """
     deadline = time.monotonic() + ctx.options.machine_timeout_s
+    unknown_until = time.monotonic() + NOT_FOUND_GRACE_S if fresh else 0.0
+    pause = 0.1
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -187,6 +203,12 @@ async def wait_version(
                 ctx.app, machine_id, state=state, version=version, timeout=min(60.0, left)
             )
             break
+        except FlyNotFound:
+            if time.monotonic() + pause > min(unknown_until, deadline):
+                raise
+            # Not known yet where /wait is answered (just created): back off, ask again.
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
         except FlyWaitTimeout:
             current = await ctx.client.get_machine(ctx.app, machine_id)
             if current.state in ("failed", "destroyed") and state != current.state:
@@ -321,7 +343,7 @@ async def create_machine(ctx: StepContext, step: Step) -> str:
             with contextlib.suppress(FlyAPIError):
                 await ctx.client.start_machine(ctx.app, machine.id, nonce=held)
         expected = machine.version or None
-        started = await wait_version(ctx, machine.id, version=expected, read=False)
+        started = await wait_version(ctx, machine.id, version=expected, read=False, fresh=True)
         healthy = await wait_healthy(
             ctx,
             machine.id,

@@ -13,6 +13,7 @@ Fly.io the step names the machine for ``fly logs``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from orchestrator.errors import DeployError, FlyAPIError, FlyNotFound, FlyWaitTimeout
 from orchestrator.execute.context import StepContext
 from orchestrator.execute.logtail import output
+from orchestrator.execute.machines import NOT_FOUND_GRACE_S
 from orchestrator.fly.models import MachineEvent
 from orchestrator.plan.config import META_PROCESS_GROUP, META_RELEASE, RELEASE_COMMAND_GROUP
 from orchestrator.plan.steps import Step
@@ -52,6 +54,8 @@ async def _leftovers(ctx: StepContext) -> None:
 
 async def _wait_exit(ctx: StepContext, machine_id: str, deadline: float) -> bool:
     """Wait until the machine has stopped (its command exited); False at the deadline."""
+    unknown_until = time.monotonic() + NOT_FOUND_GRACE_S
+    pause = 0.1
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -61,6 +65,12 @@ async def _wait_exit(ctx: StepContext, machine_id: str, deadline: float) -> bool
                 ctx.app, machine_id, state="stopped", timeout=min(60.0, max(1.0, left))
             )
             return True
+        except FlyNotFound:
+            # Just created: Fly may not know it where /wait is answered yet (see wait_version).
+            if time.monotonic() + pause > unknown_until:
+                raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
         except FlyWaitTimeout:
             machine = await ctx.client.get_machine(ctx.app, machine_id)
             if machine.state in ("stopped", "failed"):
