@@ -465,6 +465,52 @@ def secrets(c, action, stage=False, json_=False):
         raise Exit(f"error: {result.deploy.error}" if result.deploy.error else "", 1)
 
 
+@task(
+    help={
+        "region": "The region of the machine (required).",
+        "machine": "The machine (id or name); default: the region's first started machine.",
+        "timeout": "Seconds the command may run (1-60, default 30).",
+        "json": "Print only the result as JSON on stdout.",
+    },
+)
+def ssh(c, region=None, machine=None, timeout=None, json_=False):
+    """Run the command after -- on a machine, or show its processes, volume and memory."""
+    from orchestrator import ssh as shell
+    from orchestrator.errors import ConfigError
+    from orchestrator.render.ssh import inspection_view
+
+    with _errors():
+        if not region:
+            raise ConfigError("name the machine's region, e.g. --region syd", where="--region")
+        seconds = None
+        if timeout is not None:
+            if not str(timeout).isdigit():
+                raise ConfigError(f"expected whole seconds, got {timeout!r}", where="--timeout")
+            seconds = int(timeout)
+        command = _after_dashes(c)
+        settings = _settings(c)
+        if not command:
+            found = _run(shell.inspect_machine(settings, region=region, machine=machine))
+            if json_:
+                _print_json(found.to_json())
+            else:
+                make_console().print(inspection_view(found))
+            return
+        done = _run(
+            shell.run_command(
+                settings, region=region, command=command, machine=machine, timeout=seconds
+            )
+        )
+    if json_:
+        _print_json(done.to_json())
+    else:
+        _emit(done.result.stdout)
+        if done.result.stderr:
+            sys.stderr.write(done.result.stderr)
+    if done.result.exit_code:
+        raise Exit(code=done.result.exit_code)
+
+
 # -- the local Fly ----------------------------------------------------------------------------
 
 
@@ -511,3 +557,4 @@ def local_status(c):
 local = Collection("local", local_up, local_down, local_status)
 ns = Collection(plan, deploy, rollback, scale, status, logs, drill, local)
 ns.add_task(secrets)
+ns.add_task(ssh)

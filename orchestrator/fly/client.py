@@ -49,6 +49,7 @@ from orchestrator.fly.models import (
     Machine,
     MachineConfig,
     MachineEvent,
+    ProcessStat,
     Region,
     Snapshot,
     Volume,
@@ -100,6 +101,7 @@ def trace_calls() -> Iterator[CallTrace]:
         yield trace
     finally:
         _TRACE.reset(token)
+
 
 _USER_AGENT = "fly-orchestrator/0.1"
 # Room on top of a long poll's own timeout, so httpx does not give up before Fly answers.
@@ -613,6 +615,12 @@ class FlyClient:
             timeout=timeout + _LONG_POLL_MARGIN_S,
         )
         return ExecResult.from_api(decode_object(resp))
+
+    async def list_processes(self, app: str, machine_id: str) -> list[ProcessStat]:
+        """Return the processes running in a machine (``GET .../ps``), by pid."""
+        resp = await self._call("GET", f"{_m(app, machine_id)}/ps", "machine.ps", app, machine_id)
+        rows = [ProcessStat.from_api(p) for p in decode_array(resp) if isinstance(p, Mapping)]
+        return sorted(rows, key=lambda p: p.pid)
 
     async def list_events(
         self, app: str, machine_id: str, *, limit: int | None = None

@@ -383,6 +383,42 @@ class ExecResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessStat:
+    """One process of a machine, as ``GET .../ps`` lists it.
+
+    Attributes:
+        pid: the process id (inside the machine).
+        command: its command line.
+        directory: its working directory.
+        cpu_ms: CPU time used, milliseconds.
+        rss_bytes: resident memory, bytes.
+        listening: addresses it listens on (``127.0.0.1:8080``).
+    """
+
+    pid: int
+    command: str = ""
+    directory: str = ""
+    cpu_ms: int = 0
+    rss_bytes: int = 0
+    listening: tuple[str, ...] = ()
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> ProcessStat:
+        d = _map(data)
+        sockets = d.get("listen_sockets") if isinstance(d.get("listen_sockets"), list) else []
+        return cls(
+            pid=_int(d.get("pid")),
+            command=_str(d.get("command")),
+            directory=_str(d.get("directory")),
+            cpu_ms=_int(d.get("cpu")),
+            rss_bytes=_int(d.get("rss")),
+            listening=tuple(
+                _str(s.get("address")) for s in sockets or [] if isinstance(s, Mapping)
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class AppSecret:
     """An app secret as listed: its name and digest, never its value.
 

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from orchestrator.localfly import lifecycle
 from orchestrator.localfly.core import RUNNING, Call, LocalFly, json_response
+from orchestrator.localfly.procs import map_mounts
 from orchestrator.localfly.state import MachineRecord
 from orchestrator.localfly.util import ApiError, parse_duration
 from orchestrator.localfly.validate import check_body, check_signal
@@ -230,6 +231,8 @@ async def exec_machine(fly: LocalFly, call: Call) -> Response:
         raise ApiError(412, f"machine {m.id} is not started (state {m.state})")
     timeout = float(body.get("timeout") or 30)
     env = lifecycle.machine_env(fly, m, m.port or 0)
+    root = fly.machine_dir(m.id) / "root"
+    command = map_mounts([str(w) for w in command], m.config.get("mounts") or [], root)
     try:
         proc = await asyncio.create_subprocess_exec(
             *command,

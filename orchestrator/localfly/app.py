@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from orchestrator.localfly import actions, admin, apps, leases, machines, secrets, volumes
+from orchestrator.localfly import actions, admin, apps, leases, machines, procs, secrets, volumes
 from orchestrator.localfly.core import Call, LocalFly, json_response
 from orchestrator.localfly.proxy import EdgeProxy
 from orchestrator.localfly.ratelimit import RateLimiter
@@ -98,6 +98,7 @@ ROUTES: tuple[Route, ...] = (
     _r("POST", _M + "/uncordon", "Machines_uncordon", actions.uncordon),
     _r("GET", _M + "/wait", "Machines_wait", actions.wait_machine),
     _r("POST", _M + "/exec", "Machines_exec", actions.exec_machine),
+    _r("GET", _M + "/ps", "Machines_list_processes", procs.list_processes),
     _r("GET", _M + "/lease", "Machines_show_lease", leases.get_lease),
     _r("POST", _M + "/lease", "Machines_create_lease", leases.acquire_lease),
     _r("DELETE", _M + "/lease", "Machines_release_lease", leases.release_lease),

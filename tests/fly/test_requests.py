@@ -38,7 +38,7 @@ DOCUMENTED_METHODS = {
     "start_machine", "stop_machine", "restart_machine", "cordon_machine", "uncordon_machine",
     "wait_machine", "get_lease", "acquire_lease", "release_lease",
     "get_metadata", "update_metadata", "set_metadata", "delete_metadata",
-    "exec_machine", "list_events",
+    "exec_machine", "list_events", "list_processes",
     "list_volumes", "create_volume", "get_volume", "update_volume", "destroy_volume",
     "extend_volume", "list_snapshots", "create_snapshot",
     "list_secrets", "reveal_secrets", "set_secrets", "unset_secret",
@@ -618,3 +618,26 @@ async def test_an_unknown_machine_is_not_found(api: FlyAPI, fly: FlyClient) -> N
     with pytest.raises(FlyNotFound, match="machine not found"):
         await fly.get_machine(APP, "nope")
     assert len(api.calls) == 1
+
+
+async def test_list_processes_reads_fly_process_stats(api: FlyAPI, fly: FlyClient) -> None:
+    rows = [
+        {"pid": 9, "command": "sleep 1", "rss": 10, "cpu": 3, "listen_sockets": []},
+        {
+            "pid": 1,
+            "command": "python -m app",
+            "directory": "/app",
+            "rss": 25_000_000,
+            "cpu": 1200,
+            "listen_sockets": [{"address": "0.0.0.0:8080", "proto": "tcp"}],
+        },
+    ]
+    api.on("Machines_list_processes", json_response(200, rows))
+    procs = await fly.list_processes(APP, MID)
+    assert api.calls[0].path_params == {"app_name": APP, "machine_id": MID}
+    assert [p.pid for p in procs] == [1, 9]
+    assert (procs[0].rss_bytes, procs[0].cpu_ms, procs[0].listening) == (
+        25_000_000,
+        1200,
+        ("0.0.0.0:8080",),
+    )
