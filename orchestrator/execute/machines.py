@@ -408,8 +408,16 @@ async def _drop_duplicates(ctx: StepContext, step: Step, launch_id: str, *, keep
             step_id=step.id,
             region=step.region,
         )
+        # A retried create with lease_ttl made it leased, with a nonce nobody saw: Fly refuses
+        # to destroy it until that lease is taken over, so wait it out (one TTL at most).
         with contextlib.suppress(FlyNotFound):
-            await ctx.client.destroy_machine(ctx.app, extra.id, force=True)
+            async with leased(
+                ctx,
+                extra.id,
+                description=f"drop duplicate of {step.id}",
+                wait_s=ctx.options.lease_ttl_s + 2.0,
+            ) as nonce:
+                await ctx.client.destroy_machine(ctx.app, extra.id, force=True, nonce=nonce)
 
 
 async def update_machine(ctx: StepContext, step: Step) -> str:
@@ -465,7 +473,16 @@ async def update_machine(ctx: StepContext, step: Step) -> str:
         except FlyConflict as exc:
             now = await ctx.client.get_machine(ctx.app, machine_id)
             if now.version == current_version:
-                raise
+                # Same version: not a change behind our back but the lease (ours lapsed and
+                # someone else took it), which Fly answers with the same 409.
+                raise FlyLeaseHeld(
+                    exc.message,
+                    status_code=exc.status_code,
+                    fly_status=exc.fly_status,
+                    request_id=exc.request_id,
+                    method=exc.method,
+                    path=exc.path,
+                ) from exc
             raise DeployError(
                 f"machine {machine_id} changed since the plan was made: it is at version "
                 f"{now.version}, the plan expected {current_version}; nothing was sent "

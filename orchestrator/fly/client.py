@@ -375,10 +375,10 @@ class FlyClient:
     ) -> None:
         """Destroy a machine; ``force`` kills it even when it is running.
 
-        Sends ``force=true`` as the OpenAPI spec names the parameter. fly-go's ``Destroy``
-        (flaps_machines.go) sends ``kill=true`` instead, which the spec does not declare.
+        Sends ``force=true`` as the OpenAPI spec names the parameter and ``kill=true`` as
+        fly-go's ``Destroy`` (flaps_machines.go) does, which is what Fly acts on.
         """
-        params: _Query | None = [("force", "true")] if force else None
+        params: _Query | None = [("force", "true"), ("kill", "true")] if force else None
         call = _new_call(
             "DELETE",
             _m(app, machine_id),
@@ -485,16 +485,24 @@ class FlyClient:
     ) -> Lease:
         """Take the machine's lease for ``ttl`` seconds, or refresh ours by passing its ``nonce``.
 
-        Sends ``{ttl, description}`` as the JSON body, as the OpenAPI spec says (fly-go sends
-        ``?ttl=N`` instead). Reads both the documented ``{"status", "data": {...}}`` answer and the
-        spec's flat ``Lease``. Any 409 is `FlyLeaseHeld`: someone else holds it.
+        Sends the TTL as ``?ttl=N`` as fly-go does (what Fly reads) and, with the description,
+        in the JSON body as the OpenAPI spec says. Reads both the documented
+        ``{"status", "data": {...}}`` answer and the spec's flat ``Lease``. Any 409 is
+        `FlyLeaseHeld`: someone else holds it.
         """
         body: dict[str, Any] = {"ttl": int(ttl)}
         if description is not None:
             body["description"] = description
         path = f"{_m(app, machine_id)}/lease"
         call = _new_call(
-            "POST", path, "machine.lease.acquire", app, machine_id, body=body, nonce=nonce
+            "POST",
+            path,
+            "machine.lease.acquire",
+            app,
+            machine_id,
+            params=[("ttl", int(ttl))],
+            body=body,
+            nonce=nonce,
         )
         try:
             resp = await self._send(call)

@@ -278,16 +278,16 @@ async def test_update_machine_with_a_stale_version_is_a_conflict(
     assert len(api.calls) == 1
 
 
-async def test_destroy_machine_sends_force_as_the_spec_names_it(
+async def test_destroy_machine_sends_force_and_kill_as_fly_go_does(
     api: FlyAPI, fly: FlyClient
 ) -> None:
     # The spec names the parameter ``force``; fly-go's Destroy sends ``kill=true``, which the
-    # document does not declare (the handler would refuse it). We follow the document.
+    # document does not declare. Fly acts on what fly-go sends: both go (openapi.FLY_GO_QUERY).
     api.on("Machines_delete", json_response(200, {"ok": True}))
     await fly.destroy_machine(APP, MID, force=True, nonce=NONCE)
     await fly.destroy_machine(APP, MID)
     forced, plain = api.calls
-    assert forced.query == [("force", "true")]
+    assert forced.query == [("force", "true"), ("kill", "true")]
     assert forced.headers["fly-machine-lease-nonce"] == NONCE
     assert plain.query == []
     assert "fly-machine-lease-nonce" not in plain.headers
@@ -350,17 +350,17 @@ async def test_wait_machine_clamps_the_timeout_to_fly_go_bounds(
 @pytest.mark.parametrize(
     "answer", [samples.LEASE_FLAT, samples.LEASE_WRAPPED], ids=["spec-flat", "real-wrapped"]
 )
-async def test_acquire_lease_sends_ttl_in_the_body_and_reads_either_answer_shape(
+async def test_acquire_lease_sends_ttl_as_fly_go_does_and_reads_either_answer_shape(
     api: FlyAPI, fly: FlyClient, answer: dict[str, object]
 ) -> None:
     # The spec's Lease is flat; Fly's docs and fly-go answer {"status": "success", "data": ...}.
-    # Both must give the nonce. The ttl goes in the JSON body as the spec says (fly-go sends
-    # ?ttl=N, which the document does not declare).
+    # Both must give the nonce. The ttl goes as ?ttl=N as fly-go sends it (what Fly reads; the
+    # document does not declare it: openapi.FLY_GO_QUERY) and in the body as the spec says.
     api.on("Machines_create_lease", json_response(201, answer))
     lease = await fly.acquire_lease(APP, MID, ttl=13, description="orchestrator deploy v2")
     (call,) = api.calls
     assert call.body == {"ttl": 13, "description": "orchestrator deploy v2"}
-    assert call.query == []
+    assert call.query == [("ttl", "13")]
     assert "fly-machine-lease-nonce" not in call.headers
     assert lease.nonce == NONCE
     assert lease.expires_at == 1722506473
