@@ -360,13 +360,17 @@ class FlyClient:
         call.headers = {NONCE_HEADER: nonce} if nonce else {}
         try:
             resp = await self._send(call)
-        except FlyConflict:
+        except FlyConflict as exc:
             # Our first attempt may have been applied before its answer was lost; the retry
             # then meets the version it made. That machine is the answer we never got.
             if call.ambiguous and current_version is not None:
                 machine = await self.get_machine(app, machine_id)
                 if machine.version != current_version and _same_config(machine, body["config"]):
                     return machine
+            if current_version is None and not isinstance(exc, FlyLeaseHeld):
+                # Without a version guard the only conflict an update can meet is the lease
+                # (the shape of the request says so, not the wording of the answer).
+                raise _lease_held(exc) from exc
             raise
         return Machine.from_api(decode_object(resp))
 
@@ -514,14 +518,7 @@ class FlyClient:
                     return held
             if isinstance(exc, FlyLeaseHeld):
                 raise
-            raise FlyLeaseHeld(
-                exc.message,
-                status_code=exc.status_code,
-                fly_status=exc.fly_status,
-                request_id=exc.request_id,
-                method=exc.method,
-                path=exc.path,
-            ) from exc
+            raise _lease_held(exc) from exc
         lease = Lease.from_api(decode_object(resp))
         if not lease.nonce:
             raise FlyAPIError(
@@ -952,6 +949,17 @@ def _new_call(
         body=body,
         headers={NONCE_HEADER: nonce} if nonce else {},
         timeout=timeout,
+    )
+
+
+def _lease_held(exc: FlyAPIError) -> FlyLeaseHeld:
+    return FlyLeaseHeld(
+        exc.message,
+        status_code=exc.status_code,
+        fly_status=exc.fly_status,
+        request_id=exc.request_id,
+        method=exc.method,
+        path=exc.path,
     )
 
 

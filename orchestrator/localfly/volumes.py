@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
-import secrets
+import os
 import shutil
 from typing import Any
 
@@ -83,6 +84,50 @@ async def list_volumes(fly: LocalFly, call: Call) -> Response:
     return json_response([volume_to_api(fly, v, summary=call.flag("summary")) for v in rows])
 
 
+ZONES_ENV = "LOCALFLY_ZONES_PER_REGION"
+DEFAULT_ZONES = 3
+
+
+def zones_per_region() -> int:
+    """Return how many hardware zones each region has (``LOCALFLY_ZONES_PER_REGION``, 3)."""
+    text = os.environ.get(ZONES_ENV, "")
+    return int(text) if text.isdigit() and int(text) > 0 else DEFAULT_ZONES
+
+
+def region_zones(region: str) -> list[str]:
+    """Return a region's zone ids (4 hex digits, like Fly's, stable per region)."""
+    count = zones_per_region()
+    return [hashlib.sha256(f"{region}:{i}".encode()).hexdigest()[:4] for i in range(count)]
+
+
+def pick_zone(fly: LocalFly, app: str, region: str, name: str, *, unique: bool) -> str:
+    """Place a new volume in one of the region's zones, as Fly does.
+
+    With ``require_unique_zone`` (Fly's default) a volume goes to a zone that holds no other
+    volume of the app with the same name, and the create fails when every zone holds one;
+    without it, to the zone with the fewest volumes.
+    """
+    zones = region_zones(region)
+    live = [v for v in fly.volumes.values() if v.region == region and v.state != "pending_destroy"]
+    if unique:
+        taken = {v.zone for v in live if v.app == app and v.name == name}
+        free = [z for z in zones if z not in taken]
+        if not free:
+            raise ApiError(
+                422,
+                f"no zone left in {region} for another volume named {name}: each of its "
+                f"{len(zones)} zones holds one (require_unique_zone); create it with "
+                "require_unique_zone false to share a zone",
+                fly_status="insufficient_capacity",
+            )
+        return free[0]
+    load = {z: 0 for z in zones}
+    for v in live:
+        if v.zone in load:
+            load[v.zone] += 1
+    return min(zones, key=lambda z: (load[z], zones.index(z)))
+
+
 async def create_volume(fly: LocalFly, call: Call) -> Response:
     """Answer ``POST /apps/{app}/volumes``: empty, forked (``source_volume_id``) or restored."""
     app = fly.app(call.params["app_name"]).name
@@ -120,6 +165,7 @@ async def create_volume(fly: LocalFly, call: Call) -> Response:
         )
     size = _size(body.get("size_gb", size_floor), size_floor)
     retention = _retention(body.get("snapshot_retention", 5))
+    zone = pick_zone(fly, app, region, name, unique=body.get("require_unique_zone") is not False)
     vid = volume_id()
     v = VolumeRecord(
         id=vid,
@@ -132,7 +178,7 @@ async def create_volume(fly: LocalFly, call: Call) -> Response:
         encrypted=bool(body.get("encrypted", True)),
         snapshot_retention=retention,
         auto_backup_enabled=bool(body.get("auto_backup_enabled", True)),
-        zone=secrets.token_hex(2),
+        zone=zone,
         fstype=str(body.get("fstype") or "ext4"),
     )
     data = fly.volume_data(vid)
