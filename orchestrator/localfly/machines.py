@@ -15,7 +15,7 @@ from orchestrator.localfly.core import RUNNING, Call, LocalFly, json_response
 from orchestrator.localfly.images import parse_image, resolve_command
 from orchestrator.localfly.regions import NEAREST
 from orchestrator.localfly.state import LeaseRecord, MachineRecord
-from orchestrator.localfly.util import ApiError, iso_now, machine_id, nonce, ulid
+from orchestrator.localfly.util import ApiError, iso_now, machine_id, nonce, show, ulid
 from orchestrator.localfly.validate import (
     check_body,
     check_config,
@@ -185,7 +185,7 @@ def _attach_mounts(fly: LocalFly, m: MachineRecord, config: dict[str, Any]) -> l
         vid = str(mount["volume"])
         v = fly.volumes.get(vid)
         if v is None or v.app != m.app or v.state in ("pending_destroy", "destroyed"):
-            raise ApiError(400, f"volume {vid!r} not found for app {m.app}")
+            raise ApiError(400, f"volume {show(vid)} not found for app {m.app}")
         if v.region != m.region:
             raise ApiError(
                 400,
@@ -214,7 +214,7 @@ async def create_machine(fly: LocalFly, call: Call) -> Response:
     if name and any(
         x.app == app and x.name == name and x.state != "destroyed" for x in fly.machines.values()
     ):
-        raise ApiError(422, f"a machine named {name!r} already exists", fly_status="name_taken")
+        raise ApiError(422, f"a machine named {show(name)} already exists", fly_status="name_taken")
     ttl = body.get("lease_ttl")
     if ttl is not None and ttl < 1:
         raise ApiError(400, "lease_ttl must be at least 1 second")

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from orchestrator.localfly import disk
 from orchestrator.localfly.core import Call, LocalFly, json_response
 from orchestrator.localfly.state import SnapshotRecord, VolumeRecord
-from orchestrator.localfly.util import ApiError, iso_now, snapshot_id, volume_id
+from orchestrator.localfly.util import ApiError, iso_now, show, snapshot_id, volume_id
 from orchestrator.localfly.validate import VOLUME_NAME, check_body, check_region
 
 __all__ = [
@@ -67,13 +67,13 @@ def _size(value: Any, at_least: int = 1) -> int:
         or isinstance(value, bool)
         or not at_least <= value <= MAX_SIZE_GB
     ):
-        raise ApiError(400, f"invalid size_gb {value!r}: between {at_least} and {MAX_SIZE_GB}")
+        raise ApiError(400, f"invalid size_gb {show(value)}: between {at_least} and {MAX_SIZE_GB}")
     return value
 
 
 def _retention(value: Any) -> int:
     if not isinstance(value, int) or not 1 <= value <= 60:
-        raise ApiError(400, f"invalid snapshot_retention {value!r}: 1 to 60 days")
+        raise ApiError(400, f"invalid snapshot_retention {show(value)}: 1 to 60 days")
     return value
 
 
@@ -140,7 +140,7 @@ async def create_volume(fly: LocalFly, call: Call) -> Response:
     if source_id:
         source = fly.volumes.get(source_id)
         if source is None or source.app != app or source.state == "pending_destroy":
-            raise ApiError(400, f"source volume {source_id!r} not found")
+            raise ApiError(400, f"source volume {show(source_id)} not found")
         size_floor = source.size_gb
         region = check_region(body.get("region") or source.region)
         name = body.get("name") or source.name
@@ -150,7 +150,7 @@ async def create_volume(fly: LocalFly, call: Call) -> Response:
         if snap_id:
             snap = fly.snapshots.get(snap_id)
             if snap is None or snap.app != app:
-                raise ApiError(400, f"snapshot {snap_id!r} not found")
+                raise ApiError(400, f"snapshot {show(snap_id)} not found")
             if snap.status != "created":
                 raise ApiError(400, f"snapshot {snap_id} is not ready (status {snap.status})")
             size_floor = max(1, math.ceil(snap.volume_size / GIB))
@@ -161,7 +161,8 @@ async def create_volume(fly: LocalFly, call: Call) -> Response:
     if not isinstance(name, str) or not VOLUME_NAME.match(name):
         raise ApiError(
             400,
-            f"invalid volume name {name!r}: lowercase letters, numbers and underscores, at most 30",
+            f"invalid volume name {show(name)}: lowercase letters, numbers and underscores, "
+            "at most 30",
         )
     size = _size(body.get("size_gb", size_floor), size_floor)
     retention = _retention(body.get("snapshot_retention", 5))
