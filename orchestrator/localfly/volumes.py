@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from orchestrator.localfly import disk
 from orchestrator.localfly.core import Call, LocalFly, json_response
+from orchestrator.localfly.regions import REGIONS, distance_km
 from orchestrator.localfly.state import SnapshotRecord, VolumeRecord
 from orchestrator.localfly.util import ApiError, iso_now, show, snapshot_id, volume_id
 from orchestrator.localfly.validate import VOLUME_NAME, check_body, check_region
@@ -193,6 +194,8 @@ async def create_volume(fly: LocalFly, call: Call) -> Response:
     # data is already in place, so the volume is mountable throughout.
     transient = "hydrating" if source else "restoring" if snap else "created"
     delay = fly.profile.duration("create", fly.rng) if transient != "created" else 0.0
+    if source is not None and source.region != region:
+        delay += _transfer_s(fly, source.region, region, size)
     v.state = transient if delay > 0 else "created"
     fly.volumes[vid] = v
     fly.save(v)
@@ -206,6 +209,18 @@ async def create_volume(fly: LocalFly, call: Call) -> Response:
 
         fly.track(settle())
     return json_response(volume_to_api(fly, v))
+
+
+# Seconds per GB per API-latency second: a cross-region fork copies the volume over the same
+# distance a call travels, far slower than a call (Fly hydrates remote forks in the background).
+_HYDRATE_PER_GB = 10.0
+
+
+def _transfer_s(fly: LocalFly, source: str, target: str, size_gb: int) -> float:
+    """Return how much longer a fork from ``source`` into ``target`` hydrates (the profile's)."""
+    km = distance_km(source, target) if source in REGIONS and target in REGIONS else 0.0
+    per_call = fly.profile.api_per_1000km_s * km / 1000.0
+    return per_call * _HYDRATE_PER_GB * size_gb * fly.profile.time_factor
 
 
 async def get_volume(fly: LocalFly, call: Call) -> Response:
