@@ -129,7 +129,14 @@ async def plan(
     async with connect(settings) as conn:
         fleet = await observe_fleet(conn)
         secrets = await observe_secrets(conn.client, conn.app, settings.root)
-    return build_plan(spec, fleet, regions=list(regions) or None, image=image, secrets=secrets)
+    return build_plan(
+        spec,
+        fleet,
+        regions=list(regions) or None,
+        image=image,
+        secrets=secrets,
+        release_command=True,
+    )
 
 
 async def deploy(
@@ -192,7 +199,14 @@ async def deploy(
         if request.dry_run:
             fleet = await observe_fleet(conn)
             return DryRun(
-                build_plan(spec, fleet, regions=list(regions) or None, image=image, secrets=secrets)
+                build_plan(
+                    spec,
+                    fleet,
+                    regions=list(regions) or None,
+                    image=image,
+                    secrets=secrets,
+                    release_command=True,
+                )
             )
         with (
             Journal.open(settings.root) as journal,
@@ -225,7 +239,12 @@ async def deploy(
                     return finished
             fleet = await observe_fleet(conn)
             the_plan = build_plan(
-                spec, fleet, regions=list(regions) or None, image=image, secrets=secrets
+                spec,
+                fleet,
+                regions=list(regions) or None,
+                image=image,
+                secrets=secrets,
+                release_command=True,
             )
             if resumed is not None:
                 the_plan = with_health_gates(

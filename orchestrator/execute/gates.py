@@ -80,6 +80,19 @@ def _newest_exit(machine: Machine) -> Mapping[str, Any] | None:
     return None
 
 
+def _uptime_s(machine: Machine) -> float | None:
+    """Return the seconds since the machine's latest start event (None when it has none).
+
+    Fly stamps events in milliseconds since the epoch; flyctl measures uptime the same way.
+    """
+    for event in machine.events:
+        if event.type == "start" and event.status == "started" and event.timestamp:
+            return max(0.0, time.time() - event.timestamp / 1000.0)
+        if event.type in ("update", "launch"):
+            return None
+    return None
+
+
 def smoke_failure(machine: Machine) -> str | None:
     """Say why the machine fails the smoke checks: it crash-loops, or exited and stays down.
 
@@ -226,13 +239,14 @@ async def wait_healthy(
             if started_at is None:
                 started_at = now
             if not machine.config.checks or machine.checks_passing:
-                smoke_ends = started_at + smoke_window_s(ctx.client.check_scale)
-                if now >= smoke_ends:
+                # As flyctl: up for the whole window since its latest start (a restart begins
+                # the window again), not merely started once.
+                window = smoke_window_s(ctx.client.check_scale)
+                up = _uptime_s(machine)
+                up = now - started_at if up is None else min(up, now - started_at)
+                if up >= window:
                     return machine
-                # Up and passing: look again (for a crash) until the window has passed.
-                next_at = min(
-                    smoke_ends, now + max(smoke_window_s(ctx.client.check_scale) / 4, 0.05)
-                )
+                next_at = now + min(window - up, max(window / 4, 0.05)) + 0.01
                 continue
             if now - started_at > check_budget_s(machine.config.checks):
                 raise GateFailed(describe_checks(machine))

@@ -28,6 +28,7 @@ from orchestrator.plan.steps import Step
 
 __all__ = ["run_release_command"]
 
+
 def _exit_code(events: list[MachineEvent]) -> int | None:
     """Return the exit code of the newest ``exit`` event (events come newest first)."""
     for event in events:

@@ -12,13 +12,20 @@ import contextlib
 import json
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from orchestrator.errors import FlyNotFound
 from orchestrator.fly.client import FlyClient
 from orchestrator.plan.config import Secrets, secrets_fingerprint
 
-__all__ = ["VERSIONS_FILE", "known_version", "observe_secrets", "remember_version"]
+__all__ = [
+    "VERSIONS_FILE",
+    "known_version",
+    "observe_secrets",
+    "remember_version",
+    "scale_secrets",
+]
 
 VERSIONS_FILE = "secrets.json"
 
@@ -67,3 +74,9 @@ async def observe_secrets(client: FlyClient, app: str, root: Path) -> Secrets:
         listed = []
     fingerprint = secrets_fingerprint({s.name: s.digest for s in listed})
     return Secrets(fingerprint=fingerprint, version=known_version(root, app))
+
+
+async def scale_secrets(client: FlyClient, app: str, root: Path) -> Secrets:
+    """Return the app's secrets for a scale: new machines get them, none is rolled out."""
+    found = await observe_secrets(client, app, root)
+    return replace(found, rollout=False)

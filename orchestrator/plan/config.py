@@ -143,10 +143,13 @@ class Secrets:
     Attributes:
         fingerprint: :func:`secrets_fingerprint` of the names and Fly's digests (``""``: none).
         version: the secrets version to send as ``min_secrets_version`` (``None``: unknown).
+        rollout: update machines launched with other secrets (a deploy); ``False`` only stamps
+            the machines the plan creates (a scale adds machines, it does not roll out).
     """
 
     fingerprint: str
     version: int | None = None
+    rollout: bool = True
 
 
 def secrets_fingerprint(digests: Mapping[str, str]) -> str:

@@ -77,8 +77,11 @@ def _update_reason(
     """Say why an existing machine needs an update (``config``, ``drift``, ``state``), or None."""
     if m.config_digest != desired.digest:
         return "config"
-    if desired.secrets is not None and m.metadata.get(META_SECRETS, "") != (
-        desired.secrets.fingerprint
+    secrets = desired.secrets
+    if (
+        secrets is not None
+        and secrets.rollout
+        and m.metadata.get(META_SECRETS, "") != (secrets.fingerprint)
     ):
         # The machine runs other secrets than the app has now (a staged `secrets set`).
         return "secrets"
@@ -122,6 +125,7 @@ def build_plan(
     image: str | None = None,
     destroy_volumes: bool = False,
     secrets: Secrets | None = None,
+    release_command: bool = False,
 ) -> Plan:
     """Plan the steps that bring ``fleet`` to ``spec`` (pure, deterministic).
 
@@ -132,7 +136,9 @@ def build_plan(
         image: an image that replaces the spec's (``invoke deploy --image``).
         destroy_volumes: scaling down also destroys the removed machines' volumes.
         secrets: the app's secrets now; a machine launched with others is updated (reason
-            ``secrets``). ``None``: not known, not compared.
+            ``secrets``) when ``secrets.rollout``. ``None``: not known, not compared.
+        release_command: run the spec's release command first when the plan starts machines
+            on a new release (a deploy does; a scale or a drill does not, as with flyctl).
 
     Raises:
         ConfigError: an unknown region (names ``--region``), an empty image (``--image``), or
@@ -179,7 +185,12 @@ def build_plan(
                 )
     asm.resolve_primary_waits(spec.primary_region, notes)
     graph = asm.link(waves, spec.primary_region)
-    if spec.release is not None and waves and _new_release(fleet, graph, release):
+    if (
+        release_command
+        and spec.release is not None
+        and waves
+        and _new_release(fleet, graph, release)
+    ):
         _add_release_command(spec, graph, release, secrets)
     return Plan(
         app=spec.app,

@@ -32,6 +32,7 @@ from orchestrator.execute.events import EventBus, Note, utcnow
 from orchestrator.execute.executor import DeployResult, Executor, StepReport
 from orchestrator.execute.journal import Journal, iso
 from orchestrator.execute.lock import DeployLock
+from orchestrator.execute.secretstate import scale_secrets
 from orchestrator.plan.config import release_id
 from orchestrator.plan.fleet import GONE_MACHINE_STATES, Fleet, fleet_from_api
 from orchestrator.plan.graph import build_plan, spec_waves
@@ -307,7 +308,10 @@ async def run_scale(
         edits = check_scale(settings, request)
         spec = _with_regions(load_checked_spec(settings, regions=regions), edits)
         fleet = await observe_fleet(conn)
-        plan = build_plan(spec, fleet, regions=regions, destroy_volumes=request.destroy_volumes)
+        secrets = await scale_secrets(conn.client, conn.app, settings.root)
+        plan = build_plan(
+            spec, fleet, regions=regions, destroy_volumes=request.destroy_volumes, secrets=secrets
+        )
         return ScaleDryRun(edits, plan, plan_extends(spec, fleet, regions, plan))
 
     spec = load_checked_spec(settings, regions=regions)
@@ -331,7 +335,10 @@ async def run_scale(
                 changed = ", ".join(f"{c.key} {c.old} → {c.new}" for c in edit.changes)
                 bus.emit(Note(f"{edit.path}: {changed}", region=edit.region))
         spec = load_checked_spec(settings, regions=regions)
-        plan = build_plan(spec, fleet, regions=regions, destroy_volumes=request.destroy_volumes)
+        secrets = await scale_secrets(conn.client, conn.app, settings.root)
+        plan = build_plan(
+            spec, fleet, regions=regions, destroy_volumes=request.destroy_volumes, secrets=secrets
+        )
         for note in plan.notes:
             bus.emit(Note(note))
         extends = plan_extends(spec, fleet, regions, plan)
