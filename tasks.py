@@ -482,6 +482,7 @@ def ssh(c, region=None, machine=None, timeout=None, json_=False):
     with _errors():
         if not region:
             raise ConfigError("name the machine's region, e.g. --region syd", where="--region")
+        validate_region(region, "--region")
         seconds = None
         if timeout is not None:
             if not str(timeout).isdigit():
