@@ -459,6 +459,119 @@ def drill(
         raise Exit(f"error: drill {result.verdict}: {result.reason or 'objectives not met'}", 1)
 
 
+def _after_dashes(c: Context) -> list[str]:
+    """Return the words after ``--`` exactly as the shell gave them."""
+    import shlex
+
+    from orchestrator.errors import ConfigError
+
+    if "--" in sys.argv:
+        tail = sys.argv[sys.argv.index("--") + 1 :]
+        if " ".join(tail) == c.remainder:
+            return tail
+    try:
+        return shlex.split(c.remainder)
+    except ValueError as exc:
+        raise ConfigError(f"cannot split the words after --: {exc}", where="--") from None
+
+
+@task(
+    positional=["action"],
+    help={
+        "action": "list, set or unset; names and values follow --: set -- A=1 B=2, unset -- A.",
+        "stage": "Only set them: machines get them at the next `invoke deploy`.",
+        "json": "Print only the result as JSON on stdout (names and digests, never values).",
+    },
+)
+def secrets(c, action, stage=False, json_=False):
+    """List, set or unset the app's secrets; a change rolls out as a release unless --stage."""
+    from orchestrator import appsecrets
+    from orchestrator.errors import ConfigError
+    from orchestrator.render.secrets import secrets_change_line, secrets_view
+
+    console = make_console()
+    with _errors():
+        if action not in ("list", "set", "unset"):
+            raise ConfigError(f"must be list, set or unset, got {action!r}", where="secrets")
+        words = _after_dashes(c)
+        settings = _settings(c)
+        if action == "list":
+            if words or stage:
+                raise ConfigError("list takes no names and no --stage", where="secrets list")
+            listing = _run(appsecrets.list_secrets(settings))
+            if json_:
+                _print_json(listing.to_json())
+            else:
+                console.print(secrets_view(listing))
+            return
+        parse = appsecrets.parse_set if action == "set" else appsecrets.parse_unset
+        change = parse(words, stage=stage)
+        bus = EventBus()
+        if json_ or stage:
+            result = _run(appsecrets.change_secrets(settings, change, bus=bus, options=_options(c)))
+        else:
+            with LiveView(console) as view:
+                bus.subscribe(view)
+                result = _run(
+                    appsecrets.change_secrets(settings, change, bus=bus, options=_options(c))
+                )
+    if json_:
+        _print_json(result.to_json())
+    else:
+        if result.deploy is not None:
+            console.print(outcome_line(result.deploy))
+        console.print(secrets_change_line(result))
+    if not result.ok and result.deploy is not None:
+        raise Exit(f"error: {result.deploy.error}" if result.deploy.error else "", 1)
+
+
+@task(
+    help={
+        "region": "The region of the machine (required).",
+        "machine": "The machine (id or name); default: the region's first started machine.",
+        "timeout": "Seconds the command may run (1-60, default 30).",
+        "json": "Print only the result as JSON on stdout.",
+    },
+)
+def ssh(c, region=None, machine=None, timeout=None, json_=False):
+    """Run the command after -- on a machine, or show its processes, volume and memory."""
+    from orchestrator import ssh as shell
+    from orchestrator.errors import ConfigError
+    from orchestrator.render.ssh import inspection_view
+
+    with _errors():
+        if not region:
+            raise ConfigError("name the machine's region, e.g. --region syd", where="--region")
+        validate_region(region, "--region")
+        seconds = None
+        if timeout is not None:
+            if not str(timeout).isdigit():
+                raise ConfigError(f"expected whole seconds, got {timeout!r}", where="--timeout")
+            seconds = int(timeout)
+        command = _after_dashes(c)
+        settings = _settings(c)
+        if not command:
+            found = _run(shell.inspect_machine(settings, region=region, machine=machine))
+            if json_:
+                _print_json(found.to_json())
+            else:
+                make_console().print(inspection_view(found))
+            return
+        done = _run(
+            shell.run_command(
+                settings, region=region, command=command, machine=machine, timeout=seconds
+            )
+        )
+    if json_:
+        _print_json(done.to_json())
+    else:
+        _emit(done.result.stdout)
+        if done.result.stderr:
+            sys.stderr.write(done.result.stderr)
+    if done.result.exit_code:
+        raise Exit(code=done.result.exit_code)
+
+
 # -- the local Fly ----------------------------------------------------------------------------
 
 
@@ -504,3 +617,5 @@ def local_status(c):
 
 local = Collection("local", local_up, local_down, local_status)
 ns = Collection(plan, deploy, rollback, scale, status, logs, drill, local)
+ns.add_task(secrets)
+ns.add_task(ssh)

@@ -213,8 +213,9 @@ def api_error_for_status(
     if status_code == 408:
         return FlyWaitTimeout
     if status_code == 409:
-        text = f"{body_status or ''} {message}".lower()
-        return FlyLeaseHeld if "lease" in text else FlyConflict
+        # Which 409 it is follows from the request (`fly.wire.error_from_response`: a 409 to
+        # taking a lease is a held lease), never from the wording of the message.
+        return FlyConflict
     if status_code == 412:
         return FlyPreconditionFailed
     if status_code == 429:

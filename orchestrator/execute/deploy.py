@@ -21,17 +21,24 @@ app was doing (`orchestrator.execute.resume`):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
 from orchestrator.connect import Connection, connect, ensure_app
 from orchestrator.errors import ConfigError, FlyNotFound
 from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.events import EventBus, Note
-from orchestrator.execute.executor import DeployResult, Executor
+from orchestrator.execute.executor import (
+    DeployResult,
+    Executor,
+    Failure,
+    RollbackHook,
+    RollbackReport,
+)
 from orchestrator.execute.expected import durations_for, wave_timings
 from orchestrator.execute.journal import Journal, RunRecord
 from orchestrator.execute.lock import DeployLock
+from orchestrator.execute.logtail import MACHINE_LOGS
 from orchestrator.execute.primaries import gate_writable_primary, refuse_split
 from orchestrator.execute.resume import (
     chain_volumes,
@@ -42,6 +49,7 @@ from orchestrator.execute.resume import (
     unbaked_regions,
     with_health_gates,
 )
+from orchestrator.execute.secretstate import observe_secrets
 from orchestrator.execute.undo import RestoreSettings, automatic_rollback
 from orchestrator.plan.config import release_id
 from orchestrator.plan.eta import duration_text, estimate
@@ -123,7 +131,15 @@ async def plan(
     spec = load_checked_spec(settings, regions=regions, image=image)
     async with connect(settings) as conn:
         fleet = await observe_fleet(conn)
-    return build_plan(spec, fleet, regions=list(regions) or None, image=image)
+        secrets = await observe_secrets(conn.client, conn.app, settings.root)
+    return build_plan(
+        spec,
+        fleet,
+        regions=list(regions) or None,
+        image=image,
+        secrets=secrets,
+        release_command=True,
+    )
 
 
 async def deploy(
@@ -132,8 +148,12 @@ async def deploy(
     *,
     bus: EventBus | None = None,
     options: ExecuteOptions | None = None,
+    before_rollback: Callable[[], Awaitable[None]] | None = None,
 ) -> DeployResult | DryRun:
     """Deploy as asked and return how it went.
+
+    ``before_rollback`` runs before an automatic rollback puts machines back (``invoke
+    secrets set`` restores the previous values there, so the machines get them back).
 
     Raises:
         ConfigError: bad input (nothing was changed).
@@ -178,12 +198,24 @@ async def deploy(
     )
     timeout = (options or ExecuteOptions()).api_timeout_s
     async with connect(settings, timeout=timeout) as conn:
+        secrets = await observe_secrets(conn.client, conn.app, settings.root)
         if request.dry_run:
             fleet = await observe_fleet(conn)
-            return DryRun(build_plan(spec, fleet, regions=list(regions) or None, image=image))
+            return DryRun(
+                build_plan(
+                    spec,
+                    fleet,
+                    regions=list(regions) or None,
+                    image=image,
+                    secrets=secrets,
+                    release_command=True,
+                )
+            )
         with (
             Journal.open(settings.root) as journal,
-            DeployLock(settings.root, conn.app, release=release_id(spec), command="deploy") as lock,
+            DeployLock(
+                settings.root, conn.app, release=release_id(spec, secrets), command="deploy"
+            ) as lock,
         ):
             if lock.stale is not None:
                 bus.emit(
@@ -212,7 +244,14 @@ async def deploy(
                 if finished is not None:
                     return await gate_writable_primary(conn, finished, expected=spec.primary_region)
             fleet = await observe_fleet(conn)
-            the_plan = build_plan(spec, fleet, regions=list(regions) or None, image=image)
+            the_plan = build_plan(
+                spec,
+                fleet,
+                regions=list(regions) or None,
+                image=image,
+                secrets=secrets,
+                release_command=True,
+            )
             if resumed is not None:
                 the_plan = with_health_gates(
                     the_plan,
@@ -237,12 +276,33 @@ async def deploy(
                 options=options,
                 command="deploy",
                 resumed_from=resumed.run if resumed else None,
-                rollback=automatic_rollback(how),
+                rollback=_after(before_rollback, automatic_rollback(how)),
                 fleet=fleet,
             )
             eta = estimate(the_plan, durations_for(settings), how.max_unavailable)
             if the_plan.mutating_steps:
                 bus.emit(Note(f"expected to take {duration_text(eta.seconds)} ({eta.source})"))
-            result = await executor.run()
+            logs = MACHINE_LOGS.set(
+                settings.local_state_dir / "machines" if conn.backend == "local" else None
+            )
+            try:
+                result = await executor.run()
+            finally:
+                MACHINE_LOGS.reset(logs)
             result = replace(result, waves=wave_timings(the_plan, eta, result.steps))
             return await gate_writable_primary(conn, result, expected=spec.primary_region)
+
+
+def _after(
+    first: Callable[[], Awaitable[None]] | None,
+    hook: RollbackHook,
+) -> RollbackHook:
+    """Return ``hook``, run after ``first`` when there is one."""
+    if first is None:
+        return hook
+
+    async def run(failure: Failure) -> RollbackReport:
+        await first()
+        return await hook(failure)
+
+    return run

@@ -62,6 +62,7 @@ from orchestrator.execute.machines import (
     update_machine,
 )
 from orchestrator.execute.probe import AppProbe
+from orchestrator.execute.release import run_release_command
 from orchestrator.execute.results import (
     DeployResult,
     Failure,
@@ -95,6 +96,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[StepContext, Step], Awaitable[str]]
 
 HANDLERS: Mapping[StepKind, Handler] = {
+    StepKind.RELEASE_COMMAND: run_release_command,
     StepKind.VOLUME_ENSURE: ensure_volume,
     StepKind.VOLUME_REPLICATE: replicate,
     StepKind.MACHINE_CREATE: create_machine,
@@ -540,8 +542,15 @@ class Executor:
         report. A rollback that cannot even be planned is reported as a failed rollback.
         """
         if not self._unhealthy:
-            if self.rollback is not None:
-                step = self._failed[0][0]
+            step = self._failed[0][0]
+            if step.kind is StepKind.RELEASE_COMMAND:
+                ctx.note(
+                    "the release command failed before any machine changed: nothing to roll "
+                    "back; fix it and deploy again",
+                    level="warning",
+                    region=step.region,
+                )
+            elif self.rollback is not None:
                 ctx.note(
                     f"{step.region}: the failure is Fly's or the network's, not the release's: "
                     "nothing is rolled back; `invoke deploy --resume` carries on",

@@ -32,18 +32,88 @@ from typing import Any
 from orchestrator.errors import DeployError, FlyAPIError, FlyTransportError, GateFailed
 from orchestrator.execute.context import StepContext
 from orchestrator.execute.events import StepProgress
+from orchestrator.execute.logtail import output
 from orchestrator.execute.metrics import MetricsFigures, Scrape, Window, judge, parse_scrape
 from orchestrator.execute.probe import AppProbe, ProbeAnswer
 from orchestrator.fly.models import Machine
 from orchestrator.plan.config import META_RELEASE, META_SLOT
 from orchestrator.plan.steps import Step
 
-__all__ = ["check_budget_s", "health_gate", "metrics_gate", "parse_duration", "wait_healthy"]
+__all__ = [
+    "SMOKE_WINDOW_S",
+    "check_budget_s",
+    "health_gate",
+    "metrics_gate",
+    "parse_duration",
+    "smoke_failure",
+    "smoke_window_s",
+    "wait_healthy",
+]
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 # Machine states from which a machine will not come up without someone acting.
 _DEAD_STATES = frozenset({"failed", "destroyed", "destroying", "replaced", "launch_failed"})
+# flyctl's smoke checks (--smoke-checks, on by default): a machine must stay up this long after
+# it started without restarting more than once. Scaled like the checks by the backend.
+SMOKE_WINDOW_S = 10.0
+SMOKE_TAIL_LINES = 5
+
+
+def smoke_window_s(scale: float) -> float:
+    """Return the smoke window on a backend that runs checks at ``scale`` (1 on Fly.io)."""
+    return SMOKE_WINDOW_S * scale
+
+
+def _newest_exit(machine: Machine) -> Mapping[str, Any] | None:
+    """Return the request of the newest ``exit`` of the machine's current version.
+
+    Events come newest first; an ``update`` or ``launch`` before any exit means the exits seen
+    after it belong to an earlier version (a crash loop that an update replaced).
+    """
+    for event in machine.events:
+        if event.type in ("update", "launch"):
+            return None
+        if event.type == "exit":
+            request = event.raw.get("request")
+            return request if isinstance(request, Mapping) else {}
+    return None
+
+
+def _uptime_s(machine: Machine) -> float | None:
+    """Return the seconds since the machine's latest start event (None when it has none).
+
+    Fly stamps events in milliseconds since the epoch; flyctl measures uptime the same way.
+    """
+    for event in machine.events:
+        if event.type == "start" and event.status == "started" and event.timestamp:
+            return max(0.0, time.time() - event.timestamp / 1000.0)
+        if event.type in ("update", "launch"):
+            return None
+    return None
+
+
+def smoke_failure(machine: Machine) -> str | None:
+    """Say why the machine fails the smoke checks: it crash-loops, or exited and stays down.
+
+    As flyctl judges it: the newest exit was not asked for, had a non-zero code, and the
+    machine is restarting for more than the first time (or will not restart at all).
+    """
+    request = _newest_exit(machine)
+    if request is None:
+        return None
+    exit_event = request.get("exit_event")
+    if not isinstance(exit_event, Mapping) or exit_event.get("requested_stop"):
+        return None
+    code = exit_event.get("exit_code")
+    restarts = request.get("restart_count")
+    if exit_event.get("restarting"):
+        if isinstance(restarts, int) and restarts > 1 and code != 0:
+            return f"it keeps crashing: exit code {code}, restarted {restarts} times"
+        return None
+    if machine.state in ("stopped", "failed"):
+        return f"it exited (code {code}) and was not restarted"
+    return None
 
 
 def parse_duration(value: Any, default: float) -> float:
@@ -122,9 +192,13 @@ async def wait_healthy(
     since: float | None = None,
     checks: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Machine:
-    """Wait until the machine is started at ``version`` and every check passes.
+    """Wait until the machine is started at ``version``, every check passes, and it passed
+    the smoke checks.
 
-    A machine whose config has no checks is healthy once started.
+    Smoke checks (flyctl's ``--smoke-checks``): the machine must stay up for the smoke window
+    (`smoke_window_s`) after it started; restarting more than once, or exiting and staying down,
+    fails it at once, with the tail of its output. So a machine without checks is healthy only
+    once that window has passed, not as soon as it is started.
 
     Args:
         since: when the machine was seen started (``time.monotonic()``; ``/wait`` returned),
@@ -152,6 +226,11 @@ async def wait_healthy(
         machine = await ctx.client.get_machine(ctx.app, machine_id)
         now = time.monotonic()
         label = f"machine {machine.id}" + (f" ({machine.name})" if machine.name else "")
+        if version is None or not machine.version or machine.version == version:
+            crashed = smoke_failure(machine)
+            if crashed is not None:
+                said = output(machine.id, SMOKE_TAIL_LINES)
+                raise GateFailed(f"{label}: smoke checks failed: {crashed}; {said}")
         if machine.state in _DEAD_STATES:
             raise GateFailed(f"{label} is {machine.state}: {describe_checks(machine)}")
         if version is not None and machine.version and machine.version != version:
@@ -161,7 +240,15 @@ async def wait_healthy(
                 started_at = now
             # Service checks count as much as top-level ones: Fly routes on them.
             if not machine.config.all_checks or machine.checks_passing:
-                return machine
+                # As flyctl: up for the whole window since its latest start (a restart begins
+                # the window again), not merely started once.
+                window = smoke_window_s(ctx.client.check_scale)
+                up = _uptime_s(machine)
+                up = now - started_at if up is None else min(up, now - started_at)
+                if up >= window:
+                    return machine
+                next_at = now + min(window - up, max(window / 4, 0.05)) + 0.01
+                continue
             if now - started_at > check_budget_s(machine.config.all_checks):
                 raise GateFailed(describe_checks(machine))
         if now > hard_deadline:

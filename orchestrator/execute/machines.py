@@ -46,10 +46,11 @@ from orchestrator.execute.gates import wait_healthy
 from orchestrator.execute.testhooks import kill_point
 from orchestrator.fly.checks import all_checks
 from orchestrator.fly.models import Machine, MachineConfig
-from orchestrator.plan.config import META_CONFIG_DIGEST, META_LAUNCH_ID
+from orchestrator.plan.config import META_CONFIG_DIGEST, META_LAUNCH_ID, META_SECRETS_VERSION
 from orchestrator.plan.steps import Step
 
 __all__ = [
+    "NOT_FOUND_GRACE_S",
     "EarlyLease",
     "create_machine",
     "destroy_machine",
@@ -61,6 +62,8 @@ __all__ = [
 _GONE = frozenset({"destroyed", "destroying"})
 # How long an interrupted create waits for Fly's answer, to release the lease it names.
 _CREATE_ANSWER_WAIT_S = 10.0
+# How long /wait may answer 404 for a machine just created (flyctl retries it too).
+NOT_FOUND_GRACE_S = 10.0
 
 
 @contextlib.asynccontextmanager
@@ -277,8 +280,13 @@ async def wait_version(
     version: str | None,
     state: str = "started",
     read: bool = True,
+    fresh: bool = False,
 ) -> Machine | None:
     """Long-poll ``/wait`` until the machine is in ``state`` at ``version``, then verify it.
+
+    ``fresh``: the machine was just created. Fly may not know it on the host that answers
+    ``/wait`` for a moment, and answers 404; as flyctl does, that is retried for
+    `NOT_FOUND_GRACE_S` before it counts.
 
     Args:
         read: read the machine once ``/wait`` answered and return it. A caller that waited
@@ -291,6 +299,8 @@ async def wait_version(
             (it reverted), or it ended in a state it will not leave.
     """
     deadline = time.monotonic() + ctx.options.machine_timeout_s
+    unknown_until = time.monotonic() + NOT_FOUND_GRACE_S if fresh else 0.0
+    pause = 0.1
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -304,6 +314,12 @@ async def wait_version(
                 ctx.app, machine_id, state=state, version=version, timeout=min(60.0, left)
             )
             break
+        except FlyNotFound:
+            if time.monotonic() + pause > min(unknown_until, deadline):
+                raise
+            # Not known yet where /wait is answered (just created): back off, ask again.
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
         except FlyWaitTimeout:
             current = await ctx.client.get_machine(ctx.app, machine_id)
             if current.state in ("failed", "destroyed") and state != current.state:
@@ -405,6 +421,7 @@ async def create_machine(ctx: StepContext, step: Step) -> str:
                 region=step.region,
                 name=str(params.get("name") or "") or None,
                 lease_ttl=ctx.options.lease_ttl_s,
+                min_secrets_version=_secrets_version(config),
             )
         )
         try:
@@ -453,7 +470,7 @@ async def create_machine(ctx: StepContext, step: Step) -> str:
             with contextlib.suppress(FlyAPIError):
                 await ctx.client.start_machine(ctx.app, machine.id, nonce=held)
         expected = machine.version or None
-        started = await wait_version(ctx, machine.id, version=expected, read=False)
+        started = await wait_version(ctx, machine.id, version=expected, read=False, fresh=True)
         healthy = await wait_healthy(
             ctx,
             machine.id,
@@ -526,8 +543,16 @@ async def _drop_duplicates(ctx: StepContext, step: Step, launch_id: str, *, keep
             step_id=step.id,
             region=step.region,
         )
+        # A retried create with lease_ttl made it leased, with a nonce nobody saw: Fly refuses
+        # to destroy it until that lease is taken over, so wait it out (one TTL at most).
         with contextlib.suppress(FlyNotFound):
-            await ctx.client.destroy_machine(ctx.app, extra.id, force=True)
+            async with leased(
+                ctx,
+                extra.id,
+                description=f"drop duplicate of {step.id}",
+                wait_s=ctx.options.lease_ttl_s + 2.0,
+            ) as nonce:
+                await ctx.client.destroy_machine(ctx.app, extra.id, force=True, nonce=nonce)
 
 
 async def update_machine(ctx: StepContext, step: Step) -> str:
@@ -578,14 +603,28 @@ async def update_machine(ctx: StepContext, step: Step) -> str:
         ctx.journal.step_result(ctx.run, step.id, {"machine_id": machine_id})
         try:
             updated = await ctx.client.update_machine(
-                ctx.app, machine_id, config, current_version=current_version, nonce=nonce
+                ctx.app,
+                machine_id,
+                config,
+                current_version=current_version,
+                nonce=nonce,
+                min_secrets_version=_secrets_version(config),
             )
         except FlyLeaseHeld:
             raise
         except FlyConflict as exc:
             now = await ctx.client.get_machine(ctx.app, machine_id)
             if now.version == current_version:
-                raise
+                # Same version: not a change behind our back but the lease (ours lapsed and
+                # someone else took it), which Fly answers with the same 409.
+                raise FlyLeaseHeld(
+                    exc.message,
+                    status_code=exc.status_code,
+                    fly_status=exc.fly_status,
+                    request_id=exc.request_id,
+                    method=exc.method,
+                    path=exc.path,
+                ) from exc
             raise DeployError(
                 f"machine {machine_id} changed since the plan was made: it is at version "
                 f"{now.version}, the plan expected {current_version}; nothing was sent "
@@ -612,6 +651,13 @@ async def update_machine(ctx: StepContext, step: Step) -> str:
     )
     ctx.journal.step_result(ctx.run, step.id, {"version": healthy.version})
     return f"machine {machine_id} updated {before_version} -> {healthy.version}, checks passing"
+
+
+def _secrets_version(config: Mapping[str, Any]) -> int | None:
+    """Return the secrets version the config was planned with (flyctl's min_secrets_version)."""
+    meta = config.get("metadata")
+    value = meta.get(META_SECRETS_VERSION) if isinstance(meta, Mapping) else None
+    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 def _checks(config: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]] | None:

@@ -73,6 +73,8 @@ async def ensure_volume(ctx: StepContext, step: Step) -> str:
                         region=step.region,
                         size_gb=size_gb,
                         source_volume_id=str(source) if source else None,
+                        # As flyctl's deploy does: a volume per machine may share a zone.
+                        require_unique_zone=False,
                     )
                 # Recorded at once, so a run killed while the volume hydrates picks it up again.
                 ctx.journal.step_result(ctx.run, step.id, {"volume_id": volume.id})

@@ -41,6 +41,7 @@ from orchestrator.errors import (
 )
 from orchestrator.fly.models import (
     App,
+    AppSecret,
     ExecResult,
     ExtendResult,
     Guest,
@@ -48,6 +49,7 @@ from orchestrator.fly.models import (
     Machine,
     MachineConfig,
     MachineEvent,
+    ProcessStat,
     Region,
     Snapshot,
     Volume,
@@ -301,8 +303,12 @@ class FlyClient:
         name: str | None = None,
         lease_ttl: int | None = None,
         skip_launch: bool = False,
+        min_secrets_version: int | None = None,
     ) -> Machine:
         """Create a machine; with ``lease_ttl`` it is leased from birth (``Machine.nonce``).
+
+        ``min_secrets_version`` (as flyctl sends it) makes Fly boot the machine with at least
+        that version of the app's secrets, so a secret set just before is not missed.
 
         Retried on 408/429/5xx like every call. A 408 or 5xx may come after Fly made the
         machine, so callers tag creates with a launch id in metadata and look it up before
@@ -315,6 +321,8 @@ class FlyClient:
             body["lease_ttl"] = int(lease_ttl)
         if skip_launch:
             body["skip_launch"] = True
+        if min_secrets_version is not None:
+            body["min_secrets_version"] = int(min_secrets_version)
         resp = await self._call(
             "POST", f"/v1/apps/{_seg(app)}/machines", "machines.create", app, body=body
         )
@@ -334,27 +342,35 @@ class FlyClient:
         current_version: str | None = None,
         nonce: str | None = None,
         skip_launch: bool = False,
+        min_secrets_version: int | None = None,
     ) -> Machine:
         """Replace a machine's config (send the FULL config); Fly makes a new version.
 
         ``current_version`` guards against a concurrent change: a stale one is `FlyConflict`.
+        ``min_secrets_version``: as for `create_machine`.
         """
         body: dict[str, Any] = {"config": _config(config)}
         if current_version is not None:
             body["current_version"] = current_version
         if skip_launch:
             body["skip_launch"] = True
+        if min_secrets_version is not None:
+            body["min_secrets_version"] = int(min_secrets_version)
         call = _new_call("POST", _m(app, machine_id), "machine.update", app, machine_id, body=body)
         call.headers = {NONCE_HEADER: nonce} if nonce else {}
         try:
             resp = await self._send(call)
-        except FlyConflict:
+        except FlyConflict as exc:
             # Our first attempt may have been applied before its answer was lost; the retry
             # then meets the version it made. That machine is the answer we never got.
             if call.ambiguous and current_version is not None:
                 machine = await self.get_machine(app, machine_id)
                 if machine.version != current_version and _same_config(machine, body["config"]):
                     return machine
+            if current_version is None and not isinstance(exc, FlyLeaseHeld):
+                # Without a version guard the only conflict an update can meet is the lease
+                # (the shape of the request says so, not the wording of the answer).
+                raise _lease_held(exc) from exc
             raise
         return Machine.from_api(decode_object(resp))
 
@@ -363,10 +379,10 @@ class FlyClient:
     ) -> None:
         """Destroy a machine; ``force`` kills it even when it is running.
 
-        Sends ``force=true`` as the OpenAPI spec names the parameter. fly-go's ``Destroy``
-        (flaps_machines.go) sends ``kill=true`` instead, which the spec does not declare.
+        Sends ``force=true`` as the OpenAPI spec names the parameter and ``kill=true`` as
+        fly-go's ``Destroy`` (flaps_machines.go) does, which is what Fly acts on.
         """
-        params: _Query | None = [("force", "true")] if force else None
+        params: _Query | None = [("force", "true"), ("kill", "true")] if force else None
         call = _new_call(
             "DELETE",
             _m(app, machine_id),
@@ -473,16 +489,24 @@ class FlyClient:
     ) -> Lease:
         """Take the machine's lease for ``ttl`` seconds, or refresh ours by passing its ``nonce``.
 
-        Sends ``{ttl, description}`` as the JSON body, as the OpenAPI spec says (fly-go sends
-        ``?ttl=N`` instead). Reads both the documented ``{"status", "data": {...}}`` answer and the
-        spec's flat ``Lease``. Any 409 is `FlyLeaseHeld`: someone else holds it.
+        Sends the TTL as ``?ttl=N`` as fly-go does (what Fly reads) and, with the description,
+        in the JSON body as the OpenAPI spec says. Reads both the documented
+        ``{"status", "data": {...}}`` answer and the spec's flat ``Lease``. Any 409 is
+        `FlyLeaseHeld`: someone else holds it.
         """
         body: dict[str, Any] = {"ttl": int(ttl)}
         if description is not None:
             body["description"] = description
         path = f"{_m(app, machine_id)}/lease"
         call = _new_call(
-            "POST", path, "machine.lease.acquire", app, machine_id, body=body, nonce=nonce
+            "POST",
+            path,
+            "machine.lease.acquire",
+            app,
+            machine_id,
+            params=[("ttl", int(ttl))],
+            body=body,
+            nonce=nonce,
         )
         try:
             resp = await self._send(call)
@@ -494,14 +518,7 @@ class FlyClient:
                     return held
             if isinstance(exc, FlyLeaseHeld):
                 raise
-            raise FlyLeaseHeld(
-                exc.message,
-                status_code=exc.status_code,
-                fly_status=exc.fly_status,
-                request_id=exc.request_id,
-                method=exc.method,
-                path=exc.path,
-            ) from exc
+            raise _lease_held(exc) from exc
         lease = Lease.from_api(decode_object(resp))
         if not lease.nonce:
             raise FlyAPIError(
@@ -603,6 +620,12 @@ class FlyClient:
             timeout=timeout + _LONG_POLL_MARGIN_S,
         )
         return ExecResult.from_api(decode_object(resp))
+
+    async def list_processes(self, app: str, machine_id: str) -> list[ProcessStat]:
+        """Return the processes running in a machine (``GET .../ps``), by pid."""
+        resp = await self._call("GET", f"{_m(app, machine_id)}/ps", "machine.ps", app, machine_id)
+        rows = [ProcessStat.from_api(p) for p in decode_array(resp) if isinstance(p, Mapping)]
+        return sorted(rows, key=lambda p: p.pid)
 
     async def list_events(
         self, app: str, machine_id: str, *, limit: int | None = None
@@ -736,6 +759,69 @@ class FlyClient:
             "POST", f"{_v(app, volume_id)}/snapshots", "volume.snapshots.create", app, volume_id
         )
 
+    # -- secrets ----------------------------------------------------------------------------
+
+    async def list_secrets(self, app: str) -> list[AppSecret]:
+        """Return the app's secrets: names and digests (values are never asked for)."""
+        resp = await self._call("GET", f"/v1/apps/{_seg(app)}/secrets", "secrets.list", app)
+        data = decode_object(resp)
+        rows = data.get("secrets")
+        if not isinstance(rows, list):
+            raise unexpected_answer(resp, "a {secrets: [...]} object")
+        return sorted(
+            (AppSecret.from_api(s) for s in rows if isinstance(s, Mapping)), key=lambda s: s.name
+        )
+
+    async def reveal_secrets(self, app: str, names: Sequence[str]) -> dict[str, str]:
+        """Return the current values of ``names`` that exist (``show_secrets=true``).
+
+        Only for putting values back after a failed rollout; the caller keeps them in memory.
+        A token without the permission to read values gets `FlyAuthError` or `FlyBadRequest`.
+        """
+        resp = await self._call(
+            "GET",
+            f"/v1/apps/{_seg(app)}/secrets",
+            "secrets.list",
+            app,
+            params=[("show_secrets", "true")],
+        )
+        rows = decode_object(resp).get("secrets")
+        wanted = set(names)
+        found: dict[str, str] = {}
+        for row in rows if isinstance(rows, list) else []:
+            if isinstance(row, Mapping) and row.get("name") in wanted:
+                value = row.get("value")
+                if isinstance(value, str):
+                    found[str(row["name"])] = value
+        return found
+
+    async def set_secrets(self, app: str, values: Mapping[str, str]) -> int:
+        """Set several secrets as one change and return the app's new secrets version.
+
+        Machines get the change only when they are next created or updated (pass the
+        version as ``min_secrets_version``). A retry after a lost answer sets the same
+        values again, which is harmless.
+        """
+        body = {"values": {str(k): str(v) for k, v in values.items()}}
+        resp = await self._call(
+            "POST", f"/v1/apps/{_seg(app)}/secrets", "secrets.update", app, body=body
+        )
+        return _secrets_version(resp)
+
+    async def unset_secret(self, app: str, name: str) -> int | None:
+        """Remove one secret; return the new secrets version (``None``: it did not exist).
+
+        One call per name: the document types ``values`` as strings only, so a null (unset)
+        in a batch update is not something it allows.
+        """
+        path = f"/v1/apps/{_seg(app)}/secrets/{_seg(name)}"
+        call = _new_call("DELETE", path, "secrets.delete", app, name)
+        try:
+            resp = await self._send(call)
+        except FlyNotFound:
+            return None
+        return _secrets_version(resp)
+
     # -- platform ---------------------------------------------------------------------------
 
     async def list_regions(self) -> list[Region]:
@@ -864,6 +950,26 @@ def _new_call(
         headers={NONCE_HEADER: nonce} if nonce else {},
         timeout=timeout,
     )
+
+
+def _lease_held(exc: FlyAPIError) -> FlyLeaseHeld:
+    return FlyLeaseHeld(
+        exc.message,
+        status_code=exc.status_code,
+        fly_status=exc.fly_status,
+        request_id=exc.request_id,
+        method=exc.method,
+        path=exc.path,
+    )
+
+
+def _secrets_version(resp: httpx.Response) -> int:
+    data = decode_object(resp)
+    # "Version" is the deprecated spelling older answers carry.
+    version = data.get("version", data.get("Version"))
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise unexpected_answer(resp, "a secrets version")
+    return version
 
 
 def _positive(text: str, default: float) -> float:

@@ -394,6 +394,70 @@ class ExecResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessStat:
+    """One process of a machine, as ``GET .../ps`` lists it.
+
+    Attributes:
+        pid: the process id (inside the machine).
+        command: its command line.
+        directory: its working directory.
+        cpu_ms: CPU time used, milliseconds.
+        rss_bytes: resident memory, bytes.
+        listening: addresses it listens on (``127.0.0.1:8080``).
+    """
+
+    pid: int
+    command: str = ""
+    directory: str = ""
+    cpu_ms: int = 0
+    rss_bytes: int = 0
+    listening: tuple[str, ...] = ()
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> ProcessStat:
+        d = _map(data)
+        sockets = d.get("listen_sockets") if isinstance(d.get("listen_sockets"), list) else []
+        return cls(
+            pid=_int(d.get("pid")),
+            command=_str(d.get("command")),
+            directory=_str(d.get("directory")),
+            cpu_ms=_int(d.get("cpu")),
+            rss_bytes=_int(d.get("rss")),
+            listening=tuple(
+                _str(s.get("address")) for s in sockets or [] if isinstance(s, Mapping)
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AppSecret:
+    """An app secret as listed: its name and digest, never its value.
+
+    Attributes:
+        name: the secret's name (the environment variable machines get).
+        digest: Fly's digest of the value (changes when the value does).
+        created_at: ISO timestamp, when known.
+        updated_at: ISO timestamp, when known.
+    """
+
+    name: str
+    digest: str = ""
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> AppSecret:
+        d = _map(data)
+        # A value in the answer (show_secrets) is dropped here on purpose.
+        return cls(
+            name=_str(d.get("name")),
+            digest=_str(d.get("digest")),
+            created_at=_str(d.get("created_at")) or None,
+            updated_at=_str(d.get("updated_at")) or None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Volume:
     """A Fly volume.
 

@@ -20,6 +20,7 @@ import stamina
 
 from orchestrator.errors import (
     FlyAPIError,
+    FlyLeaseHeld,
     FlyRateLimited,
     FlyServerError,
     FlyTransportError,
@@ -153,6 +154,10 @@ def error_from_response(
     message = " ".join(scrub(message, secret).split())
     code = response.status_code
     cls = api_error_for_status(code, fly_status, message)
+    if code == 409 and method == "POST" and path.rstrip("/").endswith("/lease"):
+        # Fly answers 409 to a lease request when someone else holds the lease (fly-go retries
+        # exactly that status there).
+        cls = FlyLeaseHeld
     common: dict[str, Any] = {
         "status_code": code,
         "fly_status": fly_status,

@@ -12,8 +12,9 @@ from starlette.responses import Response
 
 from orchestrator.localfly import lifecycle
 from orchestrator.localfly.core import RUNNING, Call, LocalFly, json_response
+from orchestrator.localfly.procs import map_mounts
 from orchestrator.localfly.state import MachineRecord
-from orchestrator.localfly.util import ApiError, parse_duration
+from orchestrator.localfly.util import ApiError, parse_duration, show
 from orchestrator.localfly.validate import check_body, check_signal
 
 __all__ = [
@@ -67,7 +68,7 @@ async def _stop_body(call: Call) -> tuple[int | None, float | None]:
         try:
             timeout = parse_duration(body["timeout"])
         except ValueError:
-            raise ApiError(400, f"invalid timeout {body['timeout']!r}") from None
+            raise ApiError(400, f"invalid timeout {show(body['timeout'])}") from None
     return sig, timeout
 
 
@@ -117,7 +118,7 @@ async def restart_machine(fly: LocalFly, call: Call) -> Response:
         try:
             timeout = parse_duration(call.query("timeout") or "")
         except ValueError:
-            raise ApiError(400, f"invalid timeout {call.query('timeout')!r}") from None
+            raise ApiError(400, f"invalid timeout {show(call.query('timeout'))}") from None
     lifecycle.cancel_pending(fly, m)
     m.restarts = 0
     fly.event(m, "restart", "restarting", source="user")
@@ -177,11 +178,10 @@ async def wait_machine(fly: LocalFly, call: Call) -> Response:
     states = _wait_states(call)
     version = call.query("version") or call.query("instance_id")
     text = call.query("timeout") or "60"
-    try:
-        timeout = float(parse_duration(int(text) if text.lstrip("-").isdigit() else text))
-    except ValueError:
-        raise ApiError(400, f"invalid timeout {text!r}: seconds, at most 60") from None
-    timeout = min(max(timeout, 0.0), 60.0)
+    # As Fly: whole seconds, 1 to 60 (the document types it integer; Fly blocks at most 60 s).
+    if not text.isdigit() or not 1 <= int(text) <= 60:
+        raise ApiError(400, f"invalid timeout {show(text)}: whole seconds from 1 to 60")
+    timeout = float(text)
     rt = fly.rt(m.id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -232,6 +232,8 @@ async def exec_machine(fly: LocalFly, call: Call) -> Response:
         raise ApiError(412, f"machine {m.id} is simulated (sim profile): nothing runs to exec in")
     timeout = float(body.get("timeout") or 30)
     env = lifecycle.machine_env(fly, m, m.port or 0)
+    root = fly.machine_dir(m.id) / "root"
+    command = map_mounts([str(w) for w in command], m.config.get("mounts") or [], root)
     try:
         proc = await asyncio.create_subprocess_exec(
             *command,

@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from orchestrator.localfly import actions, admin, apps, leases, machines, volumes
+from orchestrator.localfly import actions, admin, apps, leases, machines, procs, secrets, volumes
 from orchestrator.localfly.core import Call, LocalFly, json_response
 from orchestrator.localfly.proxy import EdgeProxy
 from orchestrator.localfly.ratelimit import RateLimiter
@@ -78,6 +78,7 @@ def _r(
 
 _M = "/v1/apps/{app_name}/machines/{machine_id}"
 _V = "/v1/apps/{app_name}/volumes/{volume_id}"
+_S = "/v1/apps/{app_name}/secrets/{secret_name}"
 ROUTES: tuple[Route, ...] = (
     _r("GET", "/v1/apps", "Apps_list", apps.list_apps),
     _r("POST", "/v1/apps", "Apps_create", apps.create_app),
@@ -97,6 +98,7 @@ ROUTES: tuple[Route, ...] = (
     _r("POST", _M + "/uncordon", "Machines_uncordon", actions.uncordon),
     _r("GET", _M + "/wait", "Machines_wait", actions.wait_machine),
     _r("POST", _M + "/exec", "Machines_exec", actions.exec_machine),
+    _r("GET", _M + "/ps", "Machines_list_processes", procs.list_processes),
     _r("GET", _M + "/lease", "Machines_show_lease", leases.get_lease),
     _r("POST", _M + "/lease", "Machines_create_lease", leases.acquire_lease),
     _r("DELETE", _M + "/lease", "Machines_release_lease", leases.release_lease),
@@ -116,6 +118,11 @@ ROUTES: tuple[Route, ...] = (
     _r("PUT", _V + "/extend", "Volumes_extend", volumes.extend_volume),
     _r("GET", _V + "/snapshots", "Volumes_list_snapshots", volumes.list_snapshots),
     _r("POST", _V + "/snapshots", "createVolumeSnapshot", volumes.create_snapshot),
+    _r("GET", "/v1/apps/{app_name}/secrets", "Secrets_list", secrets.list_secrets),
+    _r("POST", "/v1/apps/{app_name}/secrets", "Secrets_update", secrets.update_secrets),
+    _r("GET", _S, "Secret_get", secrets.get_secret),
+    _r("POST", _S, "Secret_create", secrets.set_secret),
+    _r("DELETE", _S, "Secret_delete", secrets.delete_secret),
     _r("GET", "/v1/platform/regions", "Platform_regions_get", apps.list_regions),
     _r("GET", "/_localfly/faults", "localfly_faults_get", admin.get_faults, True),
     _r("PUT", "/_localfly/faults", "localfly_faults_put", admin.put_faults, True),

@@ -8,12 +8,12 @@ from typing import Any
 
 from starlette.responses import Response
 
-from orchestrator.localfly import lifecycle
+from orchestrator.localfly import lifecycle, secrets
 from orchestrator.localfly.core import Call, LocalFly, json_response
 from orchestrator.localfly.regions import regions_response
 from orchestrator.localfly.state import AppRecord, MachineRecord
-from orchestrator.localfly.util import ApiError, app_id
-from orchestrator.localfly.validate import check_app_name, check_body
+from orchestrator.localfly.util import ApiError, app_id, show
+from orchestrator.localfly.validate import check_app_name, check_body, check_org
 from orchestrator.localfly.volumes import purge_app_data
 
 __all__ = ["app_to_api", "create_app", "delete_app", "get_app", "list_apps", "list_regions"]
@@ -37,6 +37,8 @@ def app_to_api(fly: LocalFly, a: AppRecord) -> dict[str, Any]:
 async def list_apps(fly: LocalFly, call: Call) -> Response:
     """Answer ``GET /apps?org_slug=``."""
     org = call.query("org_slug")
+    if org:
+        check_org(org)
     apps = [
         app_to_api(fly, a)
         for a in sorted(fly.apps.values(), key=lambda a: a.name)
@@ -55,19 +57,20 @@ async def create_app(fly: LocalFly, call: Call) -> Response:
                 if body.get("name") not in (None, "", existing.name):
                     raise ApiError(
                         400,
-                        f"idempotency_key was used to create app {existing.name!r}, "
-                        f"not {body.get('name')!r}",
+                        f"idempotency_key was used to create app {show(existing.name)}, "
+                        f"not {show(body.get('name'))}",
                     )
                 return json_response(
                     {"id": existing.id, "created_at": existing.created_at}, status=201
                 )
+    org = check_org(body.get("org_slug"))
     name = check_app_name(body.get("name") or (f"app-{app_id()[:8]}" if key else None))
     if name in fly.apps:
-        raise ApiError(422, f"app name {name!r} is already taken", fly_status="name_taken")
+        raise ApiError(422, f"app name {show(name)} is already taken", fly_status="name_taken")
     a = AppRecord(
         id=app_id(),
         name=name,
-        org_slug=str(body.get("org_slug") or "personal"),
+        org_slug=org,
         network=str(body.get("network") or "default"),
         created_at=int(time.time() * 1000),
         idempotency_key=key,
@@ -94,6 +97,7 @@ async def delete_app(fly: LocalFly, call: Call) -> Response:
         fly.runtime.pop(m.id, None)
         fly.store.delete(MachineRecord, m.id)
     purge_app_data(fly, a.name)
+    secrets.store(fly).forget(a.name)
     fly.apps.pop(a.name)
     fly.store.delete(AppRecord, a.name)
     return Response(status_code=202)

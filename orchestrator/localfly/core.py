@@ -33,7 +33,7 @@ from orchestrator.localfly.state import (
 )
 from orchestrator.localfly.stats import Stats
 from orchestrator.localfly.supervisor import Proc, Supervisor
-from orchestrator.localfly.util import ApiError, iso_now, ulid
+from orchestrator.localfly.util import ApiError, iso_now, show, ulid
 
 __all__ = ["RUNNING", "Call", "LocalFly", "MachineRuntime", "json_response"]
 
@@ -162,7 +162,7 @@ class LocalFly:
         """Return an app or raise 404."""
         app = self.apps.get(name)
         if app is None:
-            raise ApiError(404, f"app {name!r} not found")
+            raise ApiError(404, f"app {show(name)} not found")
         return app
 
     def machine(self, app: str, mid: str, *, live: bool = True) -> MachineRecord:
@@ -170,7 +170,7 @@ class LocalFly:
         self.app(app)
         m = self.machines.get(mid)
         if m is None or m.app != app or (live and m.state == "destroyed"):
-            raise ApiError(404, f"machine {mid!r} not found")
+            raise ApiError(404, f"machine {show(mid)} not found")
         return m
 
     def volume(self, app: str, vid: str) -> VolumeRecord:
@@ -178,7 +178,7 @@ class LocalFly:
         self.app(app)
         v = self.volumes.get(vid)
         if v is None or v.app != app:
-            raise ApiError(404, f"volume {vid!r} not found")
+            raise ApiError(404, f"volume {show(vid)} not found")
         return v
 
     def rt(self, mid: str) -> MachineRuntime:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.localfly.util import ApiError
+from orchestrator.localfly.util import ApiError, show
 
 __all__ = ["SAMPLE_APP", "ImageRef", "parse_image", "resolve_command"]
 
@@ -109,6 +109,6 @@ def resolve_command(image: str, state_dir: Path) -> list[str]:
                 return [sys.executable if a == "{python}" else a for a in table[key]]
     raise ApiError(
         422,
-        f"image {image!r} is not known to the local Fly: map its repository "
-        f"{ref.repository!r} to a command in {state_dir / 'images.toml'}",
+        f"image {show(image)} is not known to the local Fly: map its repository "
+        f"{show(ref.repository)} to a command in {state_dir / 'images.toml'}",
     )

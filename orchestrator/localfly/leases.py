@@ -10,7 +10,7 @@ from starlette.responses import Response
 from orchestrator.localfly.core import Call, LocalFly, json_response
 from orchestrator.localfly.machines import new_lease
 from orchestrator.localfly.state import MachineRecord
-from orchestrator.localfly.util import ApiError
+from orchestrator.localfly.util import ApiError, show
 from orchestrator.localfly.validate import check_body
 
 __all__ = [
@@ -57,7 +57,7 @@ async def acquire_lease(fly: LocalFly, call: Call) -> Response:
     if ttl is None and call.query("ttl") is not None:
         text = call.query("ttl") or ""
         if not text.isdigit():
-            raise ApiError(400, f"invalid ttl {text!r}: seconds")
+            raise ApiError(400, f"invalid ttl {show(text)}: seconds")
         ttl = int(text)
     ttl = DEFAULT_TTL if ttl is None else ttl
     if ttl < 1:
@@ -117,7 +117,7 @@ async def update_metadata(fly: LocalFly, call: Call) -> Response:
     changes = body.get("metadata", {})
     for key, value in changes.items():
         if not key or not isinstance(value, str | None):
-            raise ApiError(400, f"invalid metadata {key!r}: values are strings or null")
+            raise ApiError(400, f"invalid metadata {show(key)}: values are strings or null")
     version = body.get("machine_version")
     if version is not None and not isinstance(version, str):
         raise ApiError(400, "machine_version must be a string")
@@ -139,7 +139,7 @@ async def get_metadata_key(fly: LocalFly, call: Call) -> Response:
     m = fly.machine(call.params["app_name"], call.params["machine_id"])
     value = _metadata(m).get(call.params["key"])
     if value is None:
-        raise ApiError(404, f"metadata key {call.params['key']!r} not found")
+        raise ApiError(404, f"metadata key {show(call.params['key'])} not found")
     return json_response({"value": value})
 
 
@@ -169,7 +169,7 @@ async def list_events(fly: LocalFly, call: Call) -> Response:
     m = fly.machine(call.params["app_name"], call.params["machine_id"], live=False)
     text = call.query("limit") or "20"
     if not text.isdigit():
-        raise ApiError(400, f"invalid limit {text!r}")
+        raise ApiError(400, f"invalid limit {show(text)}")
     limit = min(max(int(text), 1), 50)
     return json_response(list(reversed(m.events[-limit:])))
 

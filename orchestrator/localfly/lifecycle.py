@@ -23,6 +23,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from orchestrator.localfly import secrets
 from orchestrator.localfly.checks import (
     CheckResult,
     run_checks,
@@ -115,6 +116,8 @@ def machine_env(fly: LocalFly, m: MachineRecord, port: int) -> dict[str, str]:
     """Return the environment a machine's process (or an exec in it) gets."""
     env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
     env.update({str(k): str(v) for k, v in (m.config.get("env") or {}).items()})
+    if m.secrets_version >= 0:
+        env.update(secrets.store(fly).values_at(m.app, m.secrets_version))
     root = fly.machine_dir(m.id) / "root"
     env.update(
         FLY_APP_NAME=m.app,
@@ -135,10 +138,19 @@ def machine_env(fly: LocalFly, m: MachineRecord, port: int) -> dict[str, str]:
     return env
 
 
+_PYTHON = frozenset({"{python}", "python", "python3"})
+
+
 def _argv(fly: LocalFly, m: MachineRecord) -> list[str]:
-    init_exec = (m.config.get("init") or {}).get("exec")
+    init = m.config.get("init") or {}
+    init_exec = init.get("exec")
     if init_exec:
         return [sys.executable if a == "{python}" else str(a) for a in init_exec]
+    cmd = init.get("cmd")
+    if cmd:
+        # init.cmd replaces the image's command (a release command). Images here are Python
+        # programs run by the server's interpreter, so `python` means that interpreter.
+        return [sys.executable if a in _PYTHON else str(a) for a in cmd]
     return resolve_command(str(m.config["image"]), fly.state_dir)
 
 
@@ -296,11 +308,15 @@ async def _watch(fly: LocalFly, m: MachineRecord, proc: Proc) -> None:
         again = policy == "always" or (policy == "on-failure" and rc != 0 and m.restarts < retries)
         _log(fly, m, f"process {proc.pid} exited with status {rc}; restart: {again}")
         _stop_checks(fly, m, None if again else "machine is not running")
+        # As Fly reports it: how many restarts this exit makes (flyctl's smoke checks read it).
         fly.event(
             m,
             "exit",
             "starting" if again else "stopped",
-            request={"exit_event": _exit_event(rc, False, again)},
+            request={
+                "exit_event": _exit_event(rc, False, again),
+                "restart_count": m.restarts + 1 if again else m.restarts,
+            },
         )
         if not again:
             fly.set_state(m, "stopped")

@@ -10,13 +10,13 @@ from typing import Any
 
 from starlette.responses import Response
 
-from orchestrator.localfly import lifecycle
+from orchestrator.localfly import lifecycle, secrets
 from orchestrator.localfly.checks import service_check_names
 from orchestrator.localfly.core import RUNNING, Call, LocalFly, json_response
 from orchestrator.localfly.images import parse_image, resolve_command
 from orchestrator.localfly.regions import NEAREST
 from orchestrator.localfly.state import LeaseRecord, MachineRecord
-from orchestrator.localfly.util import ApiError, iso_now, machine_id, nonce, ulid
+from orchestrator.localfly.util import ApiError, iso_now, machine_id, nonce, show, ulid
 from orchestrator.localfly.validate import (
     check_body,
     check_config,
@@ -186,7 +186,7 @@ def _attach_mounts(fly: LocalFly, m: MachineRecord, config: dict[str, Any]) -> l
         vid = str(mount["volume"])
         v = fly.volumes.get(vid)
         if v is None or v.app != m.app or v.state in ("pending_destroy", "destroyed"):
-            raise ApiError(400, f"volume {vid!r} not found for app {m.app}")
+            raise ApiError(400, f"volume {show(vid)} not found for app {m.app}")
         if v.region != m.region:
             raise ApiError(
                 400,
@@ -215,10 +215,11 @@ async def create_machine(fly: LocalFly, call: Call) -> Response:
     if name and any(
         x.app == app and x.name == name and x.state != "destroyed" for x in fly.machines.values()
     ):
-        raise ApiError(422, f"a machine named {name!r} already exists", fly_status="name_taken")
+        raise ApiError(422, f"a machine named {show(name)} already exists", fly_status="name_taken")
     ttl = body.get("lease_ttl")
     if ttl is not None and ttl < 1:
         raise ApiError(400, "lease_ttl must be at least 1 second")
+    pinned = secrets.pin(fly, app, body)
     mid = machine_id()
     now = iso_now()
     version = ulid()
@@ -235,6 +236,7 @@ async def create_machine(fly: LocalFly, call: Call) -> Response:
         updated_at=now,
         versions=[{"version": version, "config": config}],
         private_ip=_private_ip(mid),
+        secrets_version=pinned,
     )
     for vid in _attach_mounts(fly, m, config):
         fly.volumes[vid].attached_machine_id = mid
@@ -285,7 +287,9 @@ async def update_machine(fly: LocalFly, call: Call) -> Response:
     ttl = body.get("lease_ttl")
     if ttl is not None and ttl < 1:
         raise ApiError(400, "lease_ttl must be at least 1 second")
+    pinned = secrets.pin(fly, m.app, body)
     m.name, m.config, m.version, m.restarts = name, config, ulid(), 0
+    m.secrets_version = pinned
     m.versions.append({"version": m.version, "config": config})
     del m.versions[:-20]
     lease = new_lease(m, int(ttl), "updated with lease_ttl") if ttl and m.lease is None else None

@@ -93,6 +93,8 @@ class MachineRecord:
     port: int | None = None
     private_ip: str = ""
     restarts: int = 0
+    # The app secrets version its process gets (-1: none, skip_secrets); see secrets.py.
+    secrets_version: int = 0
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ characters, volume ids ``vol_`` + 16, snapshot ids ``vs_`` + 16, versions and ev
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import string
@@ -23,6 +24,7 @@ __all__ = [
     "machine_id",
     "nonce",
     "parse_duration",
+    "show",
     "snapshot_id",
     "ulid",
     "volume_id",
@@ -33,6 +35,15 @@ _LOWER_ALNUM = string.ascii_lowercase + string.digits
 _ALNUM = string.ascii_letters + string.digits
 _ulid_lock = threading.Lock()
 _ulid_last = 0
+
+
+def show(value: object, limit: int = 60) -> str:
+    """Return a value as an API message shows it: JSON (``"abc"``, ``null``), never a repr."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except ValueError:
+        text = json.dumps(str(value))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class ApiError(LocalFlyError):

@@ -9,6 +9,7 @@ machine's root. Every failure is an ApiError 400 naming the field.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 from functools import cache
@@ -19,7 +20,7 @@ from jsonschema import Draft7Validator
 from jsonschema.exceptions import best_match
 
 from orchestrator.localfly.regions import REGIONS
-from orchestrator.localfly.util import ApiError, parse_duration
+from orchestrator.localfly.util import ApiError, parse_duration, show
 
 __all__ = [
     "APP_NAME",
@@ -27,6 +28,7 @@ __all__ = [
     "check_app_name",
     "check_body",
     "check_config",
+    "check_org",
     "check_region",
     "check_signal",
     "mount_relpath",
@@ -94,21 +96,40 @@ def check_body(schema: str, body: Any) -> dict[str, Any]:
 def check_region(region: Any, what: str = "region") -> str:
     """Return ``region`` if the local Fly knows it; 400 otherwise."""
     if not isinstance(region, str) or region not in REGIONS:
-        raise ApiError(400, f"invalid {what} {region!r}: not a Fly region")
+        raise ApiError(400, f"invalid {what} {show(region)}: not a Fly region")
     return region
 
 
 def check_app_name(name: Any) -> str:
     """Return ``name`` if it is a valid app name; 400 otherwise."""
     if not isinstance(name, str) or not APP_NAME.match(name):
-        raise ApiError(400, f"invalid app name {name!r}: use lowercase letters, numbers and dashes")
+        raise ApiError(
+            400, f"invalid app name {show(name)}: use lowercase letters, numbers and dashes"
+        )
     return name
+
+
+ORGS_ENV = "LOCALFLY_ORGS"
+
+
+def check_org(slug: Any) -> str:
+    """Return a known organization slug (``personal``, or one of ``LOCALFLY_ORGS``); 404 else.
+
+    As on Fly, an app is created in an organization that exists; a missing slug means
+    ``personal``.
+    """
+    if slug is None or slug == "":
+        return "personal"
+    known = {"personal", *(s.strip() for s in os.environ.get(ORGS_ENV, "").split(",") if s.strip())}
+    if not isinstance(slug, str) or slug not in known:
+        raise ApiError(404, f"organization {show(slug)} not found")
+    return slug
 
 
 def check_machine_name(name: Any) -> str:
     """Return ``name`` if it is a valid machine name; 400 otherwise."""
     if not isinstance(name, str) or not MACHINE_NAME.match(name):
-        raise ApiError(400, f"invalid machine name {name!r}")
+        raise ApiError(400, f"invalid machine name {show(name)}")
     return name
 
 
@@ -117,7 +138,7 @@ def check_signal(name: Any, default: str = "SIGTERM") -> int:
     if name in (None, ""):
         name = default
     if not isinstance(name, str) or name.upper() not in SIGNALS:
-        raise ApiError(400, f"invalid signal {name!r}")
+        raise ApiError(400, f"invalid signal {show(name)}")
     return SIGNALS[name.upper()]
 
 
@@ -125,14 +146,16 @@ def _duration(value: Any, where: str) -> float:
     try:
         return parse_duration(value)
     except (ValueError, TypeError):
-        raise ApiError(400, f"invalid {where}: {value!r} is not a duration like '15s'") from None
+        raise ApiError(
+            400, f"invalid {where}: {show(value)} is not a duration like '15s'"
+        ) from None
 
 
 def mount_relpath(path: str) -> PurePosixPath:
     """Return a mount path relative to the machine root; 400 if it could escape it."""
     p = PurePosixPath(path)
     if not p.is_absolute() or ".." in p.parts or len(p.parts) < 2:
-        raise ApiError(400, f"invalid mount path {path!r}: must be absolute, not '/', no '..'")
+        raise ApiError(400, f"invalid mount path {show(path)}: must be absolute, not '/', no '..'")
     return p.relative_to("/")
 
 
@@ -141,12 +164,12 @@ def _check_guest(config: dict[str, Any]) -> None:
     if guest is None:
         kind, cpus, mem = _PRESETS.get(str(config.get("size", "shared-cpu-1x")), (None, 0, 0))
         if kind is None:
-            raise ApiError(400, f"invalid config.size {config.get('size')!r}")
+            raise ApiError(400, f"invalid config.size {show(config.get('size'))}")
         config["guest"] = {"cpu_kind": kind, "cpus": cpus, "memory_mb": mem}
         return
     kind = guest.setdefault("cpu_kind", "shared")
     if kind not in _CPUS:
-        raise ApiError(400, f"invalid config.guest.cpu_kind {kind!r}: shared or performance")
+        raise ApiError(400, f"invalid config.guest.cpu_kind {show(kind)}: shared or performance")
     cpus = guest.setdefault("cpus", 1)
     if cpus not in _CPUS[kind]:
         allowed = ", ".join(str(c) for c in sorted(_CPUS[kind]))
@@ -165,7 +188,7 @@ def _check_checks(config: dict[str, Any]) -> None:
     for name, check in (config.get("checks") or {}).items():
         where = f"config.checks.{name}"
         if check.get("type") not in ("http", "tcp"):
-            raise ApiError(400, f"invalid {where}.type {check.get('type')!r}: http or tcp")
+            raise ApiError(400, f"invalid {where}.type {show(check.get('type'))}: http or tcp")
         for key in ("interval", "timeout", "grace_period"):
             if key in check:
                 _duration(check[key], f"{where}.{key}")
@@ -173,7 +196,9 @@ def _check_checks(config: dict[str, Any]) -> None:
         if port is not None and not 0 < port < 65536:
             raise ApiError(400, f"invalid {where}.port {port}")
         if check["type"] == "http" and not str(check.get("path", "/")).startswith("/"):
-            raise ApiError(400, f"invalid {where}.path {check.get('path')!r}: must start with /")
+            raise ApiError(
+                400, f"invalid {where}.path {show(check.get('path'))}: must start with /"
+            )
 
 
 def check_config(config: Any) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
-import secrets
+import os
 import shutil
 from typing import Any
 
@@ -12,8 +13,9 @@ from starlette.responses import Response
 
 from orchestrator.localfly import disk
 from orchestrator.localfly.core import Call, LocalFly, json_response
+from orchestrator.localfly.regions import REGIONS, distance_km
 from orchestrator.localfly.state import SnapshotRecord, VolumeRecord
-from orchestrator.localfly.util import ApiError, iso_now, snapshot_id, volume_id
+from orchestrator.localfly.util import ApiError, iso_now, show, snapshot_id, volume_id
 from orchestrator.localfly.validate import VOLUME_NAME, check_body, check_region
 
 __all__ = [
@@ -66,13 +68,13 @@ def _size(value: Any, at_least: int = 1) -> int:
         or isinstance(value, bool)
         or not at_least <= value <= MAX_SIZE_GB
     ):
-        raise ApiError(400, f"invalid size_gb {value!r}: between {at_least} and {MAX_SIZE_GB}")
+        raise ApiError(400, f"invalid size_gb {show(value)}: between {at_least} and {MAX_SIZE_GB}")
     return value
 
 
 def _retention(value: Any) -> int:
     if not isinstance(value, int) or not 1 <= value <= 60:
-        raise ApiError(400, f"invalid snapshot_retention {value!r}: 1 to 60 days")
+        raise ApiError(400, f"invalid snapshot_retention {show(value)}: 1 to 60 days")
     return value
 
 
@@ -94,6 +96,50 @@ async def list_volumes(fly: LocalFly, call: Call) -> Response:
     return json_response(out)
 
 
+ZONES_ENV = "LOCALFLY_ZONES_PER_REGION"
+DEFAULT_ZONES = 3
+
+
+def zones_per_region() -> int:
+    """Return how many hardware zones each region has (``LOCALFLY_ZONES_PER_REGION``, 3)."""
+    text = os.environ.get(ZONES_ENV, "")
+    return int(text) if text.isdigit() and int(text) > 0 else DEFAULT_ZONES
+
+
+def region_zones(region: str) -> list[str]:
+    """Return a region's zone ids (4 hex digits, like Fly's, stable per region)."""
+    count = zones_per_region()
+    return [hashlib.sha256(f"{region}:{i}".encode()).hexdigest()[:4] for i in range(count)]
+
+
+def pick_zone(fly: LocalFly, app: str, region: str, name: str, *, unique: bool) -> str:
+    """Place a new volume in one of the region's zones, as Fly does.
+
+    With ``require_unique_zone`` (Fly's default) a volume goes to a zone that holds no other
+    volume of the app with the same name, and the create fails when every zone holds one;
+    without it, to the zone with the fewest volumes.
+    """
+    zones = region_zones(region)
+    live = [v for v in fly.volumes.values() if v.region == region and v.state != "pending_destroy"]
+    if unique:
+        taken = {v.zone for v in live if v.app == app and v.name == name}
+        free = [z for z in zones if z not in taken]
+        if not free:
+            raise ApiError(
+                422,
+                f"no zone left in {region} for another volume named {name}: each of its "
+                f"{len(zones)} zones holds one (require_unique_zone); create it with "
+                "require_unique_zone false to share a zone",
+                fly_status="insufficient_capacity",
+            )
+        return free[0]
+    load = {z: 0 for z in zones}
+    for v in live:
+        if v.zone in load:
+            load[v.zone] += 1
+    return min(zones, key=lambda z: (load[z], zones.index(z)))
+
+
 async def create_volume(fly: LocalFly, call: Call) -> Response:
     """Answer ``POST /apps/{app}/volumes``: empty, forked (``source_volume_id``) or restored."""
     app = fly.app(call.params["app_name"]).name
@@ -106,7 +152,7 @@ async def create_volume(fly: LocalFly, call: Call) -> Response:
     if source_id:
         source = fly.volumes.get(source_id)
         if source is None or source.app != app or source.state == "pending_destroy":
-            raise ApiError(400, f"source volume {source_id!r} not found")
+            raise ApiError(400, f"source volume {show(source_id)} not found")
         size_floor = source.size_gb
         region = check_region(body.get("region") or source.region)
         name = body.get("name") or source.name
@@ -116,7 +162,7 @@ async def create_volume(fly: LocalFly, call: Call) -> Response:
         if snap_id:
             snap = fly.snapshots.get(snap_id)
             if snap is None or snap.app != app:
-                raise ApiError(400, f"snapshot {snap_id!r} not found")
+                raise ApiError(400, f"snapshot {show(snap_id)} not found")
             if snap.status != "created":
                 raise ApiError(400, f"snapshot {snap_id} is not ready (status {snap.status})")
             size_floor = max(1, math.ceil(snap.volume_size / GIB))
@@ -127,10 +173,12 @@ async def create_volume(fly: LocalFly, call: Call) -> Response:
     if not isinstance(name, str) or not VOLUME_NAME.match(name):
         raise ApiError(
             400,
-            f"invalid volume name {name!r}: lowercase letters, numbers and underscores, at most 30",
+            f"invalid volume name {show(name)}: lowercase letters, numbers and underscores, "
+            "at most 30",
         )
     size = _size(body.get("size_gb", size_floor), size_floor)
     retention = _retention(body.get("snapshot_retention", 5))
+    zone = pick_zone(fly, app, region, name, unique=body.get("require_unique_zone") is not False)
     vid = volume_id()
     v = VolumeRecord(
         id=vid,
@@ -143,7 +191,7 @@ async def create_volume(fly: LocalFly, call: Call) -> Response:
         encrypted=bool(body.get("encrypted", True)),
         snapshot_retention=retention,
         auto_backup_enabled=bool(body.get("auto_backup_enabled", True)),
-        zone=secrets.token_hex(2),
+        zone=zone,
         fstype=str(body.get("fstype") or "ext4"),
     )
     data = fly.volume_data(vid)
@@ -157,6 +205,8 @@ async def create_volume(fly: LocalFly, call: Call) -> Response:
     # data is already in place, so the volume is mountable throughout.
     transient = "hydrating" if source else "restoring" if snap else "created"
     delay = fly.profile.duration("create", fly.rng) if transient != "created" else 0.0
+    if source is not None and source.region != region:
+        delay += _transfer_s(fly, source.region, region, size)
     v.state = transient if delay > 0 else "created"
     fly.volumes[vid] = v
     fly.save(v)
@@ -170,6 +220,18 @@ async def create_volume(fly: LocalFly, call: Call) -> Response:
 
         fly.track(settle())
     return json_response(volume_to_api(fly, v))
+
+
+# Seconds per GB per API-latency second: a cross-region fork copies the volume over the same
+# distance a call travels, far slower than a call (Fly hydrates remote forks in the background).
+_HYDRATE_PER_GB = 10.0
+
+
+def _transfer_s(fly: LocalFly, source: str, target: str, size_gb: int) -> float:
+    """Return how much longer a fork from ``source`` into ``target`` hydrates (the profile's)."""
+    km = distance_km(source, target) if source in REGIONS and target in REGIONS else 0.0
+    per_call = fly.profile.api_per_1000km_s * km / 1000.0
+    return per_call * _HYDRATE_PER_GB * size_gb * fly.profile.time_factor
 
 
 async def get_volume(fly: LocalFly, call: Call) -> Response:

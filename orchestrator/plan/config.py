@@ -23,6 +23,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.spec.model import (
@@ -39,10 +40,14 @@ __all__ = [
     "META_PLATFORM_VERSION",
     "META_PROCESS_GROUP",
     "META_RELEASE",
+    "META_SECRETS",
+    "META_SECRETS_VERSION",
     "META_SLOT",
     "PROCESS_GROUP",
+    "RELEASE_COMMAND_GROUP",
     "RESTART_MAX_RETRIES",
     "RegionConfigs",
+    "Secrets",
     "autostops",
     "canonical_json",
     "config_digest",
@@ -51,6 +56,7 @@ __all__ = [
     "image_tag",
     "machine_name",
     "release_id",
+    "secrets_fingerprint",
 ]
 
 META_PLATFORM_VERSION = "fly_platform_version"
@@ -60,8 +66,14 @@ META_SLOT = "orch_slot"
 META_CONFIG_DIGEST = "orch_config_digest"
 # Set by the executor (a fresh uuid per create), never by the pure planner.
 META_LAUNCH_ID = "orch_launch_id"
+# Which app secrets a machine was last launched with: a fingerprint of the secrets' names and
+# Fly's digests (never a value), and the secrets version sent as min_secrets_version.
+META_SECRETS = "orch_secrets"
+META_SECRETS_VERSION = "orch_secrets_version"
 
 PROCESS_GROUP = "app"
+# The process group Fly (and flyctl) give the temporary machine of a release command.
+RELEASE_COMMAND_GROUP = "fly_app_release_command"
 # flyctl's default for the on-failure policy; enough to ride out a crash loop at boot
 # without restarting forever.
 RESTART_MAX_RETRIES = 10
@@ -143,9 +155,39 @@ def _app_wide(spec: DeploySpec) -> dict[str, Any]:
     return out
 
 
-def release_id(spec: DeploySpec) -> str:
-    """Return the release id of ``spec``: ``<image tag>-<8 hex digits of the app-wide config>``."""
-    return f"{image_tag(spec.image)}-{_sha256(canonical_json(_app_wide(spec)))[:8]}"
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """The app's secrets as a deploy sees them: which values, never the values themselves.
+
+    Attributes:
+        fingerprint: :func:`secrets_fingerprint` of the names and Fly's digests (``""``: none).
+        version: the secrets version to send as ``min_secrets_version`` (``None``: unknown).
+        rollout: update machines launched with other secrets (a deploy); ``False`` only stamps
+            the machines the plan creates (a scale adds machines, it does not roll out).
+    """
+
+    fingerprint: str
+    version: int | None = None
+    rollout: bool = True
+
+
+def secrets_fingerprint(digests: Mapping[str, str]) -> str:
+    """Return 8 hex digits naming a set of secrets (name → Fly's digest); ``""`` for none."""
+    if not digests:
+        return ""
+    return _sha256(canonical_json(dict(sorted(digests.items()))))[:8]
+
+
+def release_id(spec: DeploySpec, secrets: Secrets | None = None) -> str:
+    """Return the release id of ``spec``: ``<image tag>-<8 hex digits of the app-wide config>``.
+
+    The app's secrets (by fingerprint) are part of the app-wide config: a change of a secret is
+    a new release, rolled out and rolled back like an image change.
+    """
+    wide = _app_wide(spec)
+    if secrets is not None and secrets.fingerprint:
+        wide["secrets"] = secrets.fingerprint
+    return f"{image_tag(spec.image)}-{_sha256(canonical_json(wide))[:8]}"
 
 
 def go_duration(seconds: float) -> str:
@@ -316,10 +358,20 @@ class RegionConfigs:
         guest: the desired ``guest`` (read-only).
     """
 
-    __slots__ = ("_base", "_group", "digest", "region", "release")
+    __slots__ = ("_base", "_group", "digest", "region", "release", "secrets")
 
-    def __init__(self, spec: DeploySpec, region: str, *, release: str | None = None) -> None:
+    def __init__(
+        self,
+        spec: DeploySpec,
+        region: str,
+        *,
+        release: str | None = None,
+        secrets: Secrets | None = None,
+    ) -> None:
         """Build the region's config; ``release`` saves recomputing :func:`release_id`.
+
+        ``secrets``: the app's secrets, stamped into the metadata (``None``: not known, so
+        not compared either).
 
         Raises:
             KeyError: ``region`` is not in the spec.
@@ -327,8 +379,9 @@ class RegionConfigs:
         self.region = region
         self._group = spec.process_group
         self._base = _base_config(spec, region)
-        self.release = release_id(spec) if release is None else release
+        self.release = release_id(spec, secrets) if release is None else release
         self.digest = config_digest(self._base)
+        self.secrets = secrets
 
     @property
     def image(self) -> str:
@@ -355,6 +408,10 @@ class RegionConfigs:
             META_SLOT: str(slot),
             META_CONFIG_DIGEST: self.digest,
         }
+        if self.secrets is not None and self.secrets.fingerprint:
+            out["metadata"][META_SECRETS] = self.secrets.fingerprint
+        if self.secrets is not None and self.secrets.version is not None:
+            out["metadata"][META_SECRETS_VERSION] = str(self.secrets.version)
         return out
 
 

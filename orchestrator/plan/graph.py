@@ -11,13 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from orchestrator.errors import ConfigError
 from orchestrator.plan.assemble import Assembler, VolumePlan, fork_source, plan_waves
 from orchestrator.plan.config import (
     META_PLATFORM_VERSION,
     META_PROCESS_GROUP,
+    META_RELEASE,
+    META_SECRETS,
+    META_SECRETS_VERSION,
+    RELEASE_COMMAND_GROUP,
     RegionConfigs,
+    Secrets,
     autostops,
     machine_name,
     release_id,
@@ -25,9 +31,10 @@ from orchestrator.plan.config import (
 from orchestrator.plan.fleet import Fleet, ObservedGuest, ObservedMachine, ObservedVolume
 from orchestrator.plan.model import Plan
 from orchestrator.plan.restore import build_restore_plan
+from orchestrator.plan.steps import Step, StepKind, step_id
 from orchestrator.spec.model import DeploySpec, WaveSpec
 
-__all__ = ["Plan", "build_plan", "build_restore_plan", "spec_waves"]
+__all__ = ["Plan", "build_plan", "build_restore_plan", "release_command_config", "spec_waves"]
 
 # A stopped machine is fine only when Fly's proxy stops idle machines on purpose (autostop).
 _COLD_STATES = frozenset({"stopped", "suspended", "created"})
@@ -70,6 +77,14 @@ def _update_reason(
     """Say why an existing machine needs an update (``config``, ``drift``, ``state``), or None."""
     if m.config_digest != desired.digest:
         return "config"
+    secrets = desired.secrets
+    if (
+        secrets is not None
+        and secrets.rollout
+        and m.metadata.get(META_SECRETS, "") != (secrets.fingerprint)
+    ):
+        # The machine runs other secrets than the app has now (a staged `secrets set`).
+        return "secrets"
     # Someone changed the machine behind our back (fly scale vm, fly deploy) but kept our
     # metadata: the two fields Fly echoes back verbatim are enough to notice.
     if m.image != desired.image or m.guest != guest:
@@ -134,6 +149,8 @@ def build_plan(
     regions: Sequence[str] | None = None,
     image: str | None = None,
     destroy_volumes: bool = False,
+    secrets: Secrets | None = None,
+    release_command: bool = False,
 ) -> Plan:
     """Plan the steps that bring ``fleet`` to ``spec`` (pure, deterministic).
 
@@ -143,6 +160,10 @@ def build_plan(
         regions: regions to deploy (``None`` or empty: every region of the spec).
         image: an image that replaces the spec's (``invoke deploy --image``).
         destroy_volumes: scaling down also destroys the removed machines' volumes.
+        secrets: the app's secrets now; a machine launched with others is updated (reason
+            ``secrets``) when ``secrets.rollout``. ``None``: not known, not compared.
+        release_command: run the spec's release command first when the plan starts machines
+            on a new release (a deploy does; a scale or a drill does not, as with flyctl).
 
     Raises:
         ConfigError: an unknown region (names ``--region``), an empty image (``--image``), or
@@ -154,7 +175,7 @@ def build_plan(
         spec = replace(spec, image=image.strip())
     selected = _select(spec, regions)
     waves = plan_waves(spec_waves(spec), selected)
-    release = release_id(spec)
+    release = release_id(spec, secrets)
     asm = Assembler()
     notes: list[str] = []
     source = None
@@ -168,7 +189,9 @@ def build_plan(
 
     for wave in waves:
         for region in wave.regions:
-            _plan_region(spec, fleet, region, wave, release, destroy_volumes, source, asm, notes)
+            _plan_region(
+                spec, fleet, region, wave, release, destroy_volumes, source, asm, notes, secrets
+            )
 
     adopted = {m.id for region in selected for m in _adoptable(spec, fleet, region).values()}
     for m in fleet.unmanaged():
@@ -189,14 +212,81 @@ def build_plan(
     asm.resolve_primary_waits(spec.primary_region, notes)
     # What fly.toml and the region files say that this tool does not act on, and why.
     notes.extend(spec.notes)
+    graph = asm.link(waves, spec.primary_region)
+    if (
+        release_command
+        and spec.release is not None
+        and waves
+        and _new_release(fleet, graph, release)
+    ):
+        _add_release_command(spec, graph, release, secrets)
     return Plan(
         app=spec.app,
         release=release,
         waves=tuple(w.regions for w in waves),
-        graph=asm.link(waves, spec.primary_region),
+        graph=graph,
         notes=tuple(notes),
         wave_specs=waves,
     )
+
+
+def _new_release(fleet: Fleet, graph: Any, release: str) -> bool:
+    """Tell whether the plan starts machines on a release no managed machine runs yet."""
+    launches = any(
+        data["step"].kind in (StepKind.MACHINE_CREATE, StepKind.MACHINE_UPDATE)
+        for _, data in graph.nodes(data=True)
+    )
+    return launches and not any(m.managed and m.release == release for m in fleet.machines)
+
+
+def release_command_config(
+    spec: DeploySpec, release: str, secrets: Secrets | None = None
+) -> dict[str, Any]:
+    """Return the config of the temporary machine that runs the release command.
+
+    As Fly runs it: the new image with the app's env (and secrets), in the primary region, no
+    volume, no services or checks, never restarted; ``init.cmd`` is the command.
+    """
+    if spec.release is None:
+        raise ValueError("the spec has no release command")
+    config = RegionConfigs(spec, spec.primary_region, release=release, secrets=secrets).config(1)
+    for key in ("mounts", "services", "checks"):
+        config.pop(key, None)
+    config["restart"] = {"policy": "no"}
+    config["init"] = {"cmd": list(spec.release.argv)}
+    meta = config["metadata"]
+    config["metadata"] = {
+        META_PLATFORM_VERSION: "v2",
+        META_PROCESS_GROUP: RELEASE_COMMAND_GROUP,
+        META_RELEASE: release,
+        **{k: meta[k] for k in (META_SECRETS, META_SECRETS_VERSION) if k in meta},
+    }
+    return config
+
+
+def _add_release_command(
+    spec: DeploySpec, graph: Any, release: str, secrets: Secrets | None
+) -> None:
+    """Put the release command before every other step of the plan."""
+    if spec.release is None:
+        return
+    primary = spec.primary_region
+    roots = [n for n in graph.nodes if graph.in_degree(n) == 0]
+    step = Step(
+        id=step_id(primary, StepKind.RELEASE_COMMAND),
+        kind=StepKind.RELEASE_COMMAND,
+        region=primary,
+        wave=1,
+        params={
+            "command": list(spec.release.argv),
+            "timeout_s": spec.release.timeout_s,
+            "release": release,
+            "config": release_command_config(spec, release, secrets),
+        },
+    )
+    graph.add_node(step.id, step=step)
+    for root in roots:
+        graph.add_edge(step.id, root)
 
 
 def _plan_region(
@@ -209,13 +299,14 @@ def _plan_region(
     source: ObservedVolume | None,
     asm: Assembler,
     notes: list[str],
+    secrets: Secrets | None = None,
 ) -> None:
     """Add the steps of one region: updates, creates with their volumes, destroys, gates."""
     rs = spec.regions[region]
     mount = spec.mount
     managed = fleet.managed_in(region)
     # One config and one digest per region: slots differ only in orch_slot and their volume.
-    desired = RegionConfigs(spec, region, release=release)
+    desired = RegionConfigs(spec, region, release=release, secrets=secrets)
     guest = ObservedGuest(**desired.guest)
     autostop = autostops(spec)
 

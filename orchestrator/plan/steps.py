@@ -13,6 +13,8 @@ __all__ = ["MUTATING_KINDS", "Step", "StepKind", "step_id"]
 class StepKind(StrEnum):
     """What a step does."""
 
+    # First: it runs before any machine of the release changes.
+    RELEASE_COMMAND = "release.command"
     VOLUME_ENSURE = "volume.ensure"
     VOLUME_REPLICATE = "volume.replicate"
     MACHINE_CREATE = "machine.create"
@@ -24,6 +26,7 @@ class StepKind(StrEnum):
 
 MUTATING_KINDS = frozenset(
     {
+        StepKind.RELEASE_COMMAND,
         StepKind.VOLUME_ENSURE,
         StepKind.MACHINE_CREATE,
         StepKind.MACHINE_UPDATE,

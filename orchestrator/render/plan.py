@@ -36,6 +36,12 @@ def describe_step(step: Step) -> str:
     """Say in a few words what ``step`` will do (plain text, no markup)."""
     p = step.params
     kind = step.kind
+    if kind is StepKind.RELEASE_COMMAND:
+        command = " ".join(str(a) for a in p.get("command") or [])
+        return (
+            f"run `{command}` on a temporary machine in {step.region} (new image, env and "
+            f"secrets, no volume; timeout {_num(p.get('timeout_s'))}s), before any machine"
+        )
     if kind is StepKind.VOLUME_ENSURE:
         if p.get("reuse"):
             return f"reuse volume {p['reuse']}"
@@ -117,6 +123,10 @@ def plan_tree(plan: Plan, eta: Estimate | None = None) -> Tree:
     tree = Tree(title)
     steps = plan.steps()
     expected = {w.wave: w.seconds for w in eta.waves} if eta is not None else {}
+    for step in steps:
+        if step.kind is StepKind.RELEASE_COMMAND:
+            tree.add(_step_line(step))
+    steps = tuple(s for s in steps if s.kind is not StepKind.RELEASE_COMMAND)
     for index, regions in enumerate(plan.waves, start=1):
         spec = plan.wave_specs[index - 1] if index <= len(plan.wave_specs) else None
         label = Text(f"wave {index}", style="bold")

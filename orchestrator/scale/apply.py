@@ -33,6 +33,7 @@ from orchestrator.execute.executor import DeployResult, Executor, StepReport
 from orchestrator.execute.journal import Journal, iso
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.primaries import gate_writable_primary, refuse_split
+from orchestrator.execute.secretstate import scale_secrets
 from orchestrator.plan.config import release_id
 from orchestrator.plan.fleet import GONE_MACHINE_STATES, Fleet, fleet_from_api
 from orchestrator.plan.graph import build_plan, spec_waves
@@ -331,7 +332,10 @@ async def run_scale(
         edits = check_scale(settings, request)
         spec = _with_regions(load_checked_spec(settings, regions=regions), edits)
         fleet = await observe_fleet(conn)
-        plan = build_plan(spec, fleet, regions=regions, destroy_volumes=request.destroy_volumes)
+        secrets = await scale_secrets(conn.client, conn.app, settings.root)
+        plan = build_plan(
+            spec, fleet, regions=regions, destroy_volumes=request.destroy_volumes, secrets=secrets
+        )
         return ScaleDryRun(edits, plan, plan_extends(spec, fleet, regions, plan))
 
     spec = load_checked_spec(settings, regions=regions)
@@ -353,7 +357,10 @@ async def run_scale(
         # so the next deploy never carries a half-done scale on.
         edits = check_scale(settings, request)
         spec = _with_regions(spec, edits)
-        plan = build_plan(spec, fleet, regions=regions, destroy_volumes=request.destroy_volumes)
+        secrets = await scale_secrets(conn.client, conn.app, settings.root)
+        plan = build_plan(
+            spec, fleet, regions=regions, destroy_volumes=request.destroy_volumes, secrets=secrets
+        )
         impact = scale_impact(fleet, edits, destroy_volumes=request.destroy_volumes)
         if impact.needs_confirmation:
             if confirm is None:

@@ -30,6 +30,7 @@ from orchestrator.spec.model import (
     WaveSpec,
 )
 from orchestrator.spec.regions import validate_region
+from orchestrator.spec.release import read_release_command
 from orchestrator.spec.sizes import FILE_KEYS, resolve_vm
 from orchestrator.spec.values import (
     DAY_S,
@@ -473,7 +474,13 @@ def load_spec(
         root=str(root.resolve()),
         ignored_keys=fly.ignored_keys,
         notes=tuple(notes),
+        release=read_release_command(root, overlay),
     )
+    if spec.release is not None:
+        # [deploy] is acted on now; name the keys of it that are not.
+        ignored = [k for k in spec.ignored_keys if k != f"{FLY_TOML}: deploy"]
+        ignored += list(spec.release.ignored_keys)
+        spec = replace(spec, ignored_keys=tuple(sorted(ignored)))
     return replace(spec, digest=spec_digest(spec))
 
 

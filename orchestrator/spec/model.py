@@ -18,6 +18,7 @@ __all__ = [
     "OnFailure",
     "PortSpec",
     "RegionSpec",
+    "ReleaseCommand",
     "Role",
     "ServiceCheckSpec",
     "ServiceSpec",
@@ -216,6 +217,20 @@ class WaveSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ReleaseCommand:
+    """``[deploy] release_command`` of fly.toml: run once per release before machines change.
+
+    Attributes:
+        argv: the command, split into words as a shell would.
+        timeout_s: ``release_command_timeout`` (flyctl's default: 5 minutes).
+    """
+
+    argv: tuple[str, ...]
+    timeout_s: float = 300.0
+    ignored_keys: tuple[str, ...] = field(default=(), compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class DrillObjectives:
     """``[drill]`` of ``regions/waves.toml``: what a disaster-recovery drill must achieve.
 
@@ -265,6 +280,7 @@ class DeploySpec:
         ignored_keys: fly.toml keys flyctl knows that this tool accepts but does not act on
             (``fly.toml: kill_signal``), so the command line can say so.
         notes: one line per key not acted on, with the reason (the plan lists them).
+        release: ``[deploy] release_command``, or ``None``.
     """
 
     app: str
@@ -286,6 +302,7 @@ class DeploySpec:
     digest: str = ""
     ignored_keys: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    release: ReleaseCommand | None = None
 
     def wave_of(self, region: str) -> WaveSpec:
         """Return the wave that deploys ``region``."""

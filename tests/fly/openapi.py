@@ -51,6 +51,16 @@ DEVIATIONS: Mapping[str, str] = {
 }
 
 
+# Query parameters Fly takes that the document does not declare, sent as fly-go sends them
+# (flaps_machines.go): the lease TTL as ``?ttl=`` (the document has it only in the body) and
+# destroy's ``kill=true`` (the document names only ``force``). Fly is the reference where the
+# two disagree; every other undeclared parameter is still refused.
+FLY_GO_QUERY: dict[str, dict[str, dict[str, Any]]] = {
+    "Machines_create_lease": {"ttl": {"name": "ttl", "in": "query", "schema": {"type": "integer"}}},
+    "Machines_delete": {"kill": {"name": "kill", "in": "query", "schema": {"type": "boolean"}}},
+}
+
+
 class SpecViolation(AssertionError):
     """A request the OpenAPI document does not allow."""
 
@@ -254,6 +264,7 @@ class FlyAPI:
 
         query = list(request.url.params.multi_items())
         declared = {p["name"]: p for p in op.parameters if p["in"] == "query"}
+        declared.update(FLY_GO_QUERY.get(op.operation_id, {}))
         templated = [
             (re.compile("^" + re.escape(n).replace(r"\{key\}", ".+") + "$"), p)
             for n, p in declared.items()

@@ -87,8 +87,16 @@ def test_an_empty_error_body_falls_back_to_the_reason() -> None:
     assert _error(404).message == "Not Found"
 
 
-def test_a_409_about_a_lease_is_lease_held() -> None:
-    assert isinstance(_error(409, {"error": "lease currently held by x"}), FlyLeaseHeld)
+def test_a_held_lease_is_told_by_the_request_not_by_the_word_lease() -> None:
+    # A 409 to taking a lease is a held lease, whatever its text says.
+    held = error_from_response(
+        "POST", f"/v1/apps/{APP}/machines/{MID}/lease", json_response(409, {"error": "conflict"})
+    )
+    assert isinstance(held, FlyLeaseHeld)
+    # A 409 elsewhere is a conflict, even when its text speaks of a lease.
+    other = _error(409, {"error": "lease currently held by x"})
+    assert isinstance(other, FlyConflict)
+    assert not isinstance(other, FlyLeaseHeld)
 
 
 def test_rate_limited_carries_retry_after() -> None:

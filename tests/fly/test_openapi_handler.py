@@ -28,7 +28,8 @@ def _request(
     [
         (_request("GET", "/v1/apps/demo/gadgets"), "no such path"),
         (_request("PATCH", "/v1/apps/demo/machines/m1/start"), "method not allowed"),
-        (_request("DELETE", "/v1/apps/demo/machines/m1?kill=true"), "'kill' is not declared"),
+        (_request("DELETE", "/v1/apps/demo/machines/m1?purge=true"), "'purge' is not declared"),
+        (_request("DELETE", "/v1/apps/demo/machines/m1?kill=maybe"), "is not a valid boolean"),
         (_request("GET", "/v1/apps/demo/machines?limit=many"), "is not a valid integer"),
         (_request("GET", "/v1/apps/demo/machines?summary=1"), "is not a valid boolean"),
         (_request("GET", "/v1/apps/demo/machines/m1/wait?state=running"), "is not one of"),

@@ -38,9 +38,10 @@ DOCUMENTED_METHODS = {
     "start_machine", "stop_machine", "restart_machine", "cordon_machine", "uncordon_machine",
     "wait_machine", "get_lease", "acquire_lease", "release_lease",
     "get_metadata", "update_metadata", "set_metadata", "delete_metadata",
-    "exec_machine", "list_events",
+    "exec_machine", "list_events", "list_processes",
     "list_volumes", "create_volume", "get_volume", "update_volume", "destroy_volume",
     "extend_volume", "list_snapshots", "create_snapshot",
+    "list_secrets", "reveal_secrets", "set_secrets", "unset_secret",
     "list_regions",
 }  # fmt: skip
 
@@ -185,6 +186,51 @@ async def test_create_machine_with_lease_ttl_returns_a_leased_machine(
     assert created.id == MID
 
 
+async def test_create_and_update_send_min_secrets_version_at_the_top_level(
+    api: FlyAPI, fly: FlyClient
+) -> None:
+    api.on("Machines_create", json_response(200, samples.machine()))
+    api.on("Machines_update", json_response(200, samples.machine(version="01NEWVERSION")))
+    await fly.create_machine(APP, {"image": "nginx:1"}, region="dfw", min_secrets_version=4)
+    await fly.update_machine(APP, MID, {"image": "nginx:1"}, min_secrets_version=5)
+    create, update = api.calls
+    assert create.body["min_secrets_version"] == 4
+    assert update.body["min_secrets_version"] == 5
+    assert "min_secrets_version" not in create.body["config"]
+
+
+async def test_secrets_are_listed_without_values_and_changed_as_one_version(
+    api: FlyAPI, fly: FlyClient
+) -> None:
+    listed = {
+        "secrets": [
+            {"name": "TOKEN", "digest": "d2", "value": "must-not-surface"},
+            {"name": "DB_URL", "digest": "d1", "created_at": "2026-01-01T00:00:00Z"},
+        ]
+    }
+    api.on("Secrets_list", json_response(200, listed))
+    api.on("Secrets_update", json_response(200, {"secrets": [], "version": 7}))
+    api.on("Secret_delete", json_response(200, {"version": 8}))
+    secrets = await fly.list_secrets(APP)
+    assert [(s.name, s.digest) for s in secrets] == [("DB_URL", "d1"), ("TOKEN", "d2")]
+    assert "must-not-surface" not in repr(secrets)
+    assert await fly.set_secrets(APP, {"DB_URL": "postgres://x", "TOKEN": "t"}) == 7
+    assert await fly.unset_secret(APP, "OLD") == 8
+    listing, update, delete = api.calls
+    assert listing.query == []
+    assert update.body == {"values": {"DB_URL": "postgres://x", "TOKEN": "t"}}
+    assert delete.path_params == {"app_name": APP, "secret_name": "OLD"}
+
+
+async def test_reveal_secrets_asks_for_values_and_keeps_only_the_names_asked(
+    api: FlyAPI, fly: FlyClient
+) -> None:
+    listed = {"secrets": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}
+    api.on("Secrets_list", json_response(200, listed))
+    assert await fly.reveal_secrets(APP, ["B", "C"]) == {"B": "2"}
+    assert api.calls[0].query == [("show_secrets", "true")]
+
+
 async def test_create_machine_accepts_a_plain_config_dict(api: FlyAPI, fly: FlyClient) -> None:
     api.on("Machines_create", json_response(200, samples.machine()))
     await fly.create_machine(APP, {"image": "nginx:1"}, region="dfw")
@@ -232,16 +278,16 @@ async def test_update_machine_with_a_stale_version_is_a_conflict(
     assert len(api.calls) == 1
 
 
-async def test_destroy_machine_sends_force_as_the_spec_names_it(
+async def test_destroy_machine_sends_force_and_kill_as_fly_go_does(
     api: FlyAPI, fly: FlyClient
 ) -> None:
     # The spec names the parameter ``force``; fly-go's Destroy sends ``kill=true``, which the
-    # document does not declare (the handler would refuse it). We follow the document.
+    # document does not declare. Fly acts on what fly-go sends: both go (openapi.FLY_GO_QUERY).
     api.on("Machines_delete", json_response(200, {"ok": True}))
     await fly.destroy_machine(APP, MID, force=True, nonce=NONCE)
     await fly.destroy_machine(APP, MID)
     forced, plain = api.calls
-    assert forced.query == [("force", "true")]
+    assert forced.query == [("force", "true"), ("kill", "true")]
     assert forced.headers["fly-machine-lease-nonce"] == NONCE
     assert plain.query == []
     assert "fly-machine-lease-nonce" not in plain.headers
@@ -304,17 +350,17 @@ async def test_wait_machine_clamps_the_timeout_to_fly_go_bounds(
 @pytest.mark.parametrize(
     "answer", [samples.LEASE_FLAT, samples.LEASE_WRAPPED], ids=["spec-flat", "real-wrapped"]
 )
-async def test_acquire_lease_sends_ttl_in_the_body_and_reads_either_answer_shape(
+async def test_acquire_lease_sends_ttl_as_fly_go_does_and_reads_either_answer_shape(
     api: FlyAPI, fly: FlyClient, answer: dict[str, object]
 ) -> None:
     # The spec's Lease is flat; Fly's docs and fly-go answer {"status": "success", "data": ...}.
-    # Both must give the nonce. The ttl goes in the JSON body as the spec says (fly-go sends
-    # ?ttl=N, which the document does not declare).
+    # Both must give the nonce. The ttl goes as ?ttl=N as fly-go sends it (what Fly reads; the
+    # document does not declare it: openapi.FLY_GO_QUERY) and in the body as the spec says.
     api.on("Machines_create_lease", json_response(201, answer))
     lease = await fly.acquire_lease(APP, MID, ttl=13, description="orchestrator deploy v2")
     (call,) = api.calls
     assert call.body == {"ttl": 13, "description": "orchestrator deploy v2"}
-    assert call.query == []
+    assert call.query == [("ttl", "13")]
     assert "fly-machine-lease-nonce" not in call.headers
     assert lease.nonce == NONCE
     assert lease.expires_at == 1722506473
@@ -581,3 +627,26 @@ async def test_an_unknown_machine_is_not_found(api: FlyAPI, fly: FlyClient) -> N
     with pytest.raises(FlyNotFound, match="machine not found"):
         await fly.get_machine(APP, "nope")
     assert len(api.calls) == 1
+
+
+async def test_list_processes_reads_fly_process_stats(api: FlyAPI, fly: FlyClient) -> None:
+    rows = [
+        {"pid": 9, "command": "sleep 1", "rss": 10, "cpu": 3, "listen_sockets": []},
+        {
+            "pid": 1,
+            "command": "python -m app",
+            "directory": "/app",
+            "rss": 25_000_000,
+            "cpu": 1200,
+            "listen_sockets": [{"address": "0.0.0.0:8080", "proto": "tcp"}],
+        },
+    ]
+    api.on("Machines_list_processes", json_response(200, rows))
+    procs = await fly.list_processes(APP, MID)
+    assert api.calls[0].path_params == {"app_name": APP, "machine_id": MID}
+    assert [p.pid for p in procs] == [1, 9]
+    assert (procs[0].rss_bytes, procs[0].cpu_ms, procs[0].listening) == (
+        25_000_000,
+        1200,
+        ("0.0.0.0:8080",),
+    )

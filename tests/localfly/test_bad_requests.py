@@ -164,3 +164,44 @@ def test_other_bad_requests(localfly: Endpoint) -> None:
         wait = c.get(f"/v1/apps/{app}/machines/x/wait", params={"state": "sleeping"})
         assert wait.status_code == 404  # the machine comes first
     assert _mutations(localfly, app) == []
+
+
+def test_the_local_fly_refuses_what_fly_refuses_in_plain_words(localfly: Endpoint) -> None:
+    app = unique_app()
+    with api(localfly) as c:
+        # An organization that does not exist: no app is made in it.
+        resp = c.post("/v1/apps", json={"name": app, "org_slug": "no-such-org"})
+        assert resp.status_code == 404, resp.text
+        assert "organization" in resp.json()["error"]
+        assert c.get("/v1/apps", params={"org_slug": "no-such-org"}).status_code == 404
+        assert c.get(f"/v1/apps/{app}").status_code == 404
+        # A missing name is shown as JSON shows it, not as a Python repr.
+        resp = c.post("/v1/apps", json={"name": None, "org_slug": "personal"})
+        assert resp.status_code == 400
+        assert "None" not in resp.json()["error"]
+        assert "null" in resp.json()["error"]
+
+        c.post("/v1/apps", json={"name": app, "org_slug": "personal"}).raise_for_status()
+        made = c.post(
+            f"/v1/apps/{app}/machines",
+            json={"region": "syd", "config": echo_config(), "skip_launch": True},
+        )
+        assert made.status_code == 200, made.text
+        wait = f"/v1/apps/{app}/machines/{made.json()['id']}/wait"
+        for params in (
+            {"state": "running"},
+            {"state": "started,booting"},
+            {"timeout": "1.5"},
+            {"timeout": "10s"},
+            {"timeout": "61"},
+            {"timeout": "0"},
+            {"timeout": "-1"},
+        ):
+            resp = c.get(wait, params=params)
+            assert resp.status_code == 400, (params, resp.status_code)
+            assert "'" not in resp.json()["error"], resp.json()["error"]
+        # Within the document's rules it waits (and times out as Fly does).
+        assert c.get(wait, params={"state": "stopped", "timeout": "1"}).status_code in (200, 408)
+        missing = c.get(f"/v1/apps/{app}/machines/nope")
+        assert missing.status_code == 404
+        assert missing.json()["error"] == 'machine "nope" not found'

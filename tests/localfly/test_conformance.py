@@ -59,6 +59,8 @@ VALID: dict[str, dict[str, Any]] = {
     "Volumes_update": {"body": {"snapshot_retention": 7}},
     "Machines_delete": {"query": {"force": "true"}},
     "Machines_create_lease": {"body": {"ttl": 30}},
+    "Secrets_update": {"body": {"values": {"DB_URL": "conformance-value", "GONE": None}}},
+    "Secret_create": {"body": {"value": "conformance-value"}},
 }
 
 
@@ -89,10 +91,18 @@ def _fixtures(endpoint: Endpoint) -> dict[str, str]:
             },
         ).json()
         c.post(f"/v1/apps/conformance/volumes/{vol['id']}/snapshots").raise_for_status()
+        secret = {"values": {"DB_URL": "conformance-value"}}
+        c.post("/v1/apps/conformance/secrets", json=secret).raise_for_status()
         wait_for(
             lambda: c.get(f"/v1/apps/conformance/machines/{m['id']}").json()["state"] == "started"
         )
-    return {"app_name": "conformance", "machine_id": m["id"], "volume_id": vol["id"], "key": "k"}
+    return {
+        "app_name": "conformance",
+        "machine_id": m["id"],
+        "volume_id": vol["id"],
+        "key": "k",
+        "secret_name": "DB_URL",
+    }
 
 
 def test_responses_match_flys_schemas(conformance_fly: Endpoint) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,14 @@ from orchestrator.localfly.control import Endpoint
 from orchestrator.localfly.profiles import get_profile
 from orchestrator.localfly.util import parse_duration
 
-from .helpers import ECHO_IMAGES, api, assert_no_processes, machine_pids, unique_app
+from .helpers import (
+    ECHO_IMAGES,
+    api,
+    assert_no_processes,
+    machine_pids,
+    unique_app,
+    wait_for,
+)
 
 
 def test_fast_adds_nothing_and_shrinks_check_intervals() -> None:
@@ -81,3 +89,51 @@ def test_a_realistic_server_takes_time_to_launch(tmp_path: pytest.TempPathFactor
         pids = [endpoint.pid, *machine_pids(state_dir)]
         control.stop(state_dir)
         assert_no_processes(state_dir, pids)
+
+
+def test_a_cross_region_fork_hydrates_for_the_profile_s_time(
+    tmp_path: pytest.TempPathFactory,
+) -> None:
+    """As on Fly: a fork, across regions or not, is ``hydrating`` before it is ``created``."""
+    state_dir = tmp_path / "forks"  # type: ignore[operator]
+    state_dir.mkdir()
+    endpoint: Endpoint = control.ensure_running(state_dir, profile="realistic", time_factor=0.1)
+    try:
+        app = unique_app()
+        with api(endpoint) as c:
+            c.post("/v1/apps", json={"name": app}).raise_for_status()
+            vols = f"/v1/apps/{app}/volumes"
+            source = c.post(vols, json={"name": "data", "region": "syd", "size_gb": 3}).json()
+            assert source["state"] == "created"
+            seen: dict[str, list[str]] = {}
+            for region in ("ams", "syd"):
+                made = wait_for(
+                    lambda r=region: _created(c, vols, source["id"], r),
+                    timeout=30,
+                    what="a fork past the rate limit",
+                )
+                assert made["state"] == "hydrating"
+                states = [made["state"]]
+
+                def settled(vid: str = made["id"], states: list[str] = states) -> bool:
+                    state = c.get(f"{vols}/{vid}").json()["state"]
+                    states.append(state)
+                    return state == "created"
+
+                wait_for(settled, timeout=30, what="the fork to hydrate")
+                seen[region] = states
+            assert seen["ams"][0] == seen["syd"][0] == "hydrating"
+            assert seen["ams"][-1] == seen["syd"][-1] == "created"
+    finally:
+        pids = [endpoint.pid, *machine_pids(state_dir)]
+        control.stop(state_dir)
+        assert_no_processes(state_dir, pids)
+
+
+def _created(c: Any, vols: str, source: str, region: str) -> dict[str, Any] | None:
+    resp = c.post(vols, json={"source_volume_id": source, "region": region})
+    if resp.status_code == 429:
+        return None
+    resp.raise_for_status()
+    body: dict[str, Any] = resp.json()
+    return body

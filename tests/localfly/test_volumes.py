@@ -5,9 +5,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from orchestrator.errors import FlyBadRequest, FlyConflict, FlyPreconditionFailed
+from orchestrator.errors import (
+    FlyBadRequest,
+    FlyConflict,
+    FlyPreconditionFailed,
+    FlyRateLimited,
+)
 from orchestrator.fly.client import FlyClient
-from orchestrator.fly.models import Snapshot
+from orchestrator.fly.models import Snapshot, Volume
 from orchestrator.localfly.control import Endpoint
 
 from .helpers import await_for, fly_client, passing, sample_config, unique_app
@@ -134,3 +139,36 @@ async def test_bytes_used_counts_what_the_machine_wrote(localfly: Endpoint) -> N
         (brief,) = await fly.list_volumes(app, summary=True)
         assert brief.bytes_used is None
         await fly.destroy_machine(app, m.id, force=True)
+
+
+async def test_a_region_has_finite_zones_for_unique_volumes(localfly: Endpoint) -> None:
+    """As on Fly: by default each volume of a name takes its own zone, and zones run out."""
+    app = unique_app()
+    async with fly_client(localfly) as fly:
+        await fly.create_app(app)
+        zones = []
+        for _ in range(3):
+            v = await _create(fly, app, require_unique_zone=None)
+            zones.append(v.zone)
+        assert len(set(zones)) == 3
+        with pytest.raises(FlyBadRequest) as refused:
+            await _create(fly, app, require_unique_zone=True)
+        assert refused.value.status_code == 422
+        assert refused.value.fly_status == "insufficient_capacity"
+        assert "require_unique_zone" in refused.value.message
+        # Sharing a zone is allowed when asked for (flyctl's deploy does).
+        shared = await _create(fly, app, require_unique_zone=False)
+        assert shared.zone in zones
+        assert len(await fly.list_volumes(app)) == 4
+
+
+async def _create(fly: FlyClient, app: str, *, require_unique_zone: bool | None) -> Volume:
+    async def attempt() -> Volume | None:
+        try:
+            return await fly.create_volume(
+                app, name="data", region="syd", size_gb=1, require_unique_zone=require_unique_zone
+            )
+        except FlyRateLimited:
+            return None
+
+    return await await_for(attempt, timeout=30, what="a volume create past the rate limit")

@@ -48,6 +48,14 @@ def _sub(file: str, old: str, new: str) -> Callable[[Path], None]:
     return edit
 
 
+def _append(file: str, text: str) -> Callable[[Path], None]:
+    def edit(root: Path) -> None:
+        path = root / file
+        path.write_text(path.read_text() + text)
+
+    return edit
+
+
 def _put(file: str, content: str | bytes) -> Callable[[Path], None]:
     def edit(root: Path) -> None:
         path = root / file
@@ -227,6 +235,22 @@ CASES: list[Case] = [
     Case("rollback-region-unknown", "rollback --region xyz", "--region"),
     Case("local-up-time-factor-zero", "local.up --time-factor 0", "--time-factor"),
     Case("local-up-profile", "local.up --profile bogus", "--profile"),
+    # fly.toml's [deploy]
+    Case(
+        "release-command-unsplittable",
+        "deploy",
+        f"{FLY}: deploy.release_command",
+        _append(FLY, '\n[deploy]\n  release_command = "migrate \'unclosed"\n'),
+    ),
+    # invoke secrets: every bad argument named by position, never by value
+    Case("secrets-bad-pairs", "secrets set -- 1BAD=x NOEQ", "argument 1"),
+    Case("secrets-nothing-to-set", "secrets set", "secrets set"),
+    Case("secrets-unset-bad-name", "secrets unset -- bad-name", "secrets unset: argument 1"),
+    Case("secrets-unknown-action", "secrets rotate", "secrets: must be list, set or unset"),
+    # invoke ssh
+    Case("ssh-no-region", "ssh -- true", "--region"),
+    Case("ssh-unknown-region", "ssh --region xyz -- true", "--region"),
+    Case("ssh-timeout-too-long", "ssh --region syd --timeout 600 -- true", "--timeout"),
 ]
 
 # Run through the real binary too (a child process, its real exit status).
@@ -237,6 +261,7 @@ BINARY = {
     "scale-count-huge",
     "local-up-time-factor-zero",
     "deploy-image-shell",
+    "secrets-bad-pairs",
 }
 
 
@@ -270,7 +295,18 @@ def test_the_table_covers_files_and_flags() -> None:
     assert len(CASES) >= 40
     assert len({c.id for c in CASES}) == len(CASES)
     tasks = {shlex.split(c.command)[0] for c in CASES}
-    assert tasks == {"deploy", "plan", "scale", "status", "logs", "drill", "rollback", "local.up"}
+    assert tasks == {
+        "deploy",
+        "plan",
+        "scale",
+        "status",
+        "logs",
+        "drill",
+        "rollback",
+        "local.up",
+        "secrets",
+        "ssh",
+    }
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

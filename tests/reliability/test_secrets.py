@@ -12,11 +12,15 @@ sent to its API never reach outside ``.localfly/``.
   listening socket of it and of its machines is on loopback.
 - App names, machine ids, volume ids, snapshot ids and mount paths with ``..`` are refused or
   not found, and nothing appears outside ``.localfly/``.
+- An app secret with a known value, staged, rolled out, rolled back (a value that breaks the
+  app) and unset with ``invoke secrets``: the value reaches machines only through a rollout, and
+  is found in no output and no file but the local Fly's 0600 ``secrets.json``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import secrets
 import sys
 from collections.abc import Iterator
@@ -238,3 +242,96 @@ def test_names_used_as_paths_cannot_leave_the_state_dir(rig: Rig) -> None:
     # Nothing named after the attempts exists anywhere under the state dir either.
     strays = [p for p in rig.state_dir.rglob("*") if ".." in p.name or p.name == "etc"]
     assert strays == []
+
+
+def _in_machines(rig: Rig, name: str) -> dict[str, str]:
+    """Return what each live machine's environment holds under ``name`` (exec, as ssh would)."""
+    found = {}
+    for m in rig.machines():
+        resp = rig.api(
+            "POST",
+            f"/v1/apps/{APP}/machines/{m['id']}/exec",
+            json={"command": ["sh", "-c", f'printf %s "${name}"'], "timeout": 10},
+        )
+        assert resp.status_code == 200, resp.text
+        found[m["id"]] = resp.json()["stdout"]
+    return found
+
+
+def _unset_all(rig: Rig, names: list[str]) -> None:
+    for name in names:
+        rig.api("DELETE", f"/v1/apps/{APP}/secrets/{name}")
+
+
+def test_a_secret_is_a_release_and_its_value_is_found_nowhere(rig: Rig) -> None:
+    """A staged secret reaches machines only through the next rollout; a bad one rolls back."""
+    known = "known-" + secrets.token_hex(16)
+    names = ["APP_KNOWN", "SAMPLE_APP_FAIL_HEALTH"]
+    outputs: list[str] = []
+
+    def run(*args: str) -> tuple[int, dict[str, Any]]:
+        done = rig.invoke(*args)
+        outputs.extend([done.stdout, done.stderr])
+        try:
+            body = json.loads(done.stdout)
+        except ValueError:
+            body = {}
+        return done.returncode, body
+
+    before = {m["id"]: m["version"] for m in rig.machines()}
+    try:
+        code, staged = run("secrets", "set", "--stage", "--json", "--", f"APP_KNOWN={known}")
+        assert code == 0, outputs[-1]
+        assert (staged["staged"], staged["deploy"], staged["names"]) == (True, None, ["APP_KNOWN"])
+        # Staged: no machine changed, none has it.
+        assert {m["id"]: m["version"] for m in rig.machines()} == before
+        assert set(_in_machines(rig, "APP_KNOWN").values()) == {""}
+        code, listing = run("secrets", "list", "--json")
+        assert code == 0
+        assert [s["name"] for s in listing["secrets"]] == ["APP_KNOWN"]
+        assert listing["machines_current"] == 0
+
+        # The next deploy rolls it out, through the waves and gates, to every machine.
+        code, deployed = run("deploy", "--json")
+        assert code == 0, outputs[-1]
+        assert deployed["outcome"] == "succeeded"
+        updates = [s for s in deployed["steps"] if s["kind"] == "machine.update"]
+        assert len(updates) == len(before)
+        assert set(_in_machines(rig, "APP_KNOWN").values()) == {known}
+        released = deployed["release"]
+
+        # A change that breaks the app: caught by the gates, the wave rolls back, the previous
+        # values are put back, and the machines run them again.
+        code, failed = run("secrets", "set", "--json", "--", "SAMPLE_APP_FAIL_HEALTH=1")
+        assert code == 1, outputs[-2:]
+        assert failed["restored"] is True
+        assert failed["deploy"]["outcome"] == "rolled_back"
+        assert set(_in_machines(rig, "SAMPLE_APP_FAIL_HEALTH").values()) == {""}
+        assert set(_in_machines(rig, "APP_KNOWN").values()) == {known}
+        releases = {m["config"]["metadata"]["fly_release_id"] for m in rig.machines()}
+        assert releases == {released}
+        assert rig.invoke("status", "--json").returncode == 0
+
+        # Unset without --stage: rolled out at once, and the fleet is back where it was.
+        code, unset = run("secrets", "unset", "--json", "--", "APP_KNOWN")
+        assert code == 0, outputs[-1]
+        assert unset["deploy"]["outcome"] == "succeeded"
+        assert set(_in_machines(rig, "APP_KNOWN").values()) == {""}
+    finally:
+        _unset_all(rig, names)
+        assert rig.deploy().ok
+
+    leaks = [i for i, text in enumerate(outputs) if known in text]
+    secrets_file = rig.state_dir / "secrets.json"
+    scanned = 0
+    for path in _files(rig.root, rig.runs_dir):
+        if path == secrets_file:
+            continue
+        scanned += 1
+        if known.encode() in path.read_bytes():
+            leaks.append(str(path.relative_to(rig.root.parent)))
+    print(f"secret value: {len(outputs)} outputs, {scanned} files scanned", file=sys.stderr)
+    assert leaks == []
+    # The scan saw what matters: the journal, the logs, the local Fly's state.
+    names_seen = {p.name for p in _files(rig.root)}
+    assert {"journal.db", "requests.log", "server.log", "state.db"} <= names_seen
