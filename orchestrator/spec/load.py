@@ -480,7 +480,14 @@ def load_spec(
         # [deploy] is acted on now; name the keys of it that are not.
         ignored = [k for k in spec.ignored_keys if k != f"{FLY_TOML}: deploy"]
         ignored += list(spec.release.ignored_keys)
-        spec = replace(spec, ignored_keys=tuple(sorted(ignored)))
+        deploy_note = f"{FLY_TOML}: deploy: not acted on:"
+        kept = [n for n in spec.notes if not n.startswith(deploy_note)]
+        kept += [
+            f"{key}: not acted on: rollouts follow regions/waves.toml and each region's "
+            "max_unavailable"
+            for key in spec.release.ignored_keys
+        ]
+        spec = replace(spec, ignored_keys=tuple(sorted(ignored)), notes=tuple(kept))
     return replace(spec, digest=spec_digest(spec))
 
 
