@@ -28,6 +28,7 @@ from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.events import EventBus
 from orchestrator.execute.status import collect_status
 from orchestrator.plan.serialize import to_dot, to_json_text, to_mermaid
+from orchestrator.render.errors import error_text, run_failure_text
 from orchestrator.render.live import LiveView, make_console
 from orchestrator.render.local import local_down_view, local_status_view, local_up_view
 from orchestrator.render.plan import plan_tree
@@ -53,7 +54,7 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except OrchestratorError as exc:
-        raise Exit(f"error: {' '.join(str(exc).split())}", exc.exit_code) from None
+        raise Exit(error_text(exc), exc.exit_code) from None
     except KeyboardInterrupt:
         raise Exit("interrupted", 130) from None
     except BrokenPipeError:
@@ -148,7 +149,7 @@ def deploy(c, region=None, image=None, dry_run=False, resume=False, json_=False)
     _finish_run(console, result, json_)
 
 
-def _finish_run(console: Console, result: Any, json_: bool) -> None:
+def _finish_run(console: Console, result: Any, json_: bool, command: str = "deploy") -> None:
     """Print a deploy's or rollback's result, then exit 1 if it did not reach its goal."""
     if json_:
         _print_json(result.to_json())
@@ -158,10 +159,7 @@ def _finish_run(console: Console, result: Any, json_: bool) -> None:
         # Each step already has its line in a log; the table would repeat them.
         console.print(outcome_line(result))
     if not result.ok:
-        message = f"error: {result.error}" if result.error else ""
-        if result.rollback is not None:
-            message += f"\n{result.rollback.describe()}"
-        raise Exit(message, result.exit_code)
+        raise Exit(run_failure_text(result, command=command), result.exit_code)
 
 
 @task(
@@ -187,7 +185,7 @@ def rollback(c, region=None, to=None, json_=False):
             with LiveView(console) as view:
                 bus.subscribe(view)
                 result = _run(rolling.rollback(settings, request, bus=bus, options=options))
-    _finish_run(console, result, json_)
+    _finish_run(console, result, json_, "rollback")
 
 
 @task(
@@ -263,7 +261,7 @@ def scale(
     else:
         console.print(deploy_summary(result.result))
     if isinstance(result, scaling.ScaleResult) and not result.ok:
-        raise Exit(f"error: {result.result.error}" if result.result.error else "", 1)
+        raise Exit(run_failure_text(result.result, command="scale"), result.exit_code)
 
 
 @task(
@@ -280,7 +278,7 @@ def status(c, region=None, json_=False):
         settings = _settings(c)
 
         async def gather():
-            async with connect(settings) as conn:
+            async with connect(settings, start=False) as conn:
                 return await collect_status(conn, region=region)
 
         fleet = _run(gather())

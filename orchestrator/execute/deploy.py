@@ -105,6 +105,14 @@ def load_checked_spec(
     return spec
 
 
+def started_local_note(conn: Connection) -> str:
+    """Say that a local Fly now runs in the background, and how to stop it."""
+    return (
+        f"started the local Fly in the background ({conn.settings.local_state_dir}); it keeps "
+        "running after this command: stop it with `invoke local.down`"
+    )
+
+
 async def observe_fleet(conn: Connection) -> Fleet:
     """Observe the app's machines and volumes; an app that does not exist yet has none."""
     try:
@@ -175,6 +183,8 @@ async def deploy(
     )
     timeout = (options or ExecuteOptions()).api_timeout_s
     async with connect(settings, timeout=timeout) as conn:
+        if conn.started_local:
+            bus.emit(Note(started_local_note(conn)))
         if request.dry_run:
             fleet = await observe_fleet(conn)
             return DryRun(build_plan(spec, fleet, regions=list(regions) or None, image=image))

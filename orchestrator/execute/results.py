@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from orchestrator.errors import EXIT_CODES, ErrorKind
 from orchestrator.execute.events import ReleaseOutcome, StepOutcome
 from orchestrator.plan.steps import Step
 from orchestrator.spec.model import OnFailure, WaveSpec
@@ -147,6 +148,9 @@ class DeployResult:
         started_at: ISO timestamp.
         finished_at: ISO timestamp.
         rollback: what the automatic rollback did, when there was one.
+        error_kind: what the first failure says about the next move (`ErrorKind`): the
+            release failed its gates, Fly or the network failed, or Fly refused the input;
+            ``None`` when nothing failed.
     """
 
     release: str
@@ -159,6 +163,7 @@ class DeployResult:
     started_at: str | None = None
     finished_at: str | None = None
     rollback: RollbackReport | None = None
+    error_kind: ErrorKind | None = None
 
     @property
     def ok(self) -> bool:
@@ -167,8 +172,10 @@ class DeployResult:
 
     @property
     def exit_code(self) -> int:
-        """Return the command line's exit code: 0 on success or noop, 1 otherwise."""
-        return 0 if self.ok else 1
+        """Return the command line's exit code: 0 on success, else the error kind's code."""
+        if self.ok:
+            return 0
+        return EXIT_CODES[self.error_kind or ErrorKind.FLY]
 
     def to_json(self) -> dict[str, Any]:
         """Return DESIGN.md's ``deploy --json`` object (plus ``app``, ``run``, times, rollback)."""
@@ -183,6 +190,7 @@ class DeployResult:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "rollback": None if self.rollback is None else self.rollback.to_json(),
+            "error_kind": None if self.error_kind is None else self.error_kind.value,
         }
 
 

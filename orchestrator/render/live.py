@@ -168,9 +168,10 @@ class LiveView(LivePanel):
                 self._rows[self._phase + step.id] = _Row(step, rollback=True)
             regions = ", ".join(event.regions) or "no region"
             how = "finishing the rollback" if event.policy == "resume" else event.policy
+            # Why is the failed step's line just above; it is not repeated here.
             header = Text(
                 f"{_ROLLBACK_MARK} rolling back {regions} to {event.release} ({how}, run "
-                f"{event.run}, {event.mutating_steps} mutating step(s)): {event.reason}",
+                f"{event.run}, {event.mutating_steps} mutating step(s))",
                 style="bold yellow",
             )
             if not self._title:
@@ -178,9 +179,9 @@ class LiveView(LivePanel):
             self._notes.append(header)
             self._line(header)
         elif isinstance(event, RollbackFinished):
+            # The failed step's own line says why; the command's summary says it once more.
             text = Text(
-                f"{_ROLLBACK_MARK} rollback to {event.release} {event.outcome}"
-                + (f": {event.error}" if event.error else ""),
+                f"{_ROLLBACK_MARK} rollback to {event.release} {event.outcome}",
                 style="yellow" if event.outcome != "failed" else "bold red",
             )
             self._notes.append(text)

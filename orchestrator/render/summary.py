@@ -53,12 +53,16 @@ def outcome_line(result: DeployResult) -> Text:
         f" in {took}: {done}/{result.mutating_steps} mutating step(s) done"
         + (f", run {result.run}" if result.run is not None else "")
     )
-    if result.error:
-        text.append(f"\n{result.error}", style="red")
+    # The error itself is the command's last word (on stderr, with what to do next); the
+    # line here only says how the rollback went, so nothing is printed twice.
     if result.rollback is not None:
         report = result.rollback
+        run = f" (run {report.run})" if report.run is not None else ""
+        where = ", ".join(report.regions) or "no region"
+        to = f" to {report.release}" if report.release else ""
+        how = "succeeded" if report.ok else "failed"
         text.append(
-            f"\n↩ {report.describe()}" + (f" (run {report.run})" if report.run is not None else ""),
+            f"\n↩ rollback of {where}{to} {how}{run}",
             style="yellow" if report.ok else "bold red",
         )
     return text

@@ -1,0 +1,147 @@
+"""What an operator sees when things go wrong: the words, the exit code and the next step.
+
+Each failure has one kind (bad input, exit 2; Fly or the network, exit 1 with the resume hint;
+a release that failed its gates, exit 1 without it), decided once, and each error is said once.
+The tests run `invoke` in a copy of the sample fleet against a real local Fly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from execute.localfleet import LocalFleet, copy_fleet, kill_leftovers, leftover_processes
+
+from orchestrator.localfly import control
+
+pytestmark = pytest.mark.timeout(600)
+
+V2 = "registry.fly.io/sample-app:v2"
+UNKNOWN = "registry.fly.io/no-such-app:v1"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
+    """Copy the sample fleet, run a local Fly for it and deploy syd once."""
+    local = LocalFleet.start(copy_fleet(tmp_path_factory.mktemp("operator") / "fleet"))
+    try:
+        first = local.invoke("deploy", "--region", "syd")
+        assert first.returncode == 0, first.stdout + first.stderr
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def faults(fleet: LocalFleet) -> Iterator[Any]:
+    """Set the local Fly's faults with the returned function; clear them after, always."""
+
+    def put(body: dict[str, Any]) -> None:
+        resp = fleet.api("PUT", "/_localfly/faults", json=body)
+        assert resp.status_code == 200, resp.text
+
+    try:
+        yield put
+    finally:
+        fleet.api("DELETE", "/_localfly/faults")
+
+
+def _images(fleet: LocalFleet, region: str) -> set[str]:
+    return {m["config"]["image"] for m in fleet.machines(region)}
+
+
+def test_status_says_the_local_fly_is_stopped_and_starts_nothing(tmp_path: Path) -> None:
+    root = copy_fleet(tmp_path / "fresh")
+    idle = LocalFleet(root=root, endpoint=None)  # type: ignore[arg-type]
+    try:
+        proc = idle.invoke("status")
+
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "the local Fly is not running" in proc.stderr
+        assert "invoke local.up" in proc.stderr
+        assert "once Fly answers" not in proc.stderr
+        assert not control.status(idle.state_dir).running
+        assert not leftover_processes(idle.state_dir)
+    finally:
+        kill_leftovers(idle.state_dir)
+
+
+def test_deploy_says_it_started_a_local_fly_and_how_to_stop_it(tmp_path: Path) -> None:
+    root = copy_fleet(tmp_path / "fresh")
+    state_dir = root / ".localfly"
+    idle = LocalFleet(root=root, endpoint=None)  # type: ignore[arg-type]
+    try:
+        proc = idle.invoke("deploy", "--region", "syd", "--dry-run")
+
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "started the local Fly in the background" in proc.stdout
+        assert "invoke local.down" in proc.stdout
+        assert control.status(state_dir).running
+        again = idle.invoke("deploy", "--region", "syd", "--dry-run")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "started the local Fly" not in again.stdout
+    finally:
+        idle.stop()
+
+
+def test_an_image_fly_refuses_is_bad_input_without_the_resume_hint(fleet: LocalFleet) -> None:
+    before = _images(fleet, "syd")
+
+    proc = fleet.invoke("deploy", "--region", "syd", "--image", UNKNOWN)
+
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    error, hint = proc.stderr.strip().splitlines()
+    assert error.startswith("error: syd:machine.update:1:")
+    assert "422" in error
+    assert "Fly refused the request as invalid" in hint
+    assert "--resume` carries on" not in proc.stdout + proc.stderr
+    assert "network" not in proc.stdout + proc.stderr
+    assert _images(fleet, "syd") == before
+
+
+def test_a_fly_failure_exits_1_with_the_resume_hint_that_then_works(
+    fleet: LocalFleet, faults: Any
+) -> None:
+    before = _images(fleet, "syd")
+    faults({"rules": [{"operation": "Machines_update", "status": 403, "times": 1}]})
+
+    proc = fleet.invoke("deploy", "--region", "syd", "--image", V2)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    error, hint = proc.stderr.strip().splitlines()
+    assert "403" in error
+    assert hint.endswith("once Fly answers, `invoke deploy --resume` carries on")
+    assert "rolled back" not in proc.stdout + proc.stderr
+    assert _images(fleet, "syd") == before
+
+    resumed = fleet.invoke("deploy", "--resume")
+
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert _images(fleet, "syd") == {V2}
+
+
+def test_a_failed_automatic_rollback_is_said_once_with_how_to_finish_it(
+    fleet: LocalFleet, faults: Any
+) -> None:
+    spearhead = fleet.machines("syd")[0]["id"]
+    # Its checks fail whatever it runs: the deploy fails its gate, and so does the rollback.
+    faults({"failing_checks": [spearhead]})
+
+    proc = fleet.invoke("deploy", "--region", "syd", "--image", "registry.fly.io/sample-app:v3")
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert out.count("rollback of syd to") == 2, out  # the summary line and the error's
+    assert out.count("rollback of syd to v2-") == 2, out
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0].startswith("error: syd:machine.update:1:")
+    assert lines[1].startswith("rollback of syd to v2-")
+    assert "failed: " in lines[1]
+    assert lines[2] == (
+        "the fleet is part-way back: `invoke deploy --resume` finishes the rollback"
+    )
+    assert len(lines) == 3
+    # The failure's text is in the failed steps' lines and the error lines, no more.
+    assert out.count("check failing (injected") == 4, out
