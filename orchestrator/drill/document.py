@@ -30,7 +30,12 @@ _OUTCOME_COLOUR = {
     "aborted": "#ef6c00",
     "skipped": "#9e9e9e",
 }
-_VERDICT_COLOUR = {"passed": "#2e7d32", "failed": "#c62828", "aborted": "#ef6c00"}
+_VERDICT_COLOUR = {
+    "passed": "#2e7d32",
+    "failed": "#c62828",
+    "aborted": "#ef6c00",
+    "ready": "#00838f",
+}
 
 
 def report_paths(path: Path) -> tuple[Path, Path]:
@@ -163,7 +168,8 @@ def to_markdown(report: DrillReport) -> str:
         "|---|---|---|---|",
     ]
     for _key, label, target, measured, met in _objective_rows(report):
-        lines.append(f"| {label} | ≤ {target} | {measured} | {'yes' if met else '**no**'} |")
+        shown = "not run" if report.dry_run else ("yes" if met else "**no**")
+        lines.append(f"| {label} | ≤ {target} | {measured} | {shown} |")
     rto_rows = _rto_rows(report)
     if rto_rows:
         lines += ["", "## Recovery time (seconds after T0)", "", "| phase | time |", "|---|---|"]
@@ -315,7 +321,12 @@ def to_html(report: DrillReport) -> str:
     colour = _VERDICT_COLOUR.get(report.verdict, "#000")
     rows = "".join(
         f"<tr><td>{e(label)}</td><td>≤ {e(target)}</td><td>{e(measured)}</td>"
-        f'<td style="color:{"#2e7d32" if met else "#c62828"}">{"yes" if met else "no"}</td></tr>'
+        + (
+            "<td>not run</td></tr>"
+            if report.dry_run
+            else f'<td style="color:{"#2e7d32" if met else "#c62828"}">'
+            f"{'yes' if met else 'no'}</td></tr>"
+        )
         for _key, label, target, measured, met in _objective_rows(report)
     )
     rto = "".join(
