@@ -296,24 +296,28 @@ def status(c, region=None, json_=False):
         "region": "Show only this region's machines.",
         "machine": "Show only this machine (id or name; a destroyed one too).",
         "follow": "Keep printing new lines (and new machines') until Ctrl-C.",
-        "lines": "Show only the last N lines of each machine first (default: all).",
+        "lines": "Show the last N lines of all the machines, in time order (default 100).",
+        "since": "Only lines written since: an age (10m, 2h, 1d) or a time (2026-01-31T14:00Z).",
     },
 )
-def logs(c, region=None, machine=None, follow=False, lines=None):
+def logs(c, region=None, machine=None, follow=False, lines=None, since=None):
     """Print the machines' output on the local Fly, each line prefixed by region and machine."""
     import sys
+    from datetime import UTC, datetime
 
     from orchestrator.errors import ConfigError
-    from orchestrator.logs import log_sources, require_local, stream_logs
+    from orchestrator.logs import DEFAULT_LINES, log_sources, require_local, stream_logs
+    from orchestrator.spec.ages import parse_since
 
     with _errors():
         settings = _settings(c)
         require_local(settings, region=region)
-        last = None
+        last = DEFAULT_LINES
         if lines is not None:
             if not str(lines).isdigit():
                 raise ConfigError(f"expected a whole number >= 0, got {lines!r}", where="--lines")
             last = int(lines)
+        start = None if since is None else parse_since(since, "--since", datetime.now(UTC))
 
         async def show():
             async with connect(settings) as conn:
@@ -323,7 +327,13 @@ def logs(c, region=None, machine=None, follow=False, lines=None):
                     if not follow:
                         return
                 stream = stream_logs(
-                    conn, sources, follow=follow, lines=last, region=region, rescan=not machine
+                    conn,
+                    sources,
+                    follow=follow,
+                    lines=last,
+                    since=start,
+                    region=region,
+                    rescan=not machine,
                 )
                 async for line in stream:
                     print(line.format(), flush=True)

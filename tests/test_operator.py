@@ -145,3 +145,32 @@ def test_a_failed_automatic_rollback_is_said_once_with_how_to_finish_it(
     assert len(lines) == 3
     # The failure's text is in the failed steps' lines and the error lines, no more.
     assert out.count("check failing (injected") == 4, out
+
+
+def test_logs_show_the_last_100_lines_in_time_order_and_since(fleet: LocalFleet) -> None:
+    for i in range(120):  # enough request lines that the default limit bites
+        fleet.app_request("GET", f"/?n={i}", region="syd")
+
+    default = fleet.invoke("logs", "--region", "syd")
+    five = fleet.invoke("logs", "--region", "syd", "--lines", "5")
+    recent = fleet.invoke("logs", "--region", "syd", "--since", "1h", "--lines", "100000")
+    future = fleet.invoke("logs", "--region", "syd", "--since", "2999-01-01T00:00:00Z")
+
+    assert default.returncode == five.returncode == recent.returncode == 0, default.stderr
+    lines = default.stdout.splitlines()
+    assert len(lines) == 100
+    assert len(five.stdout.splitlines()) == 5
+    stamps = [line.split(" | ", 1)[1][:24] for line in lines if " | 20" in line]
+    assert stamps == sorted(stamps)  # the two machines' lines, merged by time
+    assert len(recent.stdout.splitlines()) > 120
+    assert future.returncode == 0
+    assert future.stdout == ""
+
+
+def test_logs_of_an_unknown_machine_say_so_in_one_short_line(fleet: LocalFleet) -> None:
+    proc = fleet.invoke("logs", "--machine", "nope")
+
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: --machine: no machine 'nope' in sample-fleet; machines: ")
+    assert len(line) < 160

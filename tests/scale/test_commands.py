@@ -410,7 +410,8 @@ def test_logs_follow_prints_new_lines_until_ctrl_c(
 
     wait_for(marker_printed, timeout=30, what="the follower to print the new line")
     hit = next(line for line in seen if marker in line)
-    assert hit.startswith(f"syd {machine['id']} | GET /records")
+    assert hit.startswith(f"syd {machine['id']} | ")
+    assert " GET /records" in hit  # after the time the app dated it with
     os.kill(follower.pid, signal.SIGINT)
     assert follower.wait(timeout=30) == 0
 
