@@ -29,6 +29,7 @@ from orchestrator.execute.events import EventBus
 from orchestrator.execute.status import collect_status
 from orchestrator.plan.serialize import to_dot, to_json_text, to_mermaid
 from orchestrator.render.errors import error_text, run_failure_text
+from orchestrator.render.helptext import install as install_help_placeholders
 from orchestrator.render.live import LiveView, make_console
 from orchestrator.render.local import local_down_view, local_status_view, local_up_view
 from orchestrator.render.plan import plan_tree
@@ -43,6 +44,8 @@ T = TypeVar("T")
 logging.getLogger("stamina").setLevel(logging.ERROR)
 
 PLAN_FORMATS = ("tree", "json", "dot", "mermaid")
+
+install_help_placeholders()
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -244,6 +247,10 @@ def scale(
             return
         if usage:
             raise ConfigError("only when showing; drop the change flags", where="--usage")
+        from orchestrator.scale.advice import scale_warnings
+
+        for warning in scale_warnings(settings, request):
+            Console(stderr=True).print(f"! warning: {warning}", style="yellow", soft_wrap=True)
         bus = EventBus()
         if json_ or dry_run:
             result = _run(scaling.scale(settings, request, bus=bus, options=_options(c)))

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from execute.localfleet import LocalFleet, copy_fleet, kill_leftovers, leftover_processes
+from execute.localfleet import APP, LocalFleet, copy_fleet, kill_leftovers, leftover_processes
 
 from orchestrator.localfly import control
+from orchestrator.plan.config import config_digest
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -174,3 +175,57 @@ def test_logs_of_an_unknown_machine_say_so_in_one_short_line(fleet: LocalFleet) 
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("error: --machine: no machine 'nope' in sample-fleet; machines: ")
     assert len(line) < 160
+
+
+def test_scaling_the_primary_to_one_machine_warns_first(fleet: LocalFleet) -> None:
+    files = {p.name: p.read_text() for p in (fleet.root / "regions").iterdir()}
+
+    primary = fleet.invoke("scale", "--region", "syd", "--count", "1", "--dry-run")
+    replica = fleet.invoke("scale", "--region", "dfw", "--count", "1", "--dry-run")
+
+    assert primary.returncode == 0, primary.stdout + primary.stderr
+    warning = " ".join(primary.stderr.split())
+    assert warning.startswith("! warning: syd is the primary region: with 1 machine there,")
+    assert "no spare" in warning
+    assert "warning" not in replica.stderr
+    assert {p.name: p.read_text() for p in (fleet.root / "regions").iterdir()} == files
+
+
+def test_a_global_deploy_names_the_wave_with_nothing_to_change(fleet: LocalFleet) -> None:
+    # syd first, so that only wave 2 has something to do.
+    first = fleet.invoke("deploy", "--region", "syd", "--image", V2)
+    assert first.returncode == 0, first.stdout + first.stderr
+
+    proc = fleet.invoke("deploy", "--image", V2)
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "· wave 1 syd: nothing to change" in proc.stdout
+    assert "wave 2" not in proc.stdout  # dfw and ams both change
+    assert _images(fleet, "dfw") == _images(fleet, "ams") == {V2}
+
+
+def test_a_rollback_says_from_which_release_to_which(fleet: LocalFleet) -> None:
+    proc = fleet.invoke("rollback", "--region", "syd", "--to", "v1")
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [header] = [line for line in proc.stdout.splitlines() if "rolling back" in line]
+    assert header.startswith("sample-fleet: rolling back syd from v2-")
+    assert " to v1-" in header
+
+
+def test_plan_after_a_primary_move_shows_the_env_change(fleet: LocalFleet) -> None:
+    # What a drill that promoted dfw leaves on a machine: its env names dfw as the primary, its
+    # release is unchanged, and its digest is the new config's.
+    machine = fleet.machines("syd")[-1]
+    config = machine["config"]
+    config["env"]["PRIMARY_REGION"] = "dfw"
+    config["metadata"]["orch_config_digest"] = config_digest(config)
+    resp = fleet.api("POST", f"/v1/apps/{APP}/machines/{machine['id']}", json={"config": config})
+    assert resp.status_code == 200, resp.text
+
+    proc = fleet.invoke("plan", "--region", "syd")
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"update {machine['id']}: env PRIMARY_REGION dfw → syd" in proc.stdout
+    release = config["metadata"]["fly_release_id"]
+    assert f"{release} → {release}" not in proc.stdout

@@ -254,6 +254,9 @@ class Executor:
                     steps=self._steps,
                     mutating_steps=mutating,
                     at=started,
+                    waves=self.plan.waves,
+                    command=self.command,
+                    replacing=_replacing(self._steps),
                 )
             )
         try:
@@ -542,3 +545,15 @@ class Executor:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def _replacing(steps: tuple[Step, ...]) -> tuple[str, ...]:
+    """Return the releases the plan's updates and destroys move machines away from."""
+    found = {
+        str(s.params["from_release"])
+        for s in steps
+        if s.kind in (StepKind.MACHINE_UPDATE, StepKind.MACHINE_DESTROY)
+        and s.params.get("from_release")
+        and s.params.get("from_release") != s.params.get("release")
+    }
+    return tuple(sorted(found))

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from orchestrator.errors import ConfigError
 from orchestrator.plan.assemble import Assembler, VolumePlan, fork_source, plan_waves
+from orchestrator.plan.changes import env_changes
 from orchestrator.plan.config import RegionConfigs, autostops, machine_name, release_id
 from orchestrator.plan.fleet import Fleet, ObservedGuest, ObservedMachine, ObservedVolume
 from orchestrator.plan.model import Plan
@@ -209,6 +210,7 @@ def _plan_region(
                 "from_release": m.release,
                 "reason": reason,
                 **_resize(m.guest, guest),
+                **env_changes(m.config, desired.config(slot, m.volume_id)),
             },
         )
 

@@ -157,11 +157,31 @@ class LiveView(LivePanel):
             self._phase = ""
             self._rows = {s.id: _Row(s) for s in event.steps}
             regions = ", ".join(event.regions) or "no region"
-            self._title = (
-                f"{event.app}: release {event.release} ({event.image}) in {regions}, "
-                f"{event.mutating_steps} mutating step(s)"
-            )
+            was = ", ".join(event.replacing)
+            if event.command == "rollback":
+                self._title = (
+                    f"{event.app}: rolling back {regions}"
+                    + (f" from {was}" if was else "")
+                    + f" to {event.release} ({event.image}), {event.mutating_steps} mutating "
+                    "step(s)"
+                )
+            else:
+                self._title = (
+                    f"{event.app}: release {event.release} ({event.image}) in {regions}, "
+                    f"{event.mutating_steps} mutating step(s)"
+                    + (f", replacing {was}" if was else "")
+                )
             self._line(Text(self._title, style="bold"))
+            changing = {s.region for s in event.steps}
+            for index, wave in enumerate(event.waves, start=1):
+                idle = [r for r in wave if r not in changing]
+                if not idle:
+                    continue
+                what = f"wave {index}" if len(idle) == len(wave) else f"wave {index}:"
+                text = Text(f"· {what} {', '.join(idle)}: nothing to change", style="dim")
+                self._notes.append(text)
+                if self._live is None:
+                    self._line(text)
         elif isinstance(event, RollbackStarted):
             self._phase = f"rollback-{event.run}/"
             for step in event.steps:

@@ -627,3 +627,15 @@ def test_nothing_is_written_while_loading(fleet: Path) -> None:
     before = {p: p.read_bytes() for p in fleet.rglob("*") if p.is_file()}
     load_spec(fleet)
     assert {p: p.read_bytes() for p in fleet.rglob("*") if p.is_file()} == before
+
+
+def test_a_missing_app_names_fly_app_name_which_then_works(fleet: Path) -> None:
+    toml = fleet / "fly.toml"
+    toml.write_text(toml.read_text().replace('app = "sample-fleet"\n', ""))
+
+    with pytest.raises(ConfigError) as err:
+        load_spec(fleet)
+
+    assert str(err.value).startswith("fly.toml: app: missing: ")
+    assert "FLY_APP_NAME" in str(err.value)
+    assert load_spec(fleet, app_override="from-env").app == "from-env"
