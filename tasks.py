@@ -414,6 +414,102 @@ def drill(
         raise Exit(f"error: drill {result.verdict}: {result.reason or 'objectives not met'}", 1)
 
 
+@task(
+    name="list",
+    default=True,
+    help={"region": "Only this region's volumes.", "json": "Print only JSON on stdout."},
+)
+def volumes_list(c, region=None, json_=False):
+    """List every volume: size, use, machine, and why an unattached one was kept."""
+    from orchestrator import volumes as vols
+    from orchestrator.render.volumes import volumes_view
+
+    with _errors():
+        if region is not None:
+            region = validate_region(region, "--region").code
+        settings = _settings(c)
+
+        async def read() -> vols.VolumeList:
+            async with connect(settings, start=False) as conn:
+                return await vols.list_volumes(conn, settings.root, region=region)
+
+        listing = _run(read())
+    if json_:
+        _print_json(listing.to_json())
+    else:
+        make_console().print(volumes_view(listing))
+
+
+@task(
+    name="prune",
+    help={
+        "region": "Only this region's volumes.",
+        "older_than": "Only volumes unattached for longer than this (7d, 12h).",
+        "yes": "Destroy without asking (needed where there is no terminal).",
+        "force": "Also destroy volumes holding records the primary lacks (or that cannot tell).",
+        "json": "Print only JSON on stdout.",
+    },
+)
+def volumes_prune(c, region=None, older_than=None, yes=False, force=False, json_=False):
+    """Destroy unattached volumes, after asking; never one holding records the primary lacks."""
+    from datetime import UTC, datetime
+
+    from orchestrator import volumes as vols
+    from orchestrator.errors import ConfigError
+    from orchestrator.execute.lock import DeployLock
+    from orchestrator.render.volumes import prune_view
+    from orchestrator.spec.ages import parse_age
+
+    console = make_console()
+    with _errors():
+        if region is not None:
+            region = validate_region(region, "--region").code
+        age = None if older_than is None else parse_age(older_than, "--older-than")
+        settings = _settings(c)
+        on_terminal = sys.stdin.isatty() and not json_
+
+        async def prune() -> dict[str, list[str]]:
+            async with connect(settings, start=False) as conn:
+                # Under the deploy lock: a scale-up reuses unattached volumes.
+                with DeployLock(settings.root, conn.app, release="", command="volumes prune"):
+                    listing = await vols.list_volumes(conn, settings.root, region=region)
+                    found = vols.prune_candidates(listing, now=datetime.now(UTC), older_than_s=age)
+                    lacking = await vols.lacking_records(conn, found)
+                    refused = [v for v in found if lacking[v.id] != 0 and not force]
+                    doomed = [v for v in found if v not in refused]
+                    if not json_:
+                        console.print(prune_view(doomed, refused, lacking))
+                    kept = [v.id for v in refused]
+                    if doomed and not yes:
+                        if not on_terminal:
+                            raise ConfigError(
+                                f"no terminal to confirm on: pass --yes to destroy "
+                                f"{len(doomed)} volume(s)",
+                                where="--yes",
+                            )
+                        question = f"Destroy {len(doomed)} volume(s)? [y/N] "
+                        answer = await asyncio.to_thread(input, question)
+                        if answer.strip().lower() not in ("y", "yes"):
+                            return {"destroyed": [], "refused": kept}
+                    destroyed = []
+                    for volume in doomed:
+                        now = await conn.client.get_volume(conn.app, volume.id)
+                        if now.attached_machine_id:
+                            continue  # a machine took it meanwhile
+                        await conn.client.destroy_volume(conn.app, volume.id)
+                        destroyed.append(volume.id)
+                    return {"destroyed": destroyed, "refused": kept}
+
+        result = _run(prune())
+    if json_:
+        _print_json(result)
+    elif result["destroyed"]:
+        console.print(f"destroyed {len(result['destroyed'])} volume(s)")
+
+
+volumes = Collection("volumes", volumes_list, volumes_prune)
+
+
 # -- the local Fly ----------------------------------------------------------------------------
 
 
@@ -458,4 +554,4 @@ def local_status(c):
 
 
 local = Collection("local", local_up, local_down, local_status)
-ns = Collection(plan, deploy, rollback, scale, status, logs, drill, local)
+ns = Collection(plan, deploy, rollback, scale, status, logs, drill, volumes, local)
