@@ -22,12 +22,14 @@ from invoke import Collection, Context, Exit, task
 from rich.console import Console
 
 from orchestrator.connect import connect, find_root, load_settings
+from orchestrator.cost import cost_json, status_cost
 from orchestrator.errors import OrchestratorError
 from orchestrator.execute import deploy as deploying
 from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.events import EventBus
 from orchestrator.execute.status import collect_status
 from orchestrator.plan.serialize import to_dot, to_json_text, to_mermaid
+from orchestrator.render.cost import cost_lines
 from orchestrator.render.errors import error_text, run_failure_text
 from orchestrator.render.helptext import install as install_help_placeholders
 from orchestrator.render.live import LiveView, make_console
@@ -106,7 +108,9 @@ def plan(c, region=None, format="tree", image=None):
     if format not in PLAN_FORMATS:
         raise Exit(f"error: --format: must be one of {', '.join(PLAN_FORMATS)}, got {format!r}", 2)
     with _errors():
-        the_plan = _run(deploying.plan(_settings(c), regions=region or [], image=image))
+        the_plan, observed = _run(
+            deploying.plan_with_fleet(_settings(c), regions=region or [], image=image)
+        )
     if format == "json":
         _emit(to_json_text(the_plan))
     elif format == "dot":
@@ -114,7 +118,12 @@ def plan(c, region=None, format="tree", image=None):
     elif format == "mermaid":
         _emit(to_mermaid(the_plan))
     else:
-        make_console().print(plan_tree(the_plan))
+        from orchestrator.cost import plan_cost
+        from orchestrator.render.cost import cost_lines
+
+        console = make_console()
+        console.print(plan_tree(the_plan))
+        console.print(cost_lines(*plan_cost(the_plan, observed)))
 
 
 @task(
@@ -240,10 +249,16 @@ def scale(
         )
         if not request.changes:
             report = _run(scaling.show_scale(settings, regions=request.regions, usage=usage))
+            from orchestrator.cost import scale_costs
+
+            now, wanted = scale_costs(report)
             if json_:
-                _print_json(report.to_json())
+                data = report.to_json()
+                data["monthly_cost"] = {"observed": cost_json(now), "desired": cost_json(wanted)}
+                _print_json(data)
             else:
                 console.print(scale_report_view(report))
+                console.print(cost_lines(now, wanted, what="desired sizes"))
             return
         if usage:
             raise ConfigError("only when showing; drop the change flags", where="--usage")
@@ -286,13 +301,17 @@ def status(c, region=None, json_=False):
 
         async def gather():
             async with connect(settings, start=False) as conn:
-                return await collect_status(conn, region=region)
+                found = await collect_status(conn, region=region)
+                return found, await status_cost(conn, found, region=region)
 
-        fleet = _run(gather())
+        fleet, cost = _run(gather())
     if json_:
-        _print_json(fleet.to_json())
+        _print_json({**fleet.to_json(), "monthly_cost": cost_json(cost)})
     else:
-        make_console().print(status_view(fleet))
+        console = make_console()
+        console.print(status_view(fleet))
+        if fleet.exists:
+            console.print(cost_lines(cost))
     if not fleet.healthy:
         names = ", ".join(m.id for m in fleet.unhealthy)
         raise Exit(f"error: unhealthy machine(s): {names}", 1)

@@ -7,6 +7,7 @@ The tests run `invoke` in a copy of the sample fleet against a real local Fly.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -229,3 +230,20 @@ def test_plan_after_a_primary_move_shows_the_env_change(fleet: LocalFleet) -> No
     assert f"update {machine['id']}: env PRIMARY_REGION dfw → syd" in proc.stdout
     release = config["metadata"]["fly_release_id"]
     assert f"{release} → {release}" not in proc.stdout
+
+
+def test_plan_status_and_scale_show_the_monthly_cost(fleet: LocalFleet) -> None:
+    plan = fleet.invoke("plan", "--region", "dfw", env={"COLUMNS": "80"})
+    status = fleet.invoke("status", "--region", "syd", "--json")
+    scale = fleet.invoke("scale", "--region", "syd", env={"COLUMNS": "80"})
+
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "monthly cost: $" in plan.stdout
+    assert "prices: https://fly.io/docs/about/pricing/ of " in plan.stdout
+    assert status.returncode in (0, 1), status.stderr
+    cost = json.loads(status.stdout)["monthly_cost"]
+    assert float(cost["total_usd"]) > 0
+    assert cost["machines"] == len(fleet.machines("syd"))
+    assert scale.returncode == 0, scale.stdout + scale.stderr
+    assert "monthly cost: $" in scale.stdout
+    assert "desired sizes: " in scale.stdout

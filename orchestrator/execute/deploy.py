@@ -56,6 +56,7 @@ __all__ = [
     "load_checked_spec",
     "observe_fleet",
     "plan",
+    "plan_with_fleet",
     "with_health_gates",
 ]
 
@@ -125,10 +126,17 @@ async def plan(
     settings: Settings, *, regions: Sequence[str] = (), image: str | None = None
 ) -> Plan:
     """Return the plan a deploy would run now (reads only)."""
+    return (await plan_with_fleet(settings, regions=regions, image=image))[0]
+
+
+async def plan_with_fleet(
+    settings: Settings, *, regions: Sequence[str] = (), image: str | None = None
+) -> tuple[Plan, Fleet]:
+    """Return the plan a deploy would run now and the fleet it was made from (reads only)."""
     spec = load_checked_spec(settings, regions=regions, image=image)
     async with connect(settings) as conn:
         fleet = await observe_fleet(conn)
-    return build_plan(spec, fleet, regions=list(regions) or None, image=image)
+    return build_plan(spec, fleet, regions=list(regions) or None, image=image), fleet
 
 
 async def deploy(

@@ -137,8 +137,8 @@ def plan_tree(plan: Plan) -> Tree:
     if mutating:
         tree.add(
             Text(
-                f"{_MUTATING} changes the fleet   {_READ_ONLY} only checks   "
-                "★ the spearhead: its region's first update, alone",
+                f"{_MUTATING} changes the fleet  {_READ_ONLY} only checks  "
+                "★ the spearhead: first update, alone",
                 style="dim",
             )
         )
