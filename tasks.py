@@ -134,15 +134,17 @@ def plan(c, region=None, format="tree", image=None):
         "dry_run": "Show the plan and stop; change nothing.",
         "resume": "Finish the last interrupted or failed deploy or rollback (same image, regions).",
         "json": "Print only the result as JSON on stdout.",
+        "report": "Also write a report to PATH (.md or .html) and the other format beside it.",
     },
 )
-def deploy(c, region=None, image=None, dry_run=False, resume=False, json_=False):
+def deploy(c, region=None, image=None, dry_run=False, resume=False, json_=False, report=None):
     """Deploy the fleet in waves, gated on health and metrics, rolling back a failed wave."""
     request = deploying.DeployRequest(
         regions=tuple(region or ()), image=image, dry_run=dry_run, resume=resume
     )
     console = make_console()
     bus = EventBus()
+    gates = _gate_log(bus)
     with _errors():
         settings, options = _settings(c), _options(c)
         if json_:
@@ -158,7 +160,34 @@ def deploy(c, region=None, image=None, dry_run=False, resume=False, json_=False)
             console.print(plan_tree(result.plan))
             console.print("Dry run: nothing was changed.")
         return
+    _write_report(report, result, "deploy", gates, json_)
     _finish_run(console, result, json_)
+
+
+def _gate_log(bus: EventBus) -> Any:
+    from orchestrator.render.rollout_report import GateLog
+
+    log = GateLog()
+    bus.subscribe(log)
+    return log
+
+
+def _write_report(path: str | None, result: Any, command: str, gates: Any, json_: bool) -> None:
+    """Write ``--report PATH`` (Markdown and HTML) for a run's result, and say where."""
+    if not path:
+        return
+    from pathlib import Path
+
+    from orchestrator.render.rollout_report import write_rollout_reports
+
+    with _errors():
+        try:
+            md, page = write_rollout_reports(result, Path(path), command=command, gates=gates)
+        except OSError as exc:
+            from orchestrator.errors import ConfigError
+
+            raise ConfigError(f"cannot write the report: {exc}", where="--report") from exc
+    Console(stderr=json_).print(f"report written to {md} and {page}", soft_wrap=True)
 
 
 def _finish_run(console: Console, result: Any, json_: bool, command: str = "deploy") -> None:
@@ -180,15 +209,17 @@ def _finish_run(console: Console, result: Any, json_: bool, command: str = "depl
         "region": "Roll back only this region (repeat for several); default: every region.",
         "to": "The release to put back, e.g. v1-92d1226d or v1 (default: the previous one).",
         "json": "Print only the result as JSON on stdout.",
+        "report": "Also write a report to PATH (.md or .html) and the other format beside it.",
     },
 )
-def rollback(c, region=None, to=None, json_=False):
+def rollback(c, region=None, to=None, json_=False, report=None):
     """Put the previous (or a named) release back on the fleet, from the journal."""
     from orchestrator.execute import rollback as rolling
 
     request = rolling.RollbackRequest(regions=tuple(region or ()), to=to)
     console = make_console()
     bus = EventBus()
+    gates = _gate_log(bus)
     with _errors():
         settings, options = _settings(c), _options(c)
         if json_:
@@ -197,6 +228,7 @@ def rollback(c, region=None, to=None, json_=False):
             with LiveView(console) as view:
                 bus.subscribe(view)
                 result = _run(rolling.rollback(settings, request, bus=bus, options=options))
+    _write_report(report, result, "rollback", gates, json_)
     _finish_run(console, result, json_, "rollback")
 
 
@@ -213,6 +245,7 @@ def rollback(c, region=None, to=None, json_=False):
         "destroy_volumes": "Also destroy the volumes of machines a scale-down removes.",
         "usage": "When showing, also measure CPU, memory, p95, errors and volume use.",
         "json": "Print only JSON on stdout.",
+        "report": "Also write a report of the change to PATH (.md or .html) and the other format.",
     },
 )
 def scale(
@@ -227,6 +260,7 @@ def scale(
     destroy_volumes=False,
     usage=False,
     json_=False,
+    report=None,
 ):
     """Show desired beside observed size per region, or change a region's count and size."""
     from orchestrator import scale as scaling
@@ -267,6 +301,7 @@ def scale(
         for warning in scale_warnings(settings, request):
             Console(stderr=True).print(f"! warning: {warning}", style="yellow", soft_wrap=True)
         bus = EventBus()
+        gates = _gate_log(bus)
         if json_ or dry_run:
             result = _run(scaling.scale(settings, request, bus=bus, options=_options(c)))
         else:
@@ -282,6 +317,8 @@ def scale(
         console.print("Dry run: nothing was written or changed.")
     else:
         console.print(deploy_summary(result.result))
+    if isinstance(result, scaling.ScaleResult):
+        _write_report(report, result.result, "scale", gates, json_)
     if isinstance(result, scaling.ScaleResult) and not result.ok:
         raise Exit(run_failure_text(result.result, command="scale"), result.exit_code)
 

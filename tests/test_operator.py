@@ -247,3 +247,31 @@ def test_plan_status_and_scale_show_the_monthly_cost(fleet: LocalFleet) -> None:
     assert scale.returncode == 0, scale.stdout + scale.stderr
     assert "monthly cost: $" in scale.stdout
     assert "desired sizes: " in scale.stdout
+
+
+def test_deploy_report_opens_in_chromium_with_its_timeline_drawn(
+    fleet: LocalFleet, tmp_path: Path
+) -> None:
+    from PIL import Image
+    from render.chromium import screenshot
+
+    before = _images(fleet, "syd")
+    image = V2 if before != {V2} else "registry.fly.io/sample-app:v4"
+    report = tmp_path / "reports" / "deploy.html"
+
+    proc = fleet.invoke("deploy", "--region", "syd", "--image", image, "--report", str(report))
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    md = report.with_suffix(".md")
+    assert f"report written to {md} and {report}" in proc.stdout
+    assert "| 1 | syd | syd:machine.update:1 | succeeded |" in md.read_text()
+    assert "requests " in md.read_text()  # the metrics gate's figures
+    png = Image.open(screenshot(report, tmp_path / "deploy.png")).convert("RGB")
+    counts: dict[tuple[int, int, int], int] = {}
+    for pixel in png.getdata():
+        counts[pixel] = counts.get(pixel, 0) + 1
+    machine_bars = counts.get((0xEF, 0x6C, 0x00), 0)
+    gate_bars = counts.get((0x2E, 0x7D, 0x32), 0)
+    # Bars, not just the legend's 12x12 swatch: the updates and gates were drawn to scale.
+    assert machine_bars > 3 * 144, machine_bars
+    assert gate_bars > 3 * 144, gate_bars
