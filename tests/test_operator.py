@@ -8,12 +8,22 @@ The tests run `invoke` in a copy of the sample fleet against a real local Fly.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from execute.localfleet import APP, LocalFleet, copy_fleet, kill_leftovers, leftover_processes
+from execute.localfleet import (
+    APP,
+    INVOKE,
+    REPO,
+    LocalFleet,
+    copy_fleet,
+    kill_leftovers,
+    leftover_processes,
+    wait_for,
+)
 
 from orchestrator.localfly import control
 from orchestrator.plan.config import config_digest
@@ -275,3 +285,44 @@ def test_deploy_report_opens_in_chromium_with_its_timeline_drawn(
     # Bars, not just the legend's 12x12 swatch: the updates and gates were drawn to scale.
     assert machine_bars > 3 * 144, machine_bars
     assert gate_bars > 3 * 144, gate_bars
+
+
+def _terminal_env() -> dict[str, str]:
+    # What a shell in a fresh terminal has: no COLUMNS (the terminal says 80), no Fly token.
+    return {k: v for k in ("PATH", "HOME") if (v := os.environ.get(k))}
+
+
+def _screen_when(term: Any, text: str, timeout: float = 120) -> str:
+    def shown() -> str | None:
+        screen = str(term.screen())
+        return screen if text in screen else None
+
+    found: str = wait_for(shown, timeout=timeout, every=0.05, what=f"{text!r} on the terminal")
+    return found
+
+
+def test_the_live_view_and_the_tables_fit_an_80x24_terminal(fleet: LocalFleet) -> None:
+    from render.terminal import terminal, unwrapped
+
+    invoke = [str(INVOKE), "--search-root", str(REPO)]
+    with terminal(80, 24) as term:
+        term.run(
+            [*invoke, "deploy", "--region", "syd", "--image", "registry.fly.io/sample-app:v6"],
+            cwd=fleet.root,
+            env=_terminal_env(),
+        )
+        live = _screen_when(term, "▶ running")
+        assert unwrapped(term), live
+        header = next(line for line in live.splitlines() if "elapsed" in line)
+        assert header.split() == ["wave", "region", "step", "status", "elapsed", "detail"]
+        final = term.wait_finished()
+        assert unwrapped(term), final
+        assert "succeeded" in final
+        assert any(line.startswith("syd:gate.metrics ") for line in final.splitlines()), final
+    commands = (["status"], ["volumes"], ["plan", "--region", "dfw"], ["scale", "--region", "syd"])
+    for args in commands:
+        with terminal(80, 24) as term:
+            term.run([*invoke, *args], cwd=fleet.root, env=_terminal_env())
+            screen = term.wait_finished()
+            assert unwrapped(term), f"{args}:\n{screen}"
+            assert "…" not in screen, f"{args}: a cell was cut short:\n{screen}"

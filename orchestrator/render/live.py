@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from rich.console import Console, Group, RenderableType
+from rich import box
+from rich.console import Console, Group, JustifyMethod, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -45,6 +46,13 @@ STATUS_STYLE = {
     "cancelled": ("⊘", "dim yellow"),
 }
 _ROLLBACK_MARK = "↩"
+_COLUMNS: tuple[tuple[str, JustifyMethod, str], ...] = (
+    ("wave", "right", "dim"),
+    ("region", "left", "bold blue"),
+    ("step", "left", ""),
+    ("status", "left", ""),
+    ("elapsed", "right", ""),
+)
 _PIPE_WIDTH = 160
 _NOTE_STYLE = {"info": "cyan", "warning": "yellow", "error": "bold red"}
 
@@ -256,20 +264,38 @@ class LiveView(LivePanel):
         return line
 
     def _render(self) -> RenderableType:
+        from orchestrator.render.summary import FitWidth  # summary builds on this module
+
+        table = FitWidth(lambda: self._table(), lambda width: self._table(width=width))
+        return Group(Text(self._title, style="bold"), table, *self._notes[-5:])
+
+    @staticmethod
+    def _name(row: _Row) -> str:
+        name = row.step.kind.value + (f" {row.step.slot}" if row.step.slot else "")
+        return f"{_ROLLBACK_MARK} {name}" if row.rollback else name
+
+    def _table(self, *, width: int | None = None) -> Table:
+        """Return the steps' table; given a (narrow) ``width``: no borders, the detail cut."""
         now = time.monotonic()
-        table = Table(expand=False, show_lines=False)
-        table.add_column("wave", justify="right", style="dim")
-        table.add_column("region", style="bold blue")
-        table.add_column("step")
-        table.add_column("status")
-        table.add_column("elapsed", justify="right")
-        table.add_column("detail", overflow="ellipsis", max_width=80, no_wrap=True)
+        if width is not None:
+            table = Table(
+                box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0)
+            )
+        else:
+            table = Table(expand=False, show_lines=False)
+        # The detail gives way first: the other columns keep their full width.
+        names = [self._name(r) for r in self._rows.values()] or ["step"]
+        statuses = [f"x {r.status}" for r in self._rows.values()] or ["status"]
+        fixed = [4, 6, max(len(n) for n in names), max(len(t) for t in statuses), 7]
+        # Each column is followed by its padding and a blank separator.
+        detail = 80 if width is None else max(width - sum(fixed) - 2 * len(fixed) - 1, 8)
+        for (name, justify, style), size in zip(_COLUMNS, fixed, strict=True):
+            table.add_column(name, justify=justify, style=style, no_wrap=True, min_width=size)
+        table.add_column("detail", overflow="ellipsis", max_width=detail, no_wrap=True)
         previous_region = None
         for row in self._rows.values():
             mark, style = STATUS_STYLE.get(row.status, ("?", ""))
-            name = row.step.kind.value + (f" {row.step.slot}" if row.step.slot else "")
-            if row.rollback:
-                name = f"{_ROLLBACK_MARK} {name}"
+            name = self._name(row)
             first = row.step.region != previous_region
             previous_region = row.step.region
             table.add_row(
@@ -280,4 +306,4 @@ class LiveView(LivePanel):
                 format_elapsed(row.elapsed(now)),
                 row.text,
             )
-        return Group(Text(self._title, style="bold"), table, *self._notes[-5:])
+        return table

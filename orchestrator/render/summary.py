@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rich.console import Group, RenderableType
+from collections.abc import Callable
+
+from rich import box
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
 
@@ -12,7 +15,28 @@ from orchestrator.execute.executor import DeployResult, StepReport
 from orchestrator.execute.status import FleetStatus, MachineStatus
 from orchestrator.render.live import STATUS_STYLE, format_elapsed
 
-__all__ = ["deploy_summary", "outcome_line", "status_view"]
+__all__ = ["NARROW", "FitWidth", "deploy_summary", "outcome_line", "status_view"]
+
+# At or below this many columns the tables take their narrow form (an 80-column terminal).
+NARROW = 100
+
+
+class FitWidth:
+    """A renderable that picks its wide or narrow form by the width it is given."""
+
+    def __init__(
+        self,
+        wide: Callable[[], RenderableType],
+        narrow: Callable[[int], RenderableType],
+        *,
+        at: int = NARROW,
+    ) -> None:
+        self.wide, self.narrow, self.at = wide, narrow, at
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        """Yield the narrow form (given the width) up to ``at`` columns, else the wide one."""
+        width = options.max_width
+        yield self.narrow(width) if width <= self.at else self.wide()
 
 _OUTCOME_STYLE = {
     "succeeded": "bold green",
@@ -82,14 +106,25 @@ def deploy_summary(result: DeployResult) -> RenderableType:
     """Return the final table of a deploy (one row per step) and its outcome line."""
     if not result.steps:
         return outcome_line(result)
-    table = Table(title=f"{result.app} release {result.release}", title_justify="left")
-    table.add_column("step", style="bold")
-    table.add_column("outcome")
-    table.add_column("took", justify="right")
-    table.add_column("what happened", overflow="fold")
-    for step in result.steps:
-        table.add_row(*_step_row(step, mark_rollback=result.rollback is not None))
-    return Group(table, outcome_line(result))
+
+    def table(narrow: bool) -> Table:
+        t = Table(
+            title=f"{result.app} release {result.release}",
+            title_justify="left",
+            box=box.SIMPLE_HEAD if narrow else box.HEAVY_HEAD,
+            pad_edge=not narrow,
+            padding=(0, 1, 0, 0) if narrow else (0, 1),
+            show_edge=not narrow,
+        )
+        t.add_column("step", style="bold", no_wrap=True)
+        t.add_column("outcome", no_wrap=True)
+        t.add_column("took", justify="right", no_wrap=True)
+        t.add_column("what happened", overflow="fold", ratio=1)
+        for step in result.steps:
+            t.add_row(*_step_row(step, mark_rollback=result.rollback is not None))
+        return t
+
+    return Group(FitWidth(lambda: table(False), lambda _: table(True)), outcome_line(result))
 
 
 def _health(machine: MachineStatus) -> Text:
@@ -105,10 +140,58 @@ def _health(machine: MachineStatus) -> Text:
     return Text(f"✗ /status {machine.app_error or machine.app_status}", style="bold red")
 
 
+def _narrow_status(status: FleetStatus) -> Table:
+    """Return the status table for 80 columns: volume and size under the machine id."""
+    table = Table(
+        title=f"{status.app} ({status.backend})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+        show_edge=False,
+    )
+    table.add_column("region", no_wrap=True)
+    table.add_column("machine", no_wrap=True)
+    for name in ("slot", "state", "release", "role"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("health", overflow="fold", ratio=1)
+    for code, machines in status.regions.items():
+        if not machines:
+            table.add_row(code, Text("no machines", style="dim"), *[""] * 5)
+            continue
+        for i, m in enumerate(machines):
+            who = Text(m.id)
+            who.append(f"\n{m.volume_id or 'no volume'}", style="dim")
+            who.append(f"\n{m.cpus}x {m.cpu_kind} {m.memory_mb}MB", style="dim")
+            table.add_row(
+                code if i == 0 else "",
+                who,
+                str(m.slot) if m.slot is not None else "-",
+                m.state,
+                m.release or "-",
+                m.role or "?",
+                _health(m),
+            )
+    return table
+
+
 def status_view(status: FleetStatus) -> RenderableType:
-    """Return ``invoke status``'s table: one row per machine, grouped by region."""
+    """Return ``invoke status``'s table: one row per machine, grouped by region.
+
+    On 80 columns each machine's volume and size go under its id, so no column is cut.
+    """
     if not status.exists:
         return Text(f"{status.app}: the app does not exist yet on the {status.backend} backend")
+    bad = status.unhealthy
+    footer = (
+        Text(f"{len(bad)} machine(s) unhealthy", style="bold red")
+        if bad
+        else Text("all machines healthy", style="green")
+    )
+    return Group(FitWidth(lambda: _wide_status(status), lambda _: _narrow_status(status)), footer)
+
+
+def _wide_status(status: FleetStatus) -> Table:
     table = Table(title=f"{status.app} ({status.backend})", title_justify="left")
     # Ids are copied into other commands: never cut them short.
     for name in ("region", "machine", "slot", "state", "release", "role", "size", "volume"):
@@ -132,10 +215,4 @@ def status_view(status: FleetStatus) -> RenderableType:
                 volume,
                 _health(m),
             )
-    bad = status.unhealthy
-    footer = (
-        Text(f"{len(bad)} machine(s) unhealthy", style="bold red")
-        if bad
-        else Text("all machines healthy", style="green")
-    )
-    return Group(table, footer)
+    return table
