@@ -38,6 +38,7 @@ class FitWidth:
         width = options.max_width
         yield self.narrow(width) if width <= self.at else self.wide()
 
+
 _OUTCOME_STYLE = {
     "succeeded": "bold green",
     "noop": "green",
