@@ -108,3 +108,21 @@ def test_prune_refuses_a_volume_with_records_the_primary_lacks_unless_forced(
     assert json.loads(forced.stdout) == {"destroyed": [kept["id"]], "refused": []}
     assert kept["id"] not in {v["id"] for v in fleet.volumes("syd")}
     assert len(fleet.volumes("syd")) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["volumes.prune", "--older-than", "soon"], "--older-than"),
+        (["volumes", "--region", "xyz"], "--region"),
+    ],
+)
+def test_bad_flags_exit_2_in_one_line(fleet: LocalFleet, args: list[str], flag: str) -> None:
+    before = len(fleet.mutating_requests())
+
+    proc = fleet.invoke(*args)
+
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"error: {flag}: ")
+    assert len(fleet.mutating_requests()) == before
