@@ -339,7 +339,8 @@ def test_usage_reports_cpu_memory_latency_errors_and_volume(fleet: LocalFleet) -
 
 def test_logs_prefix_each_line_with_region_and_machine(fleet: LocalFleet) -> None:
     (machine,) = fleet.machines("syd")
-    out = fleet.invoke("logs", "--region", "syd")
+    # Every line (the default is the last 100), to reach the exec line at the top.
+    out = fleet.invoke("logs", "--region", "syd", "--lines", "1000000")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines
