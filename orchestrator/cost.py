@@ -9,6 +9,7 @@ pure except `status_cost`, which lists the volumes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,7 +21,13 @@ from orchestrator.execute.status import FleetStatus
 from orchestrator.plan.fleet import Fleet
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import StepKind
-from orchestrator.pricing import FLY_PRICES, PriceTable, guest_per_month, volumes_per_month
+from orchestrator.pricing import (
+    FLY_PRICES,
+    PriceTable,
+    guest_per_month,
+    snapshots_per_month,
+    volumes_per_month,
+)
 from orchestrator.scale.report import ScaleReport
 
 __all__ = [
@@ -35,6 +42,7 @@ __all__ = [
 ]
 
 _ZERO = Decimal(0)
+_BYTES_PER_GB = Decimal(1_000_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +183,8 @@ def cost_json(cost: Cost) -> dict[str, Any]:
 
 
 async def status_cost(conn: Connection, status: FleetStatus, *, region: str | None) -> Cost:
-    """Return the month's cost of what ``invoke status`` shows, plus every volume (kept too)."""
+    """Return the month's cost of what ``invoke status`` shows, every volume (kept ones too)
+    and the volumes' snapshots (by their stored bytes, before the organization's free GB)."""
     try:
         volumes = await conn.client.list_volumes(conn.app)
     except FlyNotFound:
@@ -191,7 +200,19 @@ async def status_cost(conn: Connection, status: FleetStatus, *, region: str | No
         for code, machines in status.regions.items()
         for m in machines
     ]
-    return sizes_cost(groups, gb)
+    stored = 0
+    for v in volumes:
+        if v.state in ("pending_destroy", "destroyed", "destroying"):
+            continue
+        if region is not None and v.region != region:
+            continue
+        try:
+            stored += sum(s.size for s in await conn.client.list_snapshots(conn.app, v.id))
+        except FlyNotFound:
+            continue
+    # The free allowance is per organization, shared with other apps: not taken off here.
+    snapshots = snapshots_per_month(Decimal(stored) / _BYTES_PER_GB, apply_free=False)
+    return dataclasses.replace(sizes_cost(groups, gb), snapshots=snapshots)
 
 
 def scale_costs(report: ScaleReport) -> tuple[Cost, Cost]:
