@@ -254,6 +254,7 @@ def test_plan_status_and_scale_show_the_monthly_cost(fleet: LocalFleet) -> None:
     cost = json.loads(status.stdout)["monthly_cost"]
     assert float(cost["total_usd"]) > 0
     assert cost["machines"] == len(fleet.machines("syd"))
+    assert cost["snapshots_usd"] is not None  # read from each volume's snapshots
     assert scale.returncode == 0, scale.stdout + scale.stderr
     assert "monthly cost: $" in scale.stdout
     assert "desired sizes: " in scale.stdout
