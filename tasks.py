@@ -351,7 +351,8 @@ def status(c, region=None, json_=False):
             console.print(cost_lines(cost))
     if not fleet.healthy:
         names = ", ".join(m.id for m in fleet.unhealthy)
-        booting = all(m.state in ("starting", "replacing") for m in fleet.unhealthy)
+        # A created machine is launching (the orchestrator never creates one to leave stopped).
+        booting = all(m.state in ("created", "starting", "replacing") for m in fleet.unhealthy)
         hint = "\nstill booting: run `invoke status` again in a few seconds" if booting else ""
         raise Exit(f"error: unhealthy machine(s): {names}{hint}", 1)
 

@@ -327,3 +327,31 @@ def test_the_live_view_and_the_tables_fit_an_80x24_terminal(fleet: LocalFleet) -
             screen = term.wait_finished()
             assert unwrapped(term), f"{args}:\n{screen}"
             assert "…" not in screen, f"{args}: a cell was cut short:\n{screen}"
+
+
+def test_status_of_a_booting_machine_says_to_look_again(tmp_path: Path) -> None:
+    root = copy_fleet(tmp_path / "slow")
+    slow = LocalFleet(root=root, endpoint=None)  # type: ignore[arg-type]
+    try:
+        # Machines take 20-60 s from create to running here: long enough to look meanwhile.
+        up = slow.invoke("local.up", "--profile", "realistic", "--time-factor", "20")
+        assert up.returncode == 0, up.stdout + up.stderr
+        slow.endpoint = control.ensure_running(slow.state_dir)
+        created = slow.api("POST", "/v1/apps", json={"name": APP, "org_slug": "personal"})
+        assert created.status_code in (200, 201), created.text
+        machine = slow.api(
+            "POST",
+            f"/v1/apps/{APP}/machines",
+            json={"region": "syd", "config": {"image": "registry.fly.io/sample-app:v1"}},
+        )
+        assert machine.status_code == 200, machine.text
+
+        proc = slow.invoke("status")
+
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert machine.json()["id"] in proc.stderr, proc.stdout
+        assert proc.stderr.strip().endswith(
+            "still booting: run `invoke status` again in a few seconds"
+        ), proc.stdout
+    finally:
+        slow.stop()
