@@ -9,12 +9,13 @@ only with ``--force``.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from execute.localfleet import LocalFleet, copy_fleet
+from execute.localfleet import INVOKE, REPO, LocalFleet, copy_fleet, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -83,6 +84,28 @@ def test_prune_older_than_spares_a_recent_volume(fleet: LocalFleet) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "nothing to prune" in proc.stdout
     assert len(fleet.volumes("syd")) == 2
+
+
+def test_prune_on_a_terminal_asks_and_no_keeps_the_volume(fleet: LocalFleet) -> None:
+    from render.terminal import terminal
+
+    kept = _kept(fleet)
+    env = {k: v for k in ("PATH", "HOME") if (v := os.environ.get(k))}
+    with terminal(80, 24) as term:
+        argv = [str(INVOKE), "--search-root", str(REPO), "volumes.prune"]
+        term.run(argv, cwd=fleet.root, env=env)
+        wait_for(
+            lambda: "Destroy 1 volume(s)? [y/N]" in term.screen(),
+            timeout=120,
+            every=0.05,
+            what="the question",
+        )
+        term.tmux("send-keys", "-t", "t", "n", "Enter")
+        screen = term.wait_finished()
+
+    assert kept["id"] in screen
+    assert "destroyed" not in screen
+    assert kept["id"] in {v["id"] for v in fleet.volumes("syd")}
 
 
 def test_prune_refuses_a_volume_with_records_the_primary_lacks_unless_forced(
