@@ -158,6 +158,10 @@ def deploy(c, region=None, image=None, dry_run=False, resume=False, json_=False,
             print(to_json_text(result.plan), end="")
         else:
             console.print(plan_tree(result.plan))
+            if result.fleet is not None:
+                from orchestrator.cost import plan_cost
+
+                console.print(cost_lines(*plan_cost(result.plan, result.fleet)))
             console.print("Dry run: nothing was changed.")
         return
     _write_report(report, result, "deploy", gates, json_)

@@ -90,6 +90,9 @@ def test_deploy_says_it_started_a_local_fly_and_how_to_stop_it(tmp_path: Path) -
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "started the local Fly in the background" in proc.stdout
         assert "invoke local.down" in proc.stdout
+        # Nothing exists yet: the plan's whole cost is what it adds.
+        assert "monthly cost: $0.00" in proc.stdout
+        assert "after this plan: +$" in proc.stdout
         assert control.status(state_dir).running
         again = idle.invoke("deploy", "--region", "syd", "--dry-run")
         assert again.returncode == 0, again.stdout + again.stderr

@@ -80,9 +80,10 @@ class DeployRequest:
 
 @dataclass(frozen=True, slots=True)
 class DryRun:
-    """The answer of a ``--dry-run``: the plan that would have run."""
+    """The answer of a ``--dry-run``: the plan that would have run, and the fleet it is for."""
 
     plan: Plan
+    fleet: Fleet | None = None
 
 
 def load_checked_spec(
@@ -195,7 +196,9 @@ async def deploy(
             bus.emit(Note(started_local_note(conn)))
         if request.dry_run:
             fleet = await observe_fleet(conn)
-            return DryRun(build_plan(spec, fleet, regions=list(regions) or None, image=image))
+            return DryRun(
+                build_plan(spec, fleet, regions=list(regions) or None, image=image), fleet
+            )
         with (
             Journal.open(settings.root) as journal,
             DeployLock(settings.root, conn.app, release=release_id(spec), command="deploy") as lock,
