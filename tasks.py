@@ -22,12 +22,16 @@ from invoke import Collection, Context, Exit, task
 from rich.console import Console
 
 from orchestrator.connect import connect, find_root, load_settings
+from orchestrator.cost import cost_json, status_cost
 from orchestrator.errors import OrchestratorError
 from orchestrator.execute import deploy as deploying
 from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.events import EventBus
 from orchestrator.execute.status import collect_status
 from orchestrator.plan.serialize import to_dot, to_json_text, to_mermaid
+from orchestrator.render.cost import cost_lines
+from orchestrator.render.errors import error_text, run_failure_text
+from orchestrator.render.helptext import install as install_help_placeholders
 from orchestrator.render.live import LiveView, make_console
 from orchestrator.render.local import local_down_view, local_status_view, local_up_view
 from orchestrator.render.plan import plan_tree
@@ -43,6 +47,8 @@ logging.getLogger("stamina").setLevel(logging.ERROR)
 
 PLAN_FORMATS = ("tree", "json", "dot", "mermaid")
 
+install_help_placeholders()
+
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -54,9 +60,11 @@ def _errors() -> Iterator[None]:
         yield
     except OrchestratorError as exc:
         # One line per problem: a file with several is fixed in one go, not one run each.
-        parts = [str(p) for p in getattr(exc, "problems", ())] or [str(exc)]
-        lines = [f"error: {' '.join(part.split())}" for part in parts]
-        raise Exit("\n".join(lines), exc.exit_code) from None
+        problems = getattr(exc, "problems", ())
+        if problems:
+            lines = [f"error: {' '.join(str(p).split())}" for p in problems]
+            raise Exit("\n".join(lines), exc.exit_code) from None
+        raise Exit(error_text(exc), exc.exit_code) from None
     except KeyboardInterrupt:
         raise Exit("interrupted", 130) from None
     except BrokenPipeError:
@@ -115,7 +123,9 @@ def plan(c, region=None, format="tree", image=None):
     if format not in PLAN_FORMATS:
         raise Exit(f"error: --format: must be one of {', '.join(PLAN_FORMATS)}, got {format!r}", 2)
     with _errors():
-        the_plan = _run(deploying.plan(_settings(c), regions=region or [], image=image))
+        the_plan, observed = _run(
+            deploying.plan_with_fleet(_settings(c), regions=region or [], image=image)
+        )
     if format == "json":
         _emit(to_json_text(the_plan))
     elif format == "dot":
@@ -123,11 +133,15 @@ def plan(c, region=None, format="tree", image=None):
     elif format == "mermaid":
         _emit(to_mermaid(the_plan))
     else:
+        from orchestrator.cost import plan_cost
         from orchestrator.execute.expected import plan_estimate
+        from orchestrator.render.cost import cost_lines
 
         with _errors():
             eta = plan_estimate(_settings(c), the_plan)
-        make_console().print(plan_tree(the_plan, eta))
+        console = make_console()
+        console.print(plan_tree(the_plan, eta))
+        console.print(cost_lines(*plan_cost(the_plan, observed)))
 
 
 @task(
@@ -138,15 +152,17 @@ def plan(c, region=None, format="tree", image=None):
         "dry_run": "Show the plan and stop; change nothing.",
         "resume": "Finish the last interrupted or failed deploy or rollback (same image, regions).",
         "json": "Print only the result as JSON on stdout.",
+        "report": "Also write a report to PATH (.md or .html) and the other format beside it.",
     },
 )
-def deploy(c, region=None, image=None, dry_run=False, resume=False, json_=False):
+def deploy(c, region=None, image=None, dry_run=False, resume=False, json_=False, report=None):
     """Deploy the fleet in waves, gated on health and metrics, rolling back a failed wave."""
     request = deploying.DeployRequest(
         regions=tuple(region or ()), image=image, dry_run=dry_run, resume=resume
     )
     console = make_console()
     bus = EventBus()
+    gates = _gate_log(bus)
     with _errors():
         settings, options = _settings(c), _options(c)
         if json_:
@@ -160,12 +176,43 @@ def deploy(c, region=None, image=None, dry_run=False, resume=False, json_=False)
             print(to_json_text(result.plan), end="")
         else:
             console.print(plan_tree(result.plan))
+            if result.fleet is not None:
+                from orchestrator.cost import plan_cost
+
+                console.print(cost_lines(*plan_cost(result.plan, result.fleet)))
             console.print("Dry run: nothing was changed.")
         return
+    _write_report(report, result, "deploy", gates, json_)
     _finish_run(console, result, json_)
 
 
-def _finish_run(console: Console, result: Any, json_: bool) -> None:
+def _gate_log(bus: EventBus) -> Any:
+    from orchestrator.render.rollout_report import GateLog
+
+    log = GateLog()
+    bus.subscribe(log)
+    return log
+
+
+def _write_report(path: str | None, result: Any, command: str, gates: Any, json_: bool) -> None:
+    """Write ``--report PATH`` (Markdown and HTML) for a run's result, and say where."""
+    if not path:
+        return
+    from pathlib import Path
+
+    from orchestrator.render.rollout_report import write_rollout_reports
+
+    with _errors():
+        try:
+            md, page = write_rollout_reports(result, Path(path), command=command, gates=gates)
+        except OSError as exc:
+            from orchestrator.errors import ConfigError
+
+            raise ConfigError(f"cannot write the report: {exc}", where="--report") from exc
+    Console(stderr=json_).print(f"report written to {md} and {page}", soft_wrap=True)
+
+
+def _finish_run(console: Console, result: Any, json_: bool, command: str = "deploy") -> None:
     """Print a deploy's or rollback's result, then exit 1 if it did not reach its goal."""
     if json_:
         _print_json(result.to_json())
@@ -175,10 +222,7 @@ def _finish_run(console: Console, result: Any, json_: bool) -> None:
         # Each step already has its line in a log; the table would repeat them.
         console.print(outcome_line(result))
     if not result.ok:
-        message = f"error: {result.error}" if result.error else ""
-        if result.rollback is not None:
-            message += f"\n{result.rollback.describe()}"
-        raise Exit(message, result.exit_code)
+        raise Exit(run_failure_text(result, command=command), result.exit_code)
 
 
 @task(
@@ -187,15 +231,17 @@ def _finish_run(console: Console, result: Any, json_: bool) -> None:
         "region": "Roll back only this region (repeat for several); default: every region.",
         "to": "The release to put back, e.g. v1-92d1226d or v1 (default: the previous one).",
         "json": "Print only the result as JSON on stdout.",
+        "report": "Also write a report to PATH (.md or .html) and the other format beside it.",
     },
 )
-def rollback(c, region=None, to=None, json_=False):
+def rollback(c, region=None, to=None, json_=False, report=None):
     """Put the previous (or a named) release back on the fleet, from the journal."""
     from orchestrator.execute import rollback as rolling
 
     request = rolling.RollbackRequest(regions=tuple(region or ()), to=to)
     console = make_console()
     bus = EventBus()
+    gates = _gate_log(bus)
     with _errors():
         settings, options = _settings(c), _options(c)
         if json_:
@@ -204,7 +250,8 @@ def rollback(c, region=None, to=None, json_=False):
             with LiveView(console) as view:
                 bus.subscribe(view)
                 result = _run(rolling.rollback(settings, request, bus=bus, options=options))
-    _finish_run(console, result, json_)
+    _write_report(report, result, "rollback", gates, json_)
+    _finish_run(console, result, json_, "rollback")
 
 
 @task(
@@ -221,6 +268,7 @@ def rollback(c, region=None, to=None, json_=False):
         "usage": "When showing, also measure CPU, memory, p95, errors and volume use.",
         "json": "Print only JSON on stdout.",
         "yes": "Go ahead without asking when the change is large or destroys machines.",
+        "report": "Also write a report of the change to PATH (.md or .html) and the other format.",
     },
 )
 def scale(
@@ -236,6 +284,7 @@ def scale(
     usage=False,
     json_=False,
     yes=False,
+    report=None,
 ):
     """Show desired beside observed size per region, or change a region's count and size."""
     from orchestrator import scale as scaling
@@ -258,15 +307,26 @@ def scale(
         )
         if not request.changes:
             report = _run(scaling.show_scale(settings, regions=request.regions, usage=usage))
+            from orchestrator.cost import scale_costs
+
+            now, wanted = scale_costs(report)
             if json_:
-                _print_json(report.to_json())
+                data = report.to_json()
+                data["monthly_cost"] = {"observed": cost_json(now), "desired": cost_json(wanted)}
+                _print_json(data)
             else:
                 console.print(scale_report_view(report))
+                console.print(cost_lines(now, wanted, what="desired sizes"))
             return
         if usage:
             raise ConfigError("only when showing; drop the change flags", where="--usage")
+        from orchestrator.scale.advice import scale_warnings
+
+        for warning in scale_warnings(settings, request):
+            Console(stderr=True).print(f"! warning: {warning}", style="yellow", soft_wrap=True)
         bus = EventBus()
         confirm = _confirm_scale(console, settings, request, yes=yes, json_=json_)
+        gates = _gate_log(bus)
         if json_ or dry_run:
             result = _run(
                 scaling.scale(settings, request, bus=bus, options=_options(c), confirm=confirm)
@@ -286,8 +346,10 @@ def scale(
         console.print("Dry run: nothing was written or changed.")
     else:
         console.print(deploy_summary(result.result))
+    if isinstance(result, scaling.ScaleResult):
+        _write_report(report, result.result, "scale", gates, json_)
     if isinstance(result, scaling.ScaleResult) and not result.ok:
-        raise Exit(f"error: {result.result.error}" if result.result.error else "", 1)
+        raise Exit(run_failure_text(result.result, command="scale"), result.exit_code)
 
 
 def _confirm_scale(
@@ -323,23 +385,30 @@ def status(c, region=None, json_=False):
         settings = _settings(c)
 
         async def gather():
-            async with connect(settings) as conn:
-                return await collect_status(
+            async with connect(settings, start=False) as conn:
+                found = await collect_status(
                     conn, region=region, expected_primary=_spec_primary(settings)
                 )
+                return found, await status_cost(conn, found, region=region)
 
-        fleet = _run(gather())
+        fleet, cost = _run(gather())
     if json_:
-        _print_json(fleet.to_json())
+        _print_json({**fleet.to_json(), "monthly_cost": cost_json(cost)})
     else:
-        make_console().print(status_view(fleet))
+        console = make_console()
+        console.print(status_view(fleet))
+        if fleet.exists:
+            console.print(cost_lines(cost))
     if fleet.split_brain is not None:
         from orchestrator.execute.primaries import SPLIT_BRAIN_HELP
 
         raise Exit(f"error: {fleet.split_brain}; {SPLIT_BRAIN_HELP}", 1)
     if not fleet.healthy:
         names = ", ".join(m.id for m in fleet.unhealthy)
-        raise Exit(f"error: unhealthy machine(s): {names}", 1)
+        # A created machine is launching (the orchestrator never creates one to leave stopped).
+        booting = all(m.state in ("created", "starting", "replacing") for m in fleet.unhealthy)
+        hint = "\nstill booting: run `invoke status` again in a few seconds" if booting else ""
+        raise Exit(f"error: unhealthy machine(s): {names}{hint}", 1)
 
 
 @task(
@@ -347,24 +416,28 @@ def status(c, region=None, json_=False):
         "region": "Show only this region's machines.",
         "machine": "Show only this machine (id or name; a destroyed one too).",
         "follow": "Keep printing new lines (and new machines') until Ctrl-C.",
-        "lines": "Show only the last N lines of each machine first (default: all).",
+        "lines": "Show the last N lines of all the machines, in time order (default 100).",
+        "since": "Only lines written since: an age (10m, 2h, 1d) or a time (2026-01-31T14:00Z).",
     },
 )
-def logs(c, region=None, machine=None, follow=False, lines=None):
+def logs(c, region=None, machine=None, follow=False, lines=None, since=None):
     """Print the machines' output on the local Fly, each line prefixed by region and machine."""
     import sys
+    from datetime import UTC, datetime
 
     from orchestrator.errors import ConfigError
-    from orchestrator.logs import log_sources, require_local, stream_logs
+    from orchestrator.logs import DEFAULT_LINES, log_sources, require_local, stream_logs
+    from orchestrator.spec.ages import parse_since
 
     with _errors():
         settings = _settings(c)
         require_local(settings, region=region)
-        last = None
+        last = DEFAULT_LINES
         if lines is not None:
             if not str(lines).isdigit():
                 raise ConfigError(f"expected a whole number >= 0, got {lines!r}", where="--lines")
             last = int(lines)
+        start = None if since is None else parse_since(since, "--since", datetime.now(UTC))
 
         async def show():
             async with connect(settings) as conn:
@@ -374,7 +447,13 @@ def logs(c, region=None, machine=None, follow=False, lines=None):
                     if not follow:
                         return
                 stream = stream_logs(
-                    conn, sources, follow=follow, lines=last, region=region, rescan=not machine
+                    conn,
+                    sources,
+                    follow=follow,
+                    lines=last,
+                    since=start,
+                    region=region,
+                    rescan=not machine,
                 )
                 async for line in stream:
                     print(line.format(), flush=True)
@@ -570,6 +649,100 @@ def ssh(c, region=None, machine=None, timeout=None, json_=False):
             sys.stderr.write(done.result.stderr)
     if done.result.exit_code:
         raise Exit(code=done.result.exit_code)
+@task(
+    name="list",
+    default=True,
+    help={"region": "Only this region's volumes.", "json": "Print only JSON on stdout."},
+)
+def volumes_list(c, region=None, json_=False):
+    """List every volume: size, use, machine, and why an unattached one was kept."""
+    from orchestrator import volumes as vols
+    from orchestrator.render.volumes import volumes_view
+
+    with _errors():
+        if region is not None:
+            region = validate_region(region, "--region").code
+        settings = _settings(c)
+
+        async def read() -> vols.VolumeList:
+            async with connect(settings, start=False) as conn:
+                return await vols.list_volumes(conn, settings.root, region=region)
+
+        listing = _run(read())
+    if json_:
+        _print_json(listing.to_json())
+    else:
+        make_console().print(volumes_view(listing))
+
+
+@task(
+    name="prune",
+    help={
+        "region": "Only this region's volumes.",
+        "older_than": "Only volumes unattached for longer than this (7d, 12h).",
+        "yes": "Destroy without asking (needed where there is no terminal).",
+        "force": "Also destroy volumes holding records the primary lacks (or that cannot tell).",
+        "json": "Print only JSON on stdout.",
+    },
+)
+def volumes_prune(c, region=None, older_than=None, yes=False, force=False, json_=False):
+    """Destroy unattached volumes, after asking; never one holding records the primary lacks."""
+    from datetime import UTC, datetime
+
+    from orchestrator import volumes as vols
+    from orchestrator.errors import ConfigError
+    from orchestrator.execute.lock import DeployLock
+    from orchestrator.render.volumes import prune_view
+    from orchestrator.spec.ages import parse_age
+
+    console = make_console()
+    with _errors():
+        if region is not None:
+            region = validate_region(region, "--region").code
+        age = None if older_than is None else parse_age(older_than, "--older-than")
+        settings = _settings(c)
+        on_terminal = sys.stdin.isatty() and not json_
+
+        async def prune() -> dict[str, list[str]]:
+            async with connect(settings, start=False) as conn:
+                # Under the deploy lock: a scale-up reuses unattached volumes.
+                with DeployLock(settings.root, conn.app, release="", command="volumes prune"):
+                    listing = await vols.list_volumes(conn, settings.root, region=region)
+                    found = vols.prune_candidates(listing, now=datetime.now(UTC), older_than_s=age)
+                    lacking = await vols.lacking_records(conn, found)
+                    refused = [v for v in found if lacking[v.id] != 0 and not force]
+                    doomed = [v for v in found if v not in refused]
+                    if not json_:
+                        console.print(prune_view(doomed, refused, lacking))
+                    kept = [v.id for v in refused]
+                    if doomed and not yes:
+                        if not on_terminal:
+                            raise ConfigError(
+                                f"no terminal to confirm on: pass --yes to destroy "
+                                f"{len(doomed)} volume(s)",
+                                where="--yes",
+                            )
+                        question = f"Destroy {len(doomed)} volume(s)? [y/N] "
+                        answer = await asyncio.to_thread(input, question)
+                        if answer.strip().lower() not in ("y", "yes"):
+                            return {"destroyed": [], "refused": kept}
+                    destroyed = []
+                    for volume in doomed:
+                        now = await conn.client.get_volume(conn.app, volume.id)
+                        if now.attached_machine_id:
+                            continue  # a machine took it meanwhile
+                        await conn.client.destroy_volume(conn.app, volume.id)
+                        destroyed.append(volume.id)
+                    return {"destroyed": destroyed, "refused": kept}
+
+        result = _run(prune())
+    if json_:
+        _print_json(result)
+    elif result["destroyed"]:
+        console.print(f"destroyed {len(result['destroyed'])} volume(s)")
+
+
+volumes = Collection("volumes", volumes_list, volumes_prune)
 
 
 # -- the local Fly ----------------------------------------------------------------------------
@@ -616,6 +789,6 @@ def local_status(c):
 
 
 local = Collection("local", local_up, local_down, local_status)
-ns = Collection(plan, deploy, rollback, scale, status, logs, drill, local)
+ns = Collection(plan, deploy, rollback, scale, status, logs, drill, volumes, local)
 ns.add_task(secrets)
 ns.add_task(ssh)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import ConfigError, FlyNotFound, LocalFlyError
+from orchestrator.errors import ConfigError, FlyNotFound, LocalFlyError, LocalFlyNotRunning
 from orchestrator.execute.probe import AppProbe
 from orchestrator.fly.client import FlyClient
 from orchestrator.settings import Settings, Token, resolve_settings
@@ -37,6 +37,7 @@ __all__ = [
     "ensure_app",
     "find_root",
     "load_settings",
+    "local_running",
     "start_local",
 ]
 
@@ -107,6 +108,7 @@ class Connection:
         client: the Machines API client.
         probe: the app's HTTP endpoints through the proxy.
         proxy_url: the proxy's base URL.
+        started_local: this connection started the local Fly (it keeps running after).
     """
 
     settings: Settings
@@ -114,11 +116,19 @@ class Connection:
     client: FlyClient
     probe: AppProbe
     proxy_url: str
+    started_local: bool = False
 
     @property
     def backend(self) -> str:
         """Return ``local`` or ``fly``."""
         return self.settings.backend
+
+
+def local_running(settings: Settings) -> bool:
+    """Tell whether the local Fly of ``settings`` runs now (starts nothing)."""
+    from orchestrator.localfly import control  # the server's code is only needed here
+
+    return control.status(settings.local_state_dir).running
 
 
 def start_local(
@@ -129,7 +139,7 @@ def start_local(
     Raises:
         LocalFlyError: it could not be started.
     """
-    from orchestrator.localfly import control  # the server's code is only needed here
+    from orchestrator.localfly import control
 
     kwargs: dict[str, Any] = {}
     if profile is not None:
@@ -148,18 +158,35 @@ def start_local(
 
 
 @contextlib.asynccontextmanager
-async def connect(settings: Settings, *, timeout: float = 30.0) -> AsyncIterator[Connection]:
+async def connect(
+    settings: Settings, *, timeout: float = 30.0, start: bool = True
+) -> AsyncIterator[Connection]:
     """Open a client (starting the local Fly when the backend is local) and close it after.
+
+    Args:
+        settings: where the API is.
+        timeout: each request's timeout.
+        start: start the local Fly when it is not running; ``False`` (read-only commands
+            such as ``invoke status``) raises `LocalFlyNotRunning` instead.
 
     Raises:
         ConfigError: no app name (``fly.toml: app`` or ``FLY_APP_NAME``).
         LocalFlyError: the local Fly could not be started.
+        LocalFlyNotRunning: ``start`` is false and the local Fly is not running.
     """
     if not settings.app:
         raise ConfigError("no app name; set `app` in fly.toml or FLY_APP_NAME", where=FLY_TOML)
     app = settings.app
+    started = False
     if settings.backend == "local":
+        running = await asyncio.to_thread(local_running, settings)
+        if not running and not start:
+            raise LocalFlyNotRunning(
+                f"the local Fly is not running (state in {settings.local_state_dir}); start "
+                "it with `invoke local.up`, or deploy with `invoke deploy`"
+            )
         settings, proxy_url = await asyncio.to_thread(start_local, settings)
+        started = not running
         host_header = True
     else:
         proxy_url = f"https://{app}.fly.dev"
@@ -170,7 +197,12 @@ async def connect(settings: Settings, *, timeout: float = 30.0) -> AsyncIterator
     probe = AppProbe(proxy_url, app, host_header=host_header)
     try:
         yield Connection(
-            settings=settings, app=app, client=client, probe=probe, proxy_url=proxy_url
+            settings=settings,
+            app=app,
+            client=client,
+            probe=probe,
+            proxy_url=proxy_url,
+            started_local=started,
         )
     finally:
         await probe.aclose()

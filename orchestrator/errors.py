@@ -17,6 +17,7 @@ The tree::
      │    └── FlyServerError         5xx
      ├── FlyTransportError           no answer at all: connection refused/reset, timeout
      ├── LocalFlyError               the embedded local Fly could not be started or reached
+     │    └── LocalFlyNotRunning     a read-only command found it stopped
      ├── DeployError                 a deploy, rollback or scale failed (exit code 1)
      │    ├── DeployLocked           another deploy holds the app's lock
      │    └── GateFailed             a health or metrics gate failed
@@ -24,16 +25,23 @@ The tree::
 
 Low-level errors (httpx, OSError, sqlite3) are mapped once at the boundary with
 ``raise X(...) from exc`` so callers only ever catch these.
+
+Every error has a `kind` (`ErrorKind`), decided here once per class, never guessed from a
+message: the command line picks its exit code and the one thing to do next from it.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 __all__ = [
+    "EXIT_CODES",
     "ConfigError",
     "ConfigProblems",
     "DeployError",
     "DeployLocked",
     "DrillError",
+    "ErrorKind",
     "FlyAPIError",
     "FlyAuthError",
     "FlyBadRequest",
@@ -47,15 +55,48 @@ __all__ = [
     "FlyWaitTimeout",
     "GateFailed",
     "LocalFlyError",
+    "LocalFlyNotRunning",
     "OrchestratorError",
     "api_error_for_status",
+    "kind_of",
 ]
+
+
+class ErrorKind(StrEnum):
+    """What an error says about whose move it is next.
+
+    - ``input``: the operator's input (a file, key, flag, image) is wrong; fix it and run
+      again. Exit code 2.
+    - ``fly``: Fly.io, the local Fly or the network failed, or the fleet changed under the run;
+      the release is not at fault and ``--resume`` carries on once Fly answers. Exit code 1.
+    - ``release``: the release itself failed its gates (health, checks, metrics). Resuming would
+      fail again; fix the release. Exit code 1.
+    - ``locked``: another operator's run holds the app. Exit code 1.
+    """
+
+    INPUT = "input"
+    FLY = "fly"
+    RELEASE = "release"
+    LOCKED = "locked"
+
+
+EXIT_CODES = {
+    ErrorKind.INPUT: 2,
+    ErrorKind.FLY: 1,
+    ErrorKind.RELEASE: 1,
+    ErrorKind.LOCKED: 1,
+}
 
 
 class OrchestratorError(Exception):
     """Root of every error this package raises."""
 
-    exit_code: int = 1
+    kind: ErrorKind = ErrorKind.FLY
+
+    @property
+    def exit_code(self) -> int:
+        """Return the command line's exit code for this error's kind."""
+        return EXIT_CODES[self.kind]
 
 
 class ConfigError(OrchestratorError):
@@ -65,7 +106,7 @@ class ConfigError(OrchestratorError):
     ``--memory``) and what is allowed. Nothing has been changed when this is raised.
     """
 
-    exit_code = 2
+    kind = ErrorKind.INPUT
 
     def __init__(self, message: str, *, where: str | None = None) -> None:
         self.where = where
@@ -125,7 +166,13 @@ class FlyAPIError(OrchestratorError):
 
 
 class FlyBadRequest(FlyAPIError):
-    """400 or 422: the request was malformed or failed validation."""
+    """400 or 422: the request was malformed or failed validation.
+
+    Asking again sends the same request and gets the same answer (an image Fly cannot pull, a
+    config it refuses), so this is bad input, not a Fly failure to resume after.
+    """
+
+    kind = ErrorKind.INPUT
 
 
 class FlyAuthError(FlyAPIError):
@@ -176,6 +223,10 @@ class LocalFlyError(OrchestratorError):
     """The embedded local Fly could not be started, reached or stopped."""
 
 
+class LocalFlyNotRunning(LocalFlyError):
+    """A read-only command found the local Fly stopped (it never starts one)."""
+
+
 class DeployError(OrchestratorError):
     """A deploy, rollback or scale did not reach its goal."""
 
@@ -187,6 +238,8 @@ class DeployLocked(DeployError):
         holder: who holds it (host, pid, release), as recorded in the lock.
     """
 
+    kind = ErrorKind.LOCKED
+
     def __init__(self, message: str, *, holder: dict[str, object] | None = None) -> None:
         self.holder = holder or {}
         super().__init__(message)
@@ -195,9 +248,16 @@ class DeployLocked(DeployError):
 class GateFailed(DeployError):
     """A health or metrics gate failed; the message names the region, machine and check."""
 
+    kind = ErrorKind.RELEASE
+
 
 class DrillError(OrchestratorError):
     """A disaster-recovery drill could not run or could not restore the fleet."""
+
+
+def kind_of(exc: BaseException) -> ErrorKind:
+    """Return the kind of ``exc``; anything outside this tree is a failure of the run, not input."""
+    return exc.kind if isinstance(exc, OrchestratorError) else ErrorKind.FLY
 
 
 def api_error_for_status(

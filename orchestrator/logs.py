@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from orchestrator.connect import Connection
@@ -28,8 +30,10 @@ from orchestrator.settings import Settings
 from orchestrator.spec.regions import validate_region
 
 __all__ = [
+    "DEFAULT_LINES",
     "LogLine",
     "LogSource",
+    "line_time",
     "log_path",
     "log_sources",
     "read_last_lines",
@@ -38,6 +42,12 @@ __all__ = [
 ]
 
 _CHUNK = 64 * 1024
+DEFAULT_LINES = 100
+# A line dated by the local Fly (``[localfly] 2026-...Z exec ...``) or by the app itself (a line
+# that starts with an ISO 8601 UTC time, as the sample app writes them).
+_DATED = re.compile(r"^(?:\[localfly\] )?(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) ")
+# Machine ids listed in a "no such machine" error at most; past that, `invoke status` lists them.
+_LIST_AT_MOST = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +150,14 @@ async def log_sources(
         if not found:
             where = f" in {region}" if region else ""
             live = [m for m in machines if m.state not in GONE_MACHINE_STATES]
-            known = ", ".join(f"{m.id} ({m.region})" for m in live) or "none"
+            if not live:
+                known = "it has no machines"
+            elif len(live) <= _LIST_AT_MOST:
+                known = "machines: " + ", ".join(f"{m.id} ({m.region})" for m in live)
+            else:
+                known = f"it has {len(live)} machines; `invoke status` lists them"
             raise ConfigError(
-                f"no machine {machine!r} in {conn.app}{where}; machines: {known}",
-                where="--machine",
+                f"no machine {machine!r} in {conn.app}{where}; {known}", where="--machine"
             )
         # A live machine wins over a destroyed one of the same name.
         found.sort(key=lambda m: m.state in GONE_MACHINE_STATES)
@@ -185,6 +199,48 @@ def read_last_lines(path: Path, count: int | None = None) -> tuple[list[str], in
     return lines, offset
 
 
+def line_time(text: str) -> datetime | None:
+    """Return when a log line was written, if it says (``None`` for an undated line)."""
+    found = _DATED.match(text)
+    if found is None:
+        return None
+    return datetime.fromisoformat(found.group(1).replace("Z", "+00:00"))
+
+
+def _dated(source: LogSource, text: list[str]) -> list[tuple[datetime | None, LogLine]]:
+    """Date each line by itself or, failing that, by the last dated line before it."""
+    out: list[tuple[datetime | None, LogLine]] = []
+    current: datetime | None = None
+    for line in text:
+        current = line_time(line) or current
+        out.append((current, LogLine(source.region, source.machine_id, line)))
+    return out
+
+
+def _first_lines(
+    sources: Sequence[LogSource], lines: int | None, since: datetime | None
+) -> tuple[list[LogLine], dict[str, int]]:
+    """Return the last ``lines`` lines of all sources (since ``since``) in time order."""
+    dated: list[tuple[datetime | None, int, int, LogLine]] = []
+    offsets: dict[str, int] = {}
+    for index, source in enumerate(sources):
+        # The overall last N lines are among each file's last N; a --since needs every line's
+        # date, which may come from far above it, so then the whole file is read.
+        text, offsets[source.machine_id] = read_last_lines(
+            source.path, None if since is not None else lines
+        )
+        for n, (at, line) in enumerate(_dated(source, text)):
+            dated.append((at, index, n, line))
+    if since is not None:
+        dated = [d for d in dated if d[0] is not None and d[0] >= since]
+    # Undated lines (the top of a file read from its middle) sort first, in file order.
+    dated.sort(key=lambda d: (d[0] is not None, d[0] or since or datetime.min, d[1], d[2]))
+    chosen = [d[3] for d in dated]
+    if lines is not None:
+        chosen = chosen[-lines:] if lines > 0 else []
+    return chosen, offsets
+
+
 @dataclass(slots=True)
 class _Follower:
     source: LogSource
@@ -218,6 +274,7 @@ async def stream_logs(
     *,
     follow: bool = False,
     lines: int | None = None,
+    since: datetime | None = None,
     region: str | None = None,
     rescan: bool = True,
     poll_s: float = 0.2,
@@ -229,18 +286,19 @@ async def stream_logs(
         conn: the connection (to list machines created while following).
         sources: the files to read, from :func:`log_sources`.
         follow: keep reading until cancelled.
-        lines: only the last ``lines`` lines of each file at first (``None``: all).
+        lines: at first only the last ``lines`` lines of all the files together, in the order
+            they were written (``None``: all).
+        since: at first only lines written at or after this moment; an undated line counts
+            as written when the last dated line above it was.
         region: the region new machines are picked up from while following (``None``: any).
         rescan: pick up machines created while following (off for a single ``--machine``).
         poll_s: seconds between looks at the files while following.
         rescan_s: seconds between looks for new machines while following.
     """
-    followers: dict[str, _Follower] = {}
-    for source in sources:
-        text, offset = read_last_lines(source.path, lines)
-        for line in text:
-            yield LogLine(source.region, source.machine_id, line)
-        followers[source.machine_id] = _Follower(source, offset)
+    first, offsets = _first_lines(sources, lines, since)
+    for log_line in first:
+        yield log_line
+    followers = {s.machine_id: _Follower(s, offsets[s.machine_id]) for s in sources}
     if not follow:
         return
     rescan_at = time.monotonic() + rescan_s

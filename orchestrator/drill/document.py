@@ -30,7 +30,12 @@ _OUTCOME_COLOUR = {
     "aborted": "#ef6c00",
     "skipped": "#9e9e9e",
 }
-_VERDICT_COLOUR = {"passed": "#2e7d32", "failed": "#c62828", "aborted": "#ef6c00"}
+_VERDICT_COLOUR = {
+    "passed": "#2e7d32",
+    "failed": "#c62828",
+    "aborted": "#ef6c00",
+    "ready": "#00838f",
+}
 
 
 def report_paths(path: Path) -> tuple[Path, Path]:
@@ -163,7 +168,8 @@ def to_markdown(report: DrillReport) -> str:
         "|---|---|---|---|",
     ]
     for _key, label, target, measured, met in _objective_rows(report):
-        lines.append(f"| {label} | ≤ {target} | {measured} | {'yes' if met else '**no**'} |")
+        shown = "not run" if report.dry_run else ("yes" if met else "**no**")
+        lines.append(f"| {label} | ≤ {target} | {measured} | {shown} |")
     rto_rows = _rto_rows(report)
     if rto_rows:
         lines += ["", "## Recovery time (seconds after T0)", "", "| phase | time |", "|---|---|"]
@@ -232,25 +238,57 @@ def to_markdown(report: DrillReport) -> str:
     return "\n".join(lines)
 
 
-def _traffic_md(report: DrillReport) -> list[str]:
-    out = ["| window | requests | errors | error rate | p50 | p95 |", "|---|---|---|---|---|---|"]
+_TRAFFIC_HEADER = ("window", "requests", "errors", "error rate", "p50", "p95")
+
+
+def _traffic_rows(report: DrillReport) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
     for name, stats in (("before the fault", report.baseline), ("during fail-over", report.during)):
         if stats is None:
-            out.append(f"| {name} | — | — | — | — | — |")
+            rows.append((name, "—", "—", "—", "—", "—"))
             continue
-        out.append(
-            f"| {name} | {stats.requests} | {stats.errors} | {stats.error_rate:.3f} | "
-            f"{_num(stats.p50_ms, ' ms', 1)} | {_num(stats.p95_ms, ' ms', 1)} |"
+        rows.append(
+            (
+                name,
+                str(stats.requests),
+                str(stats.errors),
+                f"{stats.error_rate:.3f}",
+                _num(stats.p50_ms, " ms", 1),
+                _num(stats.p95_ms, " ms", 1),
+            )
         )
+    return rows
+
+
+def _canary_line(report: DrillReport) -> str | None:
     canary = report.canary
+    if not canary:
+        return None
+    return (
+        f"Canary writer: {canary.get('acked', 0)} acknowledged, {canary.get('failed', 0)} "
+        f"failed of {canary.get('attempted', 0)} writes every "
+        f"{canary.get('interval_ms', '?')} ms."
+    )
+
+
+def _traffic_md(report: DrillReport) -> list[str]:
+    out = ["| " + " | ".join(_TRAFFIC_HEADER) + " |", "|---|---|---|---|---|---|"]
+    out += ["| " + " | ".join(row) + " |" for row in _traffic_rows(report)]
+    canary = _canary_line(report)
     if canary:
-        out.append("")
-        out.append(
-            f"Canary writer: {canary.get('acked', 0)} acknowledged, {canary.get('failed', 0)} "
-            f"failed of {canary.get('attempted', 0)} writes every "
-            f"{canary.get('interval_ms', '?')} ms."
-        )
+        out += ["", canary]
     return out
+
+
+def _traffic_html(report: DrillReport) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in _TRAFFIC_HEADER)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in row) + "</tr>"
+        for row in _traffic_rows(report)
+    )
+    canary = _canary_line(report)
+    return f"<table><tr>{head}</tr>{body}</table>" + (f"<p>{e(canary)}</p>" if canary else "")
 
 
 def _svg_timeline(report: DrillReport, width: int = 760) -> str:
@@ -315,7 +353,12 @@ def to_html(report: DrillReport) -> str:
     colour = _VERDICT_COLOUR.get(report.verdict, "#000")
     rows = "".join(
         f"<tr><td>{e(label)}</td><td>≤ {e(target)}</td><td>{e(measured)}</td>"
-        f'<td style="color:{"#2e7d32" if met else "#c62828"}">{"yes" if met else "no"}</td></tr>'
+        + (
+            "<td>not run</td></tr>"
+            if report.dry_run
+            else f'<td style="color:{"#2e7d32" if met else "#c62828"}">'
+            f"{'yes' if met else 'no'}</td></tr>"
+        )
         for _key, label, target, measured, met in _objective_rows(report)
     )
     rto = "".join(
@@ -345,7 +388,7 @@ def to_html(report: DrillReport) -> str:
         if integ.checked
         else "<p>Not checked.</p>"
     )
-    traffic = "\n".join(_traffic_md(report))
+    traffic = _traffic_html(report)
     raw = e(json.dumps(report.to_json(), indent=2, sort_keys=True))
     reason = f": {e(report.reason)}" if report.reason else ""
     return f"""<!doctype html>
@@ -370,7 +413,7 @@ took {report.duration_s:.1f}s.</p>
 <table>{rto}</table>
 {rpo}
 <h2>Traffic through the proxy</h2>
-<pre>{e(traffic)}</pre>
+{traffic}
 <h2>Integrity after the drill</h2>
 {integrity}
 <h2>Phases</h2>

@@ -33,7 +33,7 @@ __all__ = [
 # The guard judges an error rate only over at least this many survivor requests.
 GUARD_MIN_SAMPLES = 8
 
-Verdict = Literal["passed", "failed", "aborted"]
+Verdict = Literal["passed", "failed", "aborted", "ready"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +213,8 @@ class DrillReport:
 
     @property
     def exit_code(self) -> int:
-        """Return 0 when the objectives were met, else 1."""
-        return 0 if self.verdict == "passed" else 1
+        """Return 0 when the objectives were met (or a dry run found the drill ready), else 1."""
+        return 0 if self.verdict in ("passed", "ready") else 1
 
     @property
     def duration_s(self) -> float:

@@ -830,7 +830,8 @@ class DrillRunner:
             return "aborted", f"{self.abort_reason}{extra}"
         problems = [self.failure] if self.failure else []
         if self.request.dry_run:
-            return ("failed", problems[0]) if problems else ("passed", None)
+            # Nothing was measured: the objectives are not met, they were not tried.
+            return ("failed", problems[0]) if problems else ("ready", None)
         if integrity.checked:
             problems += integrity.problems()
             if (self.request.failback or self.promoted is None) and not integrity.at_spec:

@@ -67,6 +67,7 @@ __all__ = [
     "load_checked_spec",
     "observe_fleet",
     "plan",
+    "plan_with_fleet",
     "with_health_gates",
 ]
 
@@ -90,9 +91,10 @@ class DeployRequest:
 
 @dataclass(frozen=True, slots=True)
 class DryRun:
-    """The answer of a ``--dry-run``: the plan that would have run."""
+    """The answer of a ``--dry-run``: the plan that would have run, and the fleet it is for."""
 
     plan: Plan
+    fleet: Fleet | None = None
 
 
 def load_checked_spec(
@@ -116,6 +118,14 @@ def load_checked_spec(
     return spec
 
 
+def started_local_note(conn: Connection) -> str:
+    """Say that a local Fly now runs in the background, and how to stop it."""
+    return (
+        f"started the local Fly in the background ({conn.settings.local_state_dir}); it keeps "
+        "running after this command: stop it with `invoke local.down`"
+    )
+
+
 async def observe_fleet(conn: Connection) -> Fleet:
     """Observe the app's machines and volumes; an app that does not exist yet has none."""
     try:
@@ -128,6 +138,13 @@ async def plan(
     settings: Settings, *, regions: Sequence[str] = (), image: str | None = None
 ) -> Plan:
     """Return the plan a deploy would run now (reads only)."""
+    return (await plan_with_fleet(settings, regions=regions, image=image))[0]
+
+
+async def plan_with_fleet(
+    settings: Settings, *, regions: Sequence[str] = (), image: str | None = None
+) -> tuple[Plan, Fleet]:
+    """Return the plan a deploy would run now and the fleet it was made from (reads only)."""
     spec = load_checked_spec(settings, regions=regions, image=image)
     async with connect(settings) as conn:
         fleet = await observe_fleet(conn)
@@ -139,7 +156,7 @@ async def plan(
         image=image,
         secrets=secrets,
         release_command=True,
-    )
+    ), fleet
 
 
 async def deploy(
@@ -198,6 +215,8 @@ async def deploy(
     )
     timeout = (options or ExecuteOptions()).api_timeout_s
     async with connect(settings, timeout=timeout) as conn:
+        if conn.started_local:
+            bus.emit(Note(started_local_note(conn)))
         secrets = await observe_secrets(conn.client, conn.app, settings.root)
         if request.dry_run:
             fleet = await observe_fleet(conn)
@@ -209,7 +228,8 @@ async def deploy(
                     image=image,
                     secrets=secrets,
                     release_command=True,
-                )
+                ),
+                fleet,
             )
         with (
             Journal.open(settings.root) as journal,

@@ -65,6 +65,9 @@ class ReleaseStarted:
         steps: every step of the plan, in execution order.
         mutating_steps: how many of them change the fleet.
         at: when it started.
+        waves: the plan's waves (region codes per wave), changed or not.
+        command: ``deploy``, ``rollback`` or ``scale``.
+        replacing: the releases the machines it changes run now (from the plan), sorted.
     """
 
     release: str
@@ -74,6 +77,9 @@ class ReleaseStarted:
     steps: tuple[Step, ...]
     mutating_steps: int
     at: datetime = field(default_factory=utcnow)
+    waves: tuple[tuple[str, ...], ...] = ()
+    command: str = "deploy"
+    replacing: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

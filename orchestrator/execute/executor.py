@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from orchestrator.errors import GateFailed, OrchestratorError
+from orchestrator.errors import ErrorKind, OrchestratorError, kind_of
 from orchestrator.execute.context import ExecuteOptions, RunState, StepContext
 from orchestrator.execute.events import (
     EventBus,
@@ -192,6 +192,7 @@ class Executor:
         self._max_unavailable = dict(max_unavailable or {})
         self._steps = plan.steps()
         self._failed: list[tuple[Step, str]] = []
+        self._first_kind: ErrorKind | None = None
         # Failed steps whose failure is the release's own (a gate's verdict, checks failing,
         # a machine that died): only these roll back; an API or infrastructure error does not.
         self._unhealthy: list[tuple[Step, str]] = []
@@ -269,6 +270,9 @@ class Executor:
                     steps=self._steps,
                     mutating_steps=mutating,
                     at=started,
+                    waves=self.plan.waves,
+                    command=self.command,
+                    replacing=_replacing(self._steps),
                 )
             )
         try:
@@ -288,9 +292,12 @@ class Executor:
             raise
         outcome: ReleaseOutcome
         error: str | None = None
+        error_kind: ErrorKind | None = None
         report: RollbackReport | None = None
         if self._failed:
             error = self._failed[0][1]
+            # The release's own failure decides the run's kind even when a Fly error came first.
+            error_kind = ErrorKind.RELEASE if self._unhealthy else self._first_kind
             report = await self._after_failure(ctx)
             outcome = "rolled_back" if report is not None and report.ok else "failed"
         else:
@@ -309,6 +316,7 @@ class Executor:
             started_at=iso(started),
             finished_at=iso(finished),
             rollback=report,
+            error_kind=error_kind,
         )
 
     def _finished_event(
@@ -463,9 +471,7 @@ class Executor:
             self._finish(ctx, step, "cancelled", started, detail=f"cancelled: {first} failed")
             return "cancelled"
         except OrchestratorError as exc:
-            return self._fail(
-                ctx, step, _one_line(str(exc)), started, unhealthy=isinstance(exc, GateFailed)
-            )
+            return self._fail(ctx, step, _one_line(str(exc)), started, kind=kind_of(exc))
         except Exception as exc:
             # A bug, not a Fly failure: record it like one so the journal stays whole.
             log.exception("step %s crashed", step.id)
@@ -487,11 +493,13 @@ class Executor:
         message: str,
         started: datetime,
         *,
-        unhealthy: bool = False,
+        kind: ErrorKind = ErrorKind.FLY,
     ) -> StepOutcome:
         error = f"{step.id}: {message}"
         self._failed.append((step, error))
-        if unhealthy:
+        if self._first_kind is None:
+            self._first_kind = kind
+        if kind is ErrorKind.RELEASE:
             self._unhealthy.append((step, error))
             # Written before the step's end, so a resume knows this run owes a rollback.
             ctx.journal.step_result(ctx.run, step.id, {"unhealthy": True})
@@ -550,13 +558,8 @@ class Executor:
                     level="warning",
                     region=step.region,
                 )
-            elif self.rollback is not None:
-                ctx.note(
-                    f"{step.region}: the failure is Fly's or the network's, not the release's: "
-                    "nothing is rolled back; `invoke deploy --resume` carries on",
-                    level="warning",
-                    region=step.region,
-                )
+            # What to do next depends on the kind (`DeployResult.error_kind`), which the
+            # command line turns into words once.
             return None
         step, error = self._unhealthy[0]
         wave = self._wave_spec(step.wave)
@@ -600,8 +603,7 @@ class Executor:
                 outcome="failed",
                 error=message,
             )
-        if not report.ok:
-            ctx.note(report.describe(), level="error", region=step.region)
+        # A failed rollback is told by its own RollbackFinished and by the command's summary.
         return report
 
     # -- semaphores -------------------------------------------------------------------------
@@ -668,3 +670,15 @@ class _Slots:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def _replacing(steps: tuple[Step, ...]) -> tuple[str, ...]:
+    """Return the releases the plan's updates and destroys move machines away from."""
+    found = {
+        str(s.params["from_release"])
+        for s in steps
+        if s.kind in (StepKind.MACHINE_UPDATE, StepKind.MACHINE_DESTROY)
+        and s.params.get("from_release")
+        and s.params.get("from_release") != s.params.get("release")
+    }
+    return tuple(sorted(found))

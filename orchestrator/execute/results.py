@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from orchestrator.errors import EXIT_CODES, ErrorKind
 from orchestrator.execute.events import ReleaseOutcome, StepOutcome
 from orchestrator.plan.steps import Step
 from orchestrator.spec.model import OnFailure, WaveSpec
@@ -175,6 +176,9 @@ class DeployResult:
         finished_at: ISO timestamp.
         rollback: what the automatic rollback did, when there was one.
         waves: expected beside actual time per wave of the deploy (empty: not estimated).
+        error_kind: what the first failure says about the next move (`ErrorKind`): the
+            release failed its gates, Fly or the network failed, or Fly refused the input;
+            ``None`` when nothing failed.
     """
 
     release: str
@@ -188,6 +192,7 @@ class DeployResult:
     finished_at: str | None = None
     rollback: RollbackReport | None = None
     waves: tuple[WaveTiming, ...] = ()
+    error_kind: ErrorKind | None = None
 
     @property
     def ok(self) -> bool:
@@ -196,8 +201,10 @@ class DeployResult:
 
     @property
     def exit_code(self) -> int:
-        """Return the command line's exit code: 0 on success or noop, 1 otherwise."""
-        return 0 if self.ok else 1
+        """Return the command line's exit code: 0 on success, else the error kind's code."""
+        if self.ok:
+            return 0
+        return EXIT_CODES[self.error_kind or ErrorKind.FLY]
 
     def to_json(self) -> dict[str, Any]:
         """Return DESIGN.md's ``deploy --json`` object (plus ``app``, ``run``, times, rollback)."""
@@ -213,6 +220,7 @@ class DeployResult:
             "finished_at": self.finished_at,
             "rollback": None if self.rollback is None else self.rollback.to_json(),
             "waves": [w.to_json() for w in self.waves],
+            "error_kind": None if self.error_kind is None else self.error_kind.value,
         }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import networkx as nx
 
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, ErrorKind
 from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.events import Note, utcnow
 from orchestrator.execute.journal import Journal, RunRecord, iso
@@ -129,6 +129,7 @@ async def finish_rollback(
         started_at=iso(started),
         finished_at=iso(utcnow()),
         rollback=report,
+        error_kind=ErrorKind.RELEASE,
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from orchestrator.errors import ConfigError
 from orchestrator.plan.assemble import Assembler, VolumePlan, fork_source, plan_waves
+from orchestrator.plan.changes import env_changes
 from orchestrator.plan.config import (
     META_PLATFORM_VERSION,
     META_PROCESS_GROUP,
@@ -337,6 +338,7 @@ def _plan_region(
                 "from_release": m.release,
                 "reason": reason,
                 **_resize(m.guest, guest),
+                **env_changes(m.config, desired.config(slot, m.volume_id)),
             },
         )
 

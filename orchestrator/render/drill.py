@@ -41,7 +41,12 @@ _PHASE_STYLE = {
     "skipped": ("-", "dim"),
 }
 _NOTE_STYLE = {"info": "cyan", "warning": "yellow", "error": "bold red"}
-_VERDICT_STYLE = {"passed": "bold green", "failed": "bold red", "aborted": "bold yellow"}
+_VERDICT_STYLE = {
+    "passed": "bold green",
+    "failed": "bold red",
+    "aborted": "bold yellow",
+    "ready": "bold cyan",
+}
 
 
 @dataclass(slots=True)
@@ -163,12 +168,11 @@ def drill_summary(report: DrillReport) -> RenderableType:
     table.add_column("met")
     for name, obj in report.objectives.items():
         measured = "—" if obj.measured is None else f"{obj.measured:.3g}"
-        table.add_row(
-            name,
-            f"{obj.target:g}",
-            measured,
-            Text("yes", style="green") if obj.met else Text("no", style="bold red"),
-        )
+        if report.dry_run:
+            met = Text("not run", style="dim")
+        else:
+            met = Text("yes", style="green") if obj.met else Text("no", style="bold red")
+        table.add_row(name, f"{obj.target:g}", measured, met)
     lines: list[RenderableType] = [table]
     if report.rto is not None:
         rto = report.rto
@@ -205,6 +209,8 @@ def drill_summary(report: DrillReport) -> RenderableType:
     )
     if report.reason:
         verdict.append(f": {report.reason}")
+    elif report.verdict == "ready":
+        verdict.append(": the preflight passed; a drill without --dry-run measures the objectives")
     verdict.append(f"  ({format_elapsed(report.duration_s)})", style="dim")
     lines.append(verdict)
     return Group(*lines)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from rich.console import Console, Group, RenderableType
+from rich import box
+from rich.console import Console, Group, JustifyMethod, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -45,6 +46,13 @@ STATUS_STYLE = {
     "cancelled": ("⊘", "dim yellow"),
 }
 _ROLLBACK_MARK = "↩"
+_COLUMNS: tuple[tuple[str, JustifyMethod, str], ...] = (
+    ("wave", "right", "dim"),
+    ("region", "left", "bold blue"),
+    ("step", "left", ""),
+    ("status", "left", ""),
+    ("elapsed", "right", ""),
+)
 _PIPE_WIDTH = 160
 _NOTE_STYLE = {"info": "cyan", "warning": "yellow", "error": "bold red"}
 
@@ -157,20 +165,41 @@ class LiveView(LivePanel):
             self._phase = ""
             self._rows = {s.id: _Row(s) for s in event.steps}
             regions = ", ".join(event.regions) or "no region"
-            self._title = (
-                f"{event.app}: release {event.release} ({event.image}) in {regions}, "
-                f"{event.mutating_steps} mutating step(s)"
-            )
+            was = ", ".join(event.replacing)
+            if event.command == "rollback":
+                self._title = (
+                    f"{event.app}: rolling back {regions}"
+                    + (f" from {was}" if was else "")
+                    + f" to {event.release} ({event.image}), {event.mutating_steps} mutating "
+                    "step(s)"
+                )
+            else:
+                self._title = (
+                    f"{event.app}: release {event.release} ({event.image}) in {regions}, "
+                    f"{event.mutating_steps} mutating step(s)"
+                    + (f", replacing {was}" if was else "")
+                )
             self._line(Text(self._title, style="bold"))
+            changing = {s.region for s in event.steps}
+            for index, wave in enumerate(event.waves, start=1):
+                idle = [r for r in wave if r not in changing]
+                if not idle:
+                    continue
+                what = f"wave {index}" if len(idle) == len(wave) else f"wave {index}:"
+                text = Text(f"· {what} {', '.join(idle)}: nothing to change", style="dim")
+                self._notes.append(text)
+                if self._live is None:
+                    self._line(text)
         elif isinstance(event, RollbackStarted):
             self._phase = f"rollback-{event.run}/"
             for step in event.steps:
                 self._rows[self._phase + step.id] = _Row(step, rollback=True)
             regions = ", ".join(event.regions) or "no region"
             how = "finishing the rollback" if event.policy == "resume" else event.policy
+            # Why is the failed step's line just above; it is not repeated here.
             header = Text(
                 f"{_ROLLBACK_MARK} rolling back {regions} to {event.release} ({how}, run "
-                f"{event.run}, {event.mutating_steps} mutating step(s)): {event.reason}",
+                f"{event.run}, {event.mutating_steps} mutating step(s))",
                 style="bold yellow",
             )
             if not self._title:
@@ -178,9 +207,9 @@ class LiveView(LivePanel):
             self._notes.append(header)
             self._line(header)
         elif isinstance(event, RollbackFinished):
+            # The failed step's own line says why; the command's summary says it once more.
             text = Text(
-                f"{_ROLLBACK_MARK} rollback to {event.release} {event.outcome}"
-                + (f": {event.error}" if event.error else ""),
+                f"{_ROLLBACK_MARK} rollback to {event.release} {event.outcome}",
                 style="yellow" if event.outcome != "failed" else "bold red",
             )
             self._notes.append(text)
@@ -235,20 +264,38 @@ class LiveView(LivePanel):
         return line
 
     def _render(self) -> RenderableType:
+        from orchestrator.render.summary import FitWidth  # summary builds on this module
+
+        table = FitWidth(lambda: self._table(), lambda width: self._table(width=width))
+        return Group(Text(self._title, style="bold"), table, *self._notes[-5:])
+
+    @staticmethod
+    def _name(row: _Row) -> str:
+        name = row.step.kind.value + (f" {row.step.slot}" if row.step.slot else "")
+        return f"{_ROLLBACK_MARK} {name}" if row.rollback else name
+
+    def _table(self, *, width: int | None = None) -> Table:
+        """Return the steps' table; given a (narrow) ``width``: no borders, the detail cut."""
         now = time.monotonic()
-        table = Table(expand=False, show_lines=False)
-        table.add_column("wave", justify="right", style="dim")
-        table.add_column("region", style="bold blue")
-        table.add_column("step")
-        table.add_column("status")
-        table.add_column("elapsed", justify="right")
-        table.add_column("detail", overflow="ellipsis", max_width=80, no_wrap=True)
+        if width is not None:
+            table = Table(
+                box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0)
+            )
+        else:
+            table = Table(expand=False, show_lines=False)
+        # The detail gives way first: the other columns keep their full width.
+        names = [self._name(r) for r in self._rows.values()] or ["step"]
+        statuses = [f"x {r.status}" for r in self._rows.values()] or ["status"]
+        fixed = [4, 6, max(len(n) for n in names), max(len(t) for t in statuses), 7]
+        # Each column is followed by its padding and a blank separator.
+        detail = 80 if width is None else max(width - sum(fixed) - 2 * len(fixed) - 1, 8)
+        for (name, justify, style), size in zip(_COLUMNS, fixed, strict=True):
+            table.add_column(name, justify=justify, style=style, no_wrap=True, min_width=size)
+        table.add_column("detail", overflow="ellipsis", max_width=detail, no_wrap=True)
         previous_region = None
         for row in self._rows.values():
             mark, style = STATUS_STYLE.get(row.status, ("?", ""))
-            name = row.step.kind.value + (f" {row.step.slot}" if row.step.slot else "")
-            if row.rollback:
-                name = f"{_ROLLBACK_MARK} {name}"
+            name = self._name(row)
             first = row.step.region != previous_region
             previous_region = row.step.region
             table.add_row(
@@ -259,4 +306,4 @@ class LiveView(LivePanel):
                 format_elapsed(row.elapsed(now)),
                 row.text,
             )
-        return Group(Text(self._title, style="bold"), table, *self._notes[-5:])
+        return table

@@ -65,11 +65,18 @@ def describe_step(step: Step) -> str:
             "state": " (not running)",
             "adopt": " (adopted from fly deploy)",
         }.get(str(p.get("reason")), f" ({p.get('reason')})")
-        change = f"{p.get('from_release') or '?'} → {p.get('release')}"
+        same = p.get("from_release") == p.get("release")
+        parts = [] if same else [f"{p.get('from_release') or '?'} → {p.get('release')}"]
         if p.get("resize"):
-            same = p.get("from_release") == p.get("release")
-            change = f"resize {p['resize']}" if same else f"{change}, resize {p['resize']}"
-        return f"update {step.machine}: {change}{why}"
+            parts.append(f"resize {p['resize']}")
+        changes = p.get("changes")
+        if isinstance(changes, list):
+            parts.extend(str(c) for c in changes)
+        if not parts and p.get("reason") == "config":
+            parts.append(f"config changed, release {p.get('release')} unchanged")
+        elif not parts:
+            parts.append(str(p.get("release")))
+        return f"update {step.machine}: {', '.join(parts)}{why}"
     if kind is StepKind.MACHINE_DESTROY:
         keep = (
             "keep its volume" if p.get("keep_volume", True) else f"destroy volume {p.get('volume')}"
@@ -103,8 +110,8 @@ def plan_tree(plan: Plan, eta: Estimate | None = None) -> Tree:
     """Return a rich Tree of ``plan``: waves, then regions, then steps in execution order.
 
     Mutating steps are marked ``●`` (read-only ones ``○``) and the spearhead ``★``; a region
-    with nothing to change says so, and the planner's notes close the tree. With ``eta`` the
-    title and each wave say how long they should take.
+    with nothing to change says so, and the planner's notes and a legend of the marks close
+    the tree. With ``eta`` the title and each wave say how long they should take.
     """
     mutating = len(plan.mutating_steps)
     title = Text()
@@ -147,4 +154,12 @@ def plan_tree(plan: Plan, eta: Estimate | None = None) -> Tree:
         notes = tree.add(Text("notes", style="bold"))
         for note in plan.notes:
             notes.add(Text(note, style="dim"))
+    if mutating:
+        tree.add(
+            Text(
+                f"{_MUTATING} changes the fleet  {_READ_ONLY} only checks  "
+                "★ the spearhead: first update, alone",
+                style="dim",
+            )
+        )
     return tree

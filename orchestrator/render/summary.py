@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
-from rich.console import Group, RenderableType
+from rich import box
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
 
@@ -13,7 +15,29 @@ from orchestrator.execute.status import FleetStatus, MachineStatus
 from orchestrator.plan.eta import duration_text
 from orchestrator.render.live import STATUS_STYLE, format_elapsed
 
-__all__ = ["deploy_summary", "outcome_line", "status_view"]
+__all__ = ["NARROW", "FitWidth", "deploy_summary", "outcome_line", "status_view"]
+
+# At or below this many columns the tables take their narrow form (an 80-column terminal).
+NARROW = 100
+
+
+class FitWidth:
+    """A renderable that picks its wide or narrow form by the width it is given."""
+
+    def __init__(
+        self,
+        wide: Callable[[], RenderableType],
+        narrow: Callable[[int], RenderableType],
+        *,
+        at: int = NARROW,
+    ) -> None:
+        self.wide, self.narrow, self.at = wide, narrow, at
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        """Yield the narrow form (given the width) up to ``at`` columns, else the wide one."""
+        width = options.max_width
+        yield self.narrow(width) if width <= self.at else self.wide()
+
 
 _OUTCOME_STYLE = {
     "succeeded": "bold green",
@@ -54,12 +78,16 @@ def outcome_line(result: DeployResult) -> Text:
         f" in {took}: {done}/{result.mutating_steps} mutating step(s) done"
         + (f", run {result.run}" if result.run is not None else "")
     )
-    if result.error:
-        text.append(f"\n{result.error}", style="red")
+    # The error itself is the command's last word (on stderr, with what to do next); the
+    # line here only says how the rollback went, so nothing is printed twice.
     if result.rollback is not None:
         report = result.rollback
+        run = f" (run {report.run})" if report.run is not None else ""
+        where = ", ".join(report.regions) or "no region"
+        to = f" to {report.release}" if report.release else ""
+        how = "succeeded" if report.ok else "failed"
         text.append(
-            f"\n↩ {report.describe()}" + (f" (run {report.run})" if report.run is not None else ""),
+            f"\n↩ rollback of {where}{to} {how}{run}",
             style="yellow" if report.ok else "bold red",
         )
     return text
@@ -79,16 +107,25 @@ def deploy_summary(result: DeployResult) -> RenderableType:
     """Return the final table of a deploy (one row per step) and its outcome line."""
     if not result.steps:
         return outcome_line(result)
-    table = Table(title=f"{result.app} release {result.release}", title_justify="left")
-    table.add_column("step", style="bold")
-    table.add_column("outcome")
-    table.add_column("took", justify="right")
-    table.add_column("what happened", overflow="fold")
-    for step in result.steps:
-        table.add_row(*_step_row(step, mark_rollback=result.rollback is not None))
-    if not result.waves:
-        return Group(table, outcome_line(result))
-    return Group(table, wave_timing_lines(result), outcome_line(result))
+
+    def table(narrow: bool) -> Table:
+        t = Table(
+            title=f"{result.app} release {result.release}",
+            title_justify="left",
+            box=box.SIMPLE_HEAD if narrow else box.HEAVY_HEAD,
+            pad_edge=not narrow,
+            padding=(0, 1, 0, 0) if narrow else (0, 1),
+            show_edge=not narrow,
+        )
+        t.add_column("step", style="bold", no_wrap=True)
+        t.add_column("outcome", no_wrap=True)
+        t.add_column("took", justify="right", no_wrap=True)
+        t.add_column("what happened", overflow="fold", ratio=1)
+        for step in result.steps:
+            t.add_row(*_step_row(step, mark_rollback=result.rollback is not None))
+        return t
+
+    return Group(FitWidth(lambda: table(False), lambda _: table(True)), outcome_line(result))
 
 
 def wave_timing_lines(result: DeployResult) -> Text:
@@ -114,10 +151,64 @@ def _health(machine: MachineStatus) -> Text:
     return Text(f"✗ /status {machine.app_error or machine.app_status}", style="bold red")
 
 
+def _narrow_status(status: FleetStatus) -> Table:
+    """Return the status table for 80 columns: volume and size under the machine id."""
+    table = Table(
+        title=f"{status.app} ({status.backend})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+        show_edge=False,
+    )
+    table.add_column("region", no_wrap=True)
+    table.add_column("machine", no_wrap=True)
+    for name in ("slot", "state", "release", "role"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("health", overflow="fold", ratio=1)
+    for code, machines in status.regions.items():
+        if not machines:
+            table.add_row(code, Text("no machines", style="dim"), *[""] * 5)
+            continue
+        for i, m in enumerate(machines):
+            who = Text(m.id)
+            who.append(f"\n{m.volume_id or 'no volume'}", style="dim")
+            who.append(f"\n{m.cpus}x {m.cpu_kind} {m.memory_mb}MB", style="dim")
+            table.add_row(
+                code if i == 0 else "",
+                who,
+                str(m.slot) if m.slot is not None else "-",
+                m.state,
+                m.release or "-",
+                m.role or "?",
+                _health(m),
+            )
+    return table
+
+
 def status_view(status: FleetStatus) -> RenderableType:
-    """Return ``invoke status``'s table: one row per machine, grouped by region."""
+    """Return ``invoke status``'s table: one row per machine, grouped by region.
+
+    On 80 columns each machine's volume and size go under its id, so no column is cut.
+    """
     if not status.exists:
         return Text(f"{status.app}: the app does not exist yet on the {status.backend} backend")
+    bad = status.unhealthy
+    footer = (
+        Text(f"{len(bad)} machine(s) unhealthy", style="bold red")
+        if bad
+        else Text("all machines healthy", style="green")
+    )
+    split = status.split_brain
+    if split is not None:
+        # Healthy machines on both sides of a split are the problem, not a reassurance.
+        footer = Text(f"fleet problem: {split}", style="bold red")
+        if bad:
+            footer.append(f"\n{len(bad)} machine(s) unhealthy")
+    return Group(FitWidth(lambda: _wide_status(status), lambda _: _narrow_status(status)), footer)
+
+
+def _wide_status(status: FleetStatus) -> Table:
     table = Table(title=f"{status.app} ({status.backend})", title_justify="left")
     # Ids are copied into other commands: never cut them short.
     for name in ("region", "machine", "slot", "state", "release", "role", "size", "volume"):
@@ -141,16 +232,4 @@ def status_view(status: FleetStatus) -> RenderableType:
                 volume,
                 _health(m),
             )
-    bad = status.unhealthy
-    footer = (
-        Text(f"{len(bad)} machine(s) unhealthy", style="bold red")
-        if bad
-        else Text("all machines healthy", style="green")
-    )
-    split = status.split_brain
-    if split is not None:
-        # Healthy machines on both sides of a split are the problem, not a reassurance.
-        footer = Text(f"fleet problem: {split}", style="bold red")
-        if bad:
-            footer.append(f"\n{len(bad)} machine(s) unhealthy")
-    return Group(table, footer)
+    return table

@@ -36,14 +36,21 @@ _DRAIN_TIMEOUT_S = 5.0
 _HANDOFF_TIMEOUT_S = 3.0
 
 
+def _stamp() -> str:
+    # Fly's log pipeline dates every line; the local Fly keeps what the app writes as is, so
+    # the app dates its own lines (``invoke logs --since`` and the merge by time read them).
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
 def log(message: str) -> None:
-    """Write one log line to stdout (the local Fly keeps it in the machine's log file)."""
-    print(message, flush=True)
+    """Write one dated log line to stdout (the local Fly keeps it in the machine's log file)."""
+    print(f"{_stamp()} {message}", flush=True)
 
 
 def warn(message: str) -> None:
-    """Write one line to stderr."""
-    print(message, file=sys.stderr, flush=True)
+    """Write one dated line to stderr."""
+    print(f"{_stamp()} {message}", file=sys.stderr, flush=True)
 
 
 class AppServer(ThreadingHTTPServer):

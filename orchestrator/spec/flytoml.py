@@ -1055,9 +1055,8 @@ def read_fly_toml(
     if app_override is not None and app_override != top.data.get("app"):
         app = r.attempt(lambda: check_app_name(app_override, "FLY_APP_NAME"))
     else:
-        app = r.attempt(
-            lambda: check_app_name(top.required("app", "set the Fly app name"), top.at("app"))
-        )
+        wanted = 'set the Fly app name (app = "my-app") or FLY_APP_NAME in the environment'
+        app = r.attempt(lambda: check_app_name(top.required("app", wanted), top.at("app")))
     image = _read_image(top, r, image_override)
 
     primary: str | None = None

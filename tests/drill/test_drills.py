@@ -185,7 +185,7 @@ def test_dry_run_checks_and_changes_nothing(fleet: LocalFleet) -> None:
     before = len(fleet.mutating_requests())
     code, report, err = drill(fleet, "--region", "syd", "--dry-run")
     assert code == 0, err
-    assert report["verdict"] == "passed"
+    assert report["verdict"] == "ready"
     assert report["dry_run"] is True
     assert [p["name"] for p in report["phases"]] == ["preflight"]
     assert report["details"]["would_promote"] == "dfw"

@@ -68,3 +68,23 @@ def test_summary_shows_verdict_objectives_and_rpo() -> None:
     assert "Drill of syd: FAILED: rpo_records 2 > 1" in text
     assert "rpo_records" in text
     assert "recovery point: 2 record(s) lost" in text
+
+
+def test_a_dry_run_says_ready_and_its_objectives_not_run() -> None:
+    from dataclasses import replace
+
+    from orchestrator.drill.document import to_html, to_markdown
+
+    dry = replace(report("ready"), reason=None, dry_run=True)
+    out = Console(file=io.StringIO(), width=120, record=True)
+    out.print(drill_summary(dry))
+    shown = out.export_text()
+
+    assert "Drill of syd: READY: the preflight passed" in shown
+    assert "PASSED" not in shown
+    assert " no " not in shown
+    assert shown.count("not run") == len(dry.objectives)
+    assert dry.exit_code == 0
+    assert "**no**" not in to_markdown(dry)
+    assert "| not run |" in to_markdown(dry)
+    assert ">no<" not in to_html(dry)

@@ -124,6 +124,16 @@ def test_html_has_an_inline_svg_timeline_with_t0() -> None:
     assert page.count("<rect") == len(report().phases)
 
 
+def test_html_traffic_is_a_table_not_markdown_text() -> None:
+    page = to_html(report())
+    section = page[page.index("<h2>Traffic through the proxy</h2>") :]
+    section = section[: section.index("<h2>", 4)] if "<h2>" in section[4:] else section
+    assert "<th>error rate</th>" in section
+    assert "<td>before the fault</td>" in section
+    assert "|---" not in section
+    assert "<pre>" not in section
+
+
 def test_report_paths_write_both_formats(tmp_path: Path) -> None:
     assert report_paths(tmp_path / "r.md") == (tmp_path / "r.md", tmp_path / "r.html")
     assert report_paths(tmp_path / "r.html") == (tmp_path / "r.md", tmp_path / "r.html")

@@ -88,3 +88,11 @@ def test_tree_shows_a_size_change_as_a_resize() -> None:
     bigger = replace(deployed, regions={**deployed.regions, "ams": region("ams", 1, vm=big)})
     text = _render(build_plan(bigger, to_fleet(*fleet_at(deployed)), regions=["ams"]))
     assert "resize shared-cpu-1x 256 MB → performance-2x 4096 MB" in text
+
+
+def test_tree_explains_its_marks_when_something_changes() -> None:
+    text = _render(_image_change())
+    legend = text.strip().splitlines()[-1]
+    assert "● changes the fleet" in legend
+    assert "○ only checks" in legend
+    assert "★ the spearhead" in legend

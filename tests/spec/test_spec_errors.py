@@ -652,3 +652,15 @@ def test_every_bad_wave_is_reported_at_once(fleet: Path) -> None:
         f"{WAVES}: wave[1].regions",
         f"{WAVES}: wave[2].on_failure",
     ]
+
+
+def test_a_missing_app_names_fly_app_name_which_then_works(fleet: Path) -> None:
+    toml = fleet / "fly.toml"
+    toml.write_text(toml.read_text().replace('app = "sample-fleet"\n', ""))
+
+    with pytest.raises(ConfigError) as err:
+        load_spec(fleet)
+
+    assert str(err.value).startswith("fly.toml: app: missing: ")
+    assert "FLY_APP_NAME" in str(err.value)
+    assert load_spec(fleet, app_override="from-env").app == "from-env"

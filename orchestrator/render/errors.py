@@ -1,0 +1,76 @@
+"""The command line's words for a failure: what went wrong and the one thing to do next.
+
+The kind of every failure is decided once (`orchestrator.errors.ErrorKind`, carried by each
+exception and by `DeployResult.error_kind`); this module only turns a kind into words, so a
+hint never depends on guessing from an error's text.
+"""
+
+from __future__ import annotations
+
+from orchestrator.errors import ErrorKind, FlyAuthError, LocalFlyNotRunning, OrchestratorError
+from orchestrator.execute.results import DeployResult
+
+__all__ = ["error_text", "run_failure_text"]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def error_text(exc: OrchestratorError) -> str:
+    """Return the lines an exception ends a command with (``error: ...`` and a next step)."""
+    text = f"error: {_one_line(str(exc))}"
+    if isinstance(exc, FlyAuthError):
+        text += "\nFly refused the token: check FLY_API_TOKEN (`fly tokens create deploy`)"
+    elif exc.kind is ErrorKind.FLY and not isinstance(exc, LocalFlyNotRunning):
+        text += "\nnothing is wrong with your input: run the command again once Fly answers"
+    return text
+
+
+def run_failure_text(result: DeployResult, *, command: str) -> str:
+    """Return what a deploy, rollback or scale that did not reach its goal ends with.
+
+    One ``error:`` line, then what the automatic rollback did (if one ran), then the next step,
+    which follows from the failure's kind:
+
+    - the release failed its gates: nothing to resume (it would fail again);
+    - Fly or the network failed: ``invoke deploy --resume`` carries on (deploy and rollback
+      runs; a scale is run again);
+    - Fly refused the request as invalid (an image it cannot run): fix the input, deploy again.
+    """
+    lines = [f"error: {_one_line(result.error)}" if result.error else "error: the run failed"]
+    report = result.rollback
+    kind = result.error_kind or ErrorKind.FLY
+    if report is not None:
+        lines.append(report.describe())
+        if not report.ok:
+            lines.append(
+                "the fleet is part-way back: `invoke deploy --resume` finishes the rollback"
+            )
+        return "\n".join(lines)
+    if kind is ErrorKind.RELEASE:
+        if command == "deploy":
+            lines.append(
+                "the release failed its gates and was left in place (on_failure = halt): "
+                "`invoke rollback` puts the previous release back"
+            )
+        else:
+            lines.append(f"the release failed its gates; `invoke {command}` again once it is fixed")
+    elif kind is ErrorKind.INPUT:
+        lines.append(
+            "Fly refused the request as invalid (the image or the machine config): fix it and "
+            f"run `invoke {command}` again; `--resume` would send the same request"
+        )
+    elif kind is ErrorKind.LOCKED:
+        lines.append("another run holds the app; wait for it to finish")
+    elif command in ("deploy", "rollback"):
+        lines.append(
+            "the release is not at fault: Fly or the network failed; once Fly answers, "
+            "`invoke deploy --resume` carries on"
+        )
+    else:
+        lines.append(
+            f"the release is not at fault: Fly or the network failed; run `invoke {command}` "
+            "again once Fly answers"
+        )
+    return "\n".join(lines)
