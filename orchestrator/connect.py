@@ -5,9 +5,10 @@ working connection:
 
 1. `find_root` walks up from the working directory (never the package's install location) to
    the directory holding ``fly.toml``.
-2. `load_settings` reads ``FLY_API_TOKEN``, ``FLY_FLAPS_BASE_URL`` and ``FLY_APP_NAME`` from the
-   environment, falling back to the same keys in the project's ``invoke.yaml`` (section
-   ``fly``: ``api_token``, ``flaps_base_url``, ``app_name``); the environment wins.
+2. `load_settings` reads ``FLY_API_TOKEN``, ``FLY_FLAPS_BASE_URL``, ``FLY_APP_NAME`` and
+   ``FLY_APP_URL`` from the environment, falling back to the same keys in the project's
+   ``invoke.yaml`` (section ``fly``: ``api_token``, ``flaps_base_url``, ``app_name``,
+   ``app_url``); the environment wins.
 3. `connect` starts the embedded local Fly under ``<root>/.localfly`` when there is no token,
    opens one `FlyClient` and one `AppProbe` (the app through the edge proxy), and closes both.
 
@@ -47,6 +48,7 @@ _YAML_KEYS = {
     "api_token": "FLY_API_TOKEN",
     "flaps_base_url": "FLY_FLAPS_BASE_URL",
     "app_name": "FLY_APP_NAME",
+    "app_url": "FLY_APP_URL",
 }
 
 
@@ -162,7 +164,7 @@ async def connect(settings: Settings, *, timeout: float = 30.0) -> AsyncIterator
         settings, proxy_url = await asyncio.to_thread(start_local, settings)
         host_header = True
     else:
-        proxy_url = f"https://{app}.fly.dev"
+        proxy_url = settings.app_url or f"https://{app}.fly.dev"
         host_header = False
     if settings.base_url is None or settings.token is None:
         raise LocalFlyError("the local Fly gave no API URL or token")

@@ -18,9 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from execute.localfleet import APP, LocalFleet, copy_fleet, leftover_processes, wait_for
-
-from orchestrator.execute.lock import DeployLock
+from execute.localfleet import (
+    APP,
+    LocalFleet,
+    copy_fleet,
+    hold_lock,
+    leftover_processes,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -153,7 +158,7 @@ def test_deploying_again_changes_nothing_and_says_so(fleet: LocalFleet) -> None:
 
 
 def test_a_second_deploy_is_refused_and_names_the_holder(fleet: LocalFleet) -> None:
-    with DeployLock(fleet.root, APP, release="v9-test", command="deploy"):
+    with hold_lock(fleet.root, fleet.endpoint, release="v9-test", command="deploy"):
         proc = fleet.invoke("deploy", "--region", "syd")
     assert proc.returncode == 1
     assert "locked" in proc.stderr

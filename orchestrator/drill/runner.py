@@ -131,7 +131,7 @@ async def run_drill(
             if not request.dry_run:
                 # No deploy (and no other drill) may change the fleet while this one runs.
                 stack.enter_context(
-                    DeployLock(settings.root, conn.app, release=release_id(spec), command="drill")
+                    DeployLock(conn.settings, conn.app, release=release_id(spec), command="drill")
                 )
             runner = DrillRunner(
                 conn, spec, request, journal=journal, bus=bus, options=options, hook=hook

@@ -180,7 +180,7 @@ async def deploy(
             return DryRun(build_plan(spec, fleet, regions=list(regions) or None, image=image))
         with (
             Journal.open(settings.root) as journal,
-            DeployLock(settings.root, conn.app, release=release_id(spec), command="deploy") as lock,
+            DeployLock(conn.settings, conn.app, release=release_id(spec), command="deploy") as lock,
         ):
             if lock.stale is not None:
                 bus.emit(

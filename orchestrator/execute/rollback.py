@@ -220,7 +220,7 @@ async def rollback(
         with (
             Journal.open(settings.root) as journal,
             DeployLock(
-                settings.root, conn.app, release=request.to or "", command="rollback"
+                conn.settings, conn.app, release=request.to or "", command="rollback"
             ) as lock,
         ):
             if lock.stale is not None:

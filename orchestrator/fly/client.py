@@ -69,7 +69,7 @@ from orchestrator.fly.wire import (
 )
 from orchestrator.settings import Token
 
-__all__ = ["CallTrace", "FlyClient", "trace_calls"]
+__all__ = ["CONTROL_ROLE_KEY", "LOCK_ROLE", "CallTrace", "FlyClient", "trace_calls"]
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,11 @@ def trace_calls() -> Iterator[CallTrace]:
     finally:
         _TRACE.reset(token)
 
+
 _USER_AGENT = "fly-orchestrator/0.1"
+# The metadata key that marks the orchestrator's own control machines, and the deploy lock's role.
+CONTROL_ROLE_KEY = "orch_role"
+LOCK_ROLE = "deploy-lock"
 # Room on top of a long poll's own timeout, so httpx does not give up before Fly answers.
 _LONG_POLL_MARGIN_S = 15.0
 
@@ -278,6 +282,9 @@ class FlyClient:
         path = f"/v1/apps/{_seg(app)}/machines"
         machines: list[Machine] = []
         seen: set[str] = set()
+        # The orchestrator's own control machines (the deploy lock) are not the app's fleet:
+        # only a caller that asks for them by their role sees them.
+        hide_control = CONTROL_ROLE_KEY not in (metadata or {})
         cursor: str | None = None
         while True:
             page = [*params, ("cursor", cursor)] if cursor else params
@@ -288,6 +295,8 @@ class FlyClient:
             cursor = resp.headers.get(NEXT_CURSOR_HEADER) or None
             # A repeated cursor would loop forever; treat it as the end.
             if cursor is None or cursor in seen:
+                if hide_control:
+                    return [m for m in machines if CONTROL_ROLE_KEY not in m.config.metadata]
                 return machines
             seen.add(cursor)
 

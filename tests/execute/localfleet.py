@@ -24,7 +24,10 @@ from typing import Any
 import httpx
 import psutil
 
+from orchestrator.execute.lock import DeployLock, LockHolder, read_lock
+from orchestrator.fly.client import CONTROL_ROLE_KEY
 from orchestrator.localfly import control
+from orchestrator.settings import Settings, Token
 
 REPO = Path(__file__).resolve().parents[2]
 INVOKE = Path(sys.executable).with_name("invoke")
@@ -81,6 +84,35 @@ def kill_leftovers(state_dir: Path) -> list[int]:
         except ProcessLookupError:
             pass
     return pids
+
+
+def is_control_machine(machine: Mapping[str, Any]) -> bool:
+    """Tell whether a machine (API JSON) is the orchestrator's own (the deploy lock's)."""
+    metadata = (machine.get("config") or {}).get("metadata") or {}
+    return CONTROL_ROLE_KEY in metadata
+
+
+def lock_settings(root: Path, endpoint: control.Endpoint) -> Settings:
+    """Return settings that reach ``endpoint``'s API for the fleet at ``root`` (deploy lock)."""
+    return Settings(
+        root=root,
+        app=APP,
+        backend="local",
+        base_url=endpoint.api_url,
+        token=Token(endpoint.token),
+    )
+
+
+def lock_holder(root: Path, endpoint: control.Endpoint) -> LockHolder | None:
+    """Return who holds the app's deploy lock on ``endpoint`` now, or ``None``."""
+    return read_lock(lock_settings(root, endpoint), APP).holder
+
+
+def hold_lock(
+    root: Path, endpoint: control.Endpoint, *, release: str = "", command: str = "deploy"
+) -> DeployLock:
+    """Return the app's deploy lock (enter it to hold it), as another run would."""
+    return DeployLock(lock_settings(root, endpoint), APP, release=release, command=command)
 
 
 @dataclass
@@ -179,7 +211,9 @@ class LocalFleet:
         out = [
             m
             for m in resp.json()
-            if (region is None or m["region"] == region) and m["state"] != "destroyed"
+            if (region is None or m["region"] == region)
+            and m["state"] != "destroyed"
+            and not is_control_machine(m)
         ]
         return sorted(out, key=lambda m: (m["region"], _slot(m), m["id"]))
 

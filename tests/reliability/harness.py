@@ -43,7 +43,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from execute.localfleet import APP, INVOKE, REPO, LocalFleet, copy_fleet, wait_for
+from execute.localfleet import (
+    APP,
+    INVOKE,
+    REPO,
+    LocalFleet,
+    copy_fleet,
+    is_control_machine,
+    wait_for,
+)
 
 from orchestrator.connect import load_settings
 from orchestrator.errors import OrchestratorError
@@ -229,7 +237,11 @@ class Rig:
         if resp.status_code == 404:
             return []
         resp.raise_for_status()
-        live = [m for m in resp.json() if m["state"] not in ("destroyed", "destroying")]
+        live = [
+            m
+            for m in resp.json()
+            if m["state"] not in ("destroyed", "destroying") and not is_control_machine(m)
+        ]
         return sorted(live, key=lambda m: (m["region"], m["id"]))
 
     @property

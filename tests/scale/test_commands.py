@@ -23,9 +23,7 @@ from queue import Empty, Queue
 from typing import Any
 
 import pytest
-from execute.localfleet import APP, INVOKE, REPO, LocalFleet, wait_for
-
-from orchestrator.execute.lock import DeployLock
+from execute.localfleet import APP, INVOKE, REPO, LocalFleet, hold_lock, wait_for
 
 from .conftest import run_invoke
 
@@ -288,16 +286,19 @@ def test_a_dry_run_writes_nothing_and_changes_nothing(fleet: LocalFleet) -> None
 
 def test_a_scale_waits_for_no_one_while_a_deploy_holds_the_lock(fleet: LocalFleet) -> None:
     files = _region_files(fleet.root)
-    mark = _api_log_size(fleet)
-    with DeployLock(fleet.root, APP, release="v9-test", command="deploy"):
+    with hold_lock(fleet.root, fleet.endpoint, release="v9-test", command="deploy") as lock:
+        mark = _api_log_size(fleet)
         started = time.monotonic()
         proc = fleet.invoke("scale", "--region", "syd", "--count", "2")
         assert time.monotonic() - started < 30
+        calls = _api_calls_since(fleet, mark)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "is locked" in proc.stderr
     assert f"pid {os.getpid()}" in proc.stderr
     assert _region_files(fleet.root) == files
-    assert _mutating(_api_calls_since(fleet, mark)) == []
+    # The refused scale tried for the lease and changed nothing; the holder only renewed it.
+    changes = [c for c in _mutating(calls) if not c["path"].endswith(f"{lock.machine_id}/lease")]
+    assert changes == []
 
 
 def test_volume_size_grows_every_volume_of_the_region(fleet: LocalFleet) -> None:
