@@ -399,6 +399,32 @@ def drill(
         raise Exit(f"error: drill {result.verdict}: {result.reason or 'objectives not met'}", 1)
 
 
+@task(
+    help={
+        "force": "Break the lock, whoever holds it; says what it broke.",
+        "json": "Print only the lock as JSON on stdout.",
+    },
+)
+def unlock(c, force=False, json_=False):
+    """Show who holds the app's deploy lock (on Fly, shared by every host); --force breaks it."""
+    from orchestrator.execute.lock import force_unlock, read_lock
+    from orchestrator.render.lock import lock_view
+
+    with _errors():
+        settings = _settings(c)
+
+        async def reach():
+            async with connect(settings) as conn:
+                return conn.settings, conn.app
+
+        filled, app = _run(reach())
+        state = force_unlock(filled, app) if force else read_lock(filled, app)
+    if json_:
+        _print_json({"app": app, "broken": force and state.held, **state.to_json()})
+    else:
+        make_console().print(lock_view(app, state, broke=force))
+
+
 # -- the local Fly ----------------------------------------------------------------------------
 
 
@@ -443,4 +469,4 @@ def local_status(c):
 
 
 local = Collection("local", local_up, local_down, local_status)
-ns = Collection(plan, deploy, rollback, scale, status, logs, drill, local)
+ns = Collection(plan, deploy, rollback, scale, status, logs, drill, unlock, local)

@@ -159,6 +159,7 @@ class LockHolder:
         started_at: ISO timestamp of when it took the lock.
         ci_url: the CI run's URL, when there is one.
         process_started: the process's start time (epoch seconds), to tell a reused pid apart.
+        ttl_s: its lease's TTL (its heartbeat renews it every third of that).
     """
 
     id: str
@@ -170,6 +171,7 @@ class LockHolder:
     started_at: str
     ci_url: str = ""
     process_started: float = 0.0
+    ttl_s: float = 0.0
 
     def describe(self) -> str:
         """Return one line naming the holder."""
@@ -198,6 +200,7 @@ class LockHolder:
                 started_at=str(data.get("started_at", "")),
                 ci_url=str(data.get("ci_url", "")),
                 process_started=float(data.get("process_started", 0.0)),
+                ttl_s=float(data.get("ttl_s", 0.0)),
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
@@ -246,13 +249,22 @@ class LockState:
             return 0.0
         return max(0.0, self.lease.expires_at - (time.time() if now is None else now))
 
+    def heartbeat_age(self, now: float | None = None) -> float | None:
+        """Return the seconds since the holder's last heartbeat, when its TTL is known."""
+        if self.lease is None or self.holder is None or not self.holder.ttl_s:
+            return None
+        return max(0.0, self.holder.ttl_s - self.expires_in(now))
+
     def to_json(self) -> dict[str, Any]:
         """Return the state as JSON-ready data (never a nonce)."""
+        age = self.heartbeat_age()
         return {
             "machine_id": self.machine_id,
             "held": self.held,
             "holder": asdict(self.holder) if self.holder else None,
             "expires_at": self.lease.expires_at if self.lease else None,
+            "expires_in_s": round(self.expires_in(), 1) if self.lease else None,
+            "heartbeat_age_s": None if age is None else round(age, 1),
             "last_holder": asdict(self.last_holder) if self.last_holder else None,
         }
 
@@ -433,6 +445,7 @@ class DeployLock:
             started_at=iso(utcnow()),
             ci_url=ci_run_url(self.environ),
             process_started=_process_started(os.getpid()),
+            ttl_s=self.ttl_s,
         )
         loop = _Loop()
         try:

@@ -172,7 +172,9 @@ class LocalFleet:
             check=False,
         )
 
-    def spawn(self, *args: str, capture: bool = False) -> subprocess.Popen[str]:
+    def spawn(
+        self, *args: str, capture: bool = False, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[str]:
         """Start ``invoke ARGS`` in the background (the caller stops it by PID).
 
         With ``capture``, stdout and stderr are pipes (read them with ``communicate``).
@@ -181,7 +183,7 @@ class LocalFleet:
         return subprocess.Popen(
             [str(INVOKE), "--search-root", str(REPO), *args],
             cwd=self.root,
-            env=self._env(),
+            env=self._env(env),
             stdout=out,
             stderr=out,
             text=True,

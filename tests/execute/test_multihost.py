@@ -1,0 +1,213 @@
+"""Several hosts, one app: project directories with their own journals against ONE local Fly.
+
+Each directory stands for a host (an operator's laptop, a CI runner): its own ``.orchestrator/``
+and no local Fly of its own. They reach the shared local Fly the way the tool reaches Fly.io:
+``FLY_API_TOKEN``, ``FLY_FLAPS_BASE_URL`` and ``FLY_APP_URL`` (the edge proxy standing in for
+``https://<app>.fly.dev``), so these tests drive the Fly.io code path end to end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from orchestrator.localfly import control
+
+from .localfleet import APP, LocalFleet, copy_fleet, kill_leftovers, lock_holder, wait_for
+
+pytestmark = pytest.mark.timeout(400)
+
+
+@dataclass
+class Host:
+    """One project directory acting as a host; runs ``invoke`` against the shared API."""
+
+    name: str
+    fleet: LocalFleet
+    env: dict[str, str]
+
+    @property
+    def root(self) -> Path:
+        return self.fleet.root
+
+    def invoke(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self.fleet.invoke(*args, env={**self.env, **(env or {})})
+
+    def spawn(self, *args: str) -> subprocess.Popen[str]:
+        return self.fleet.spawn(*args, capture=True, env=self.env)
+
+
+@dataclass
+class World:
+    """One local Fly and the hosts that share it."""
+
+    endpoint: control.Endpoint
+    hosts: dict[str, Host]
+    state_dir: Path
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {**self.endpoint.headers, **kwargs.pop("headers", {})}
+        return httpx.request(method, f"{self.endpoint.api_url}{path}", headers=headers, **kwargs)
+
+    def machines(self, region: str | None = None) -> list[dict[str, Any]]:
+        return next(iter(self.hosts.values())).fleet.machines(region)
+
+    def set_faults(self, rules: list[dict[str, Any]]) -> None:
+        resp = self.api("PUT", "/_localfly/faults", json={"seed": 0, "rules": rules})
+        assert resp.status_code == 200, resp.text
+
+    def clear_faults(self) -> None:
+        self.api("DELETE", "/_localfly/faults")
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    state_dir = tmp_path / "fly"
+    state_dir.mkdir(mode=0o700)
+    endpoint = control.ensure_running(state_dir, profile="fast")
+    try:
+        # On Fly.io the app exists before the first deploy (`fly apps create`).
+        resp = httpx.post(
+            f"{endpoint.api_url}/v1/apps",
+            json={"name": APP, "org_slug": "personal"},
+            headers=endpoint.headers,
+        )
+        assert resp.status_code == 201, resp.text
+        env = {
+            "FLY_API_TOKEN": endpoint.token,
+            "FLY_FLAPS_BASE_URL": endpoint.api_url,
+            "FLY_APP_URL": endpoint.proxy_url,
+            "ORCHESTRATOR_LOCK_TTL": "6",
+        }
+        hosts = {
+            name: Host(name, LocalFleet(copy_fleet(tmp_path / name), endpoint), env)
+            for name in ("a", "b", "c")
+        }
+        yield World(endpoint, hosts, state_dir)
+    finally:
+        control.stop(state_dir)
+        kill_leftovers(state_dir)
+
+
+def _json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert proc.stdout.strip(), proc.stderr
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+def _runs(host: Host) -> int:
+    """Return how many runs the host's journal recorded."""
+    path = host.root / ".orchestrator" / "journal.db"
+    if not path.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        count: int = db.execute("SELECT count(*) FROM releases").fetchone()[0]
+    return count
+
+
+def _images(world: World, region: str) -> set[str]:
+    return {m["config"]["image"] for m in world.machines(region)}
+
+
+def test_two_hosts_deploy_at_once_the_second_is_refused_changing_nothing(world: World) -> None:
+    a, b = world.hosts["a"], world.hosts["b"]
+    first = a.invoke("deploy", "--region", "syd", "--json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    machines_before = {m["id"]: m["version"] for m in world.machines()}
+    # A's first machine update waits 3 s at Fly, so B surely comes while A holds the lock.
+    world.set_faults([{"operation": "Machines_wait", "delay_ms": 3000, "times": 1}])
+    try:
+        deploying = a.spawn(
+            "deploy", "--region", "syd", "--image", "registry.fly.io/sample-app:v2", "--json"
+        )
+        try:
+            wait_for(
+                lambda: (
+                    (h := lock_holder(a.root, world.endpoint)) is not None
+                    and h.pid == deploying.pid
+                ),
+                timeout=60,
+                what="A to take the lock",
+            )
+            refused = b.invoke(
+                "deploy", "--region", "syd", "--image", "registry.fly.io/sample-app:v3", "--json"
+            )
+            holder_after = lock_holder(a.root, world.endpoint)
+            out, err = deploying.communicate(timeout=240)
+        finally:
+            if deploying.poll() is None:
+                deploying.kill()
+                deploying.wait()
+    finally:
+        world.clear_faults()
+    # B was refused before A finished, naming A, and exit 1 with one error line.
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, refused.stderr
+    assert "is locked: deploy of v2-" in lines[0]
+    assert f"by pid {deploying.pid} on " in lines[0]
+    assert holder_after is not None
+    assert holder_after.pid == deploying.pid
+    # A finished its release; nothing of B's is anywhere.
+    assert deploying.returncode == 0, out + err
+    assert json.loads(out)["outcome"] == "succeeded"
+    assert _images(world, "syd") == {"registry.fly.io/sample-app:v2"}
+    assert set(machines_before) == {m["id"] for m in world.machines()}
+    assert _runs(b) == 0
+    assert lock_holder(a.root, world.endpoint) is None
+
+
+def test_unlock_from_another_host_names_the_holder_and_force_says_what_it_broke(
+    world: World,
+) -> None:
+    a, b = world.hosts["a"], world.hosts["b"]
+    free = b.invoke("unlock", "--json")
+    assert free.returncode == 0, free.stderr
+    assert _json(free)["held"] is False
+    world.set_faults([{"operation": "Machines_wait", "delay_ms": 20000, "times": 1}])
+    try:
+        deploying = a.spawn("deploy", "--region", "syd", "--json")
+        try:
+            wait_for(
+                lambda: (
+                    (h := lock_holder(a.root, world.endpoint)) is not None
+                    and h.pid == deploying.pid
+                ),
+                timeout=60,
+                what="A to take the lock",
+            )
+            shown = b.invoke("unlock")
+            assert shown.returncode == 0, shown.stderr
+            assert "is held" in shown.stdout
+            assert "deploy of v1-" in shown.stdout
+            assert f"pid {deploying.pid}" in shown.stdout
+            broke = b.invoke("unlock", "--force")
+            assert broke.returncode == 0, broke.stderr
+            assert "broke the deploy lock" in broke.stdout
+            assert f"pid {deploying.pid}" in broke.stdout
+            assert "--resume" in broke.stdout
+            # A's heartbeat finds the lock gone: it stops, naming why, journaled as interrupted.
+            out, err = deploying.communicate(timeout=60)
+        finally:
+            if deploying.poll() is None:
+                deploying.kill()
+                deploying.wait()
+    finally:
+        world.clear_faults()
+    assert deploying.returncode == 1, out + err
+    assert "lost the deploy lock" in err
+    assert lock_holder(a.root, world.endpoint) is None
+    resumed = a.invoke("deploy", "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert len(world.machines("syd")) == 2
