@@ -1,9 +1,11 @@
-"""Run ``invoke rollback``: put the previous (or a named) release back, from the journal.
+"""Run ``invoke rollback``: put the previous (or a named) release back, from Fly's history.
 
-The journal keeps every machine's full config before each change and after it
-(`orchestrator.execute.journal`), so any release this working directory has deployed can be put
-back without its spec: for each machine of the chosen regions the newest journaled config that
-carries the release (``fly_release_id``) becomes its target, matched by machine id, else by
+Fly keeps every config each machine had (its versions) and the executor names each machine's
+previous release in its metadata (`orchestrator.execute.history`); the journal keeps every
+machine's full config before each change and after it (`orchestrator.execute.journal`). So any
+release the app ran can be put back from any checkout, without its spec: for each machine of
+the chosen regions the newest config (on Fly or journaled) that carries the release
+(``fly_release_id``) becomes its target, matched by machine id, else by
 region and slot (a machine that was replaced since). The targets go through the same graph
 machinery as a deploy (`orchestrator.plan.restore.build_restore_plan`: per region a spearhead,
 then the rest within ``max_unavailable``, then a health gate; regions in wave order) and the
@@ -14,7 +16,8 @@ Which release:
 - ``--to RELEASE``: that release (the full id ``v1-92d1226d``, or its tag ``v1`` when only one
   journaled release has it);
 - otherwise the release the machines ran before their current one: the chosen regions must
-  all run one release, and the newest journaled config from before the deploy (or the manual
+  all run one release, which their ``orch_prev_release`` metadata names; failing that, the
+  newest journaled config from before the deploy (or the manual
   rollback) that put that release on them names the previous one. A release an automatic
   rollback took off is never "the previous one", and a second ``invoke rollback`` goes
   forward again.
@@ -37,6 +40,7 @@ from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.deploy import load_checked_spec, observe_fleet
 from orchestrator.execute.events import EventBus, Note
 from orchestrator.execute.executor import DeployResult, Executor
+from orchestrator.execute.history import META_PREV_RELEASE, fly_history, previous_from_fly
 from orchestrator.execute.journal import Journal, MachineConfigRecord, RunRecord
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.undo import config_release
@@ -104,7 +108,9 @@ def resolve_release(history: Sequence[MachineConfigRecord], wanted: str) -> str:
             f"{wanted!r} matches several releases ({', '.join(matches)}); give the full id",
             where="--to",
         )
-    raise ConfigError(f"no release {wanted!r} in the journal; known: {listed}", where="--to")
+    raise ConfigError(
+        f"no release {wanted!r} on Fly or in the journal; known: {listed}", where="--to"
+    )
 
 
 def previous_release(
@@ -142,7 +148,8 @@ def previous_release(
         if before and before != now:
             return before
     raise ConfigError(
-        f"the journal has no release before {now} in {', '.join(regions)}; name one",
+        f"neither Fly nor the journal names a release before {now} in {', '.join(regions)}; "
+        "name one",
         where="--to",
     )
 
@@ -230,14 +237,27 @@ async def rollback(
                         level="warning",
                     )
                 )
-            history = journal.machine_history(conn.app)
             fleet = await observe_fleet(conn)
+            # What Fly kept (each machine's versions) first, then this directory's journal:
+            # a fresh checkout rolls back as well as the one that deployed.
+            history = [
+                *await fly_history(conn.client, conn.app, fleet, regions),
+                *journal.machine_history(conn.app),
+            ]
             if request.to is not None:
                 release = resolve_release(history, request.to)
             else:
                 runs = {r.run: r for r in journal.runs(conn.app)}
-                release = previous_release(history, runs, fleet, regions)
+                release = previous_from_fly(fleet, regions) or previous_release(
+                    history, runs, fleet, regions
+                )
             targets, notes = release_targets(history, fleet, regions, release)
+            for machine_id, config in targets.items():
+                # Name the release this rollback takes off, so the next `invoke rollback`
+                # goes forward to it again.
+                current = fleet.machine(machine_id)
+                if current is not None and current.release and current.release != release:
+                    config.setdefault("metadata", {})[META_PREV_RELEASE] = current.release
             plan = build_restore_plan(fleet, targets, release=release, spec_waves=waves)
             for note in (*notes, *plan.notes):
                 bus.emit(Note(note))

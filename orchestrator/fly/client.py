@@ -455,6 +455,24 @@ class FlyClient:
         )
         return WaitResult.from_api(decode_object(resp))
 
+    async def list_versions(self, app: str, machine_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """Return a machine's versions, newest first, each as ``(version, user_config)``.
+
+        Fly keeps the config of every version a machine had, which is what lets a rollback
+        find a release's configs from any host.
+        """
+        resp = await self._call(
+            "GET", f"{_m(app, machine_id)}/versions", "machine.versions", app, machine_id
+        )
+        out: list[tuple[str, dict[str, Any]]] = []
+        for item in decode_array(resp):
+            if not isinstance(item, Mapping):
+                continue
+            config = item.get("user_config")
+            if isinstance(config, Mapping):
+                out.append((str(item.get("version") or ""), dict(config)))
+        return out
+
     # -- leases -----------------------------------------------------------------------------
 
     async def get_lease(self, app: str, machine_id: str) -> Lease | None:

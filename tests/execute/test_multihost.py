@@ -211,3 +211,44 @@ def test_unlock_from_another_host_names_the_holder_and_force_says_what_it_broke(
     resumed = a.invoke("deploy", "--resume", "--json")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert len(world.machines("syd")) == 2
+
+
+def _configs(world: World, region: str) -> dict[str, dict[str, Any]]:
+    """Return machine id → its config, but for two bookkeeping keys of the metadata.
+
+    A rollback names its predecessor anew, and keeps the launch id the machine has now (a
+    deploy's update does not carry the create's launch id, whichever host rolls back).
+    """
+    out = {}
+    for m in world.machines(region):
+        config = json.loads(json.dumps(m["config"]))
+        config.get("metadata", {}).pop("orch_prev_release", None)
+        config.get("metadata", {}).pop("orch_launch_id", None)
+        out[m["id"]] = config
+    return out
+
+
+def test_rollback_from_fresh_directories_restores_the_configs_exactly(world: World) -> None:
+    a, b, c = world.hosts["a"], world.hosts["b"], world.hosts["c"]
+    v1 = a.invoke("deploy", "--region", "syd", "--json")
+    assert v1.returncode == 0, v1.stdout + v1.stderr
+    at_v1 = _configs(world, "syd")
+    v2 = a.invoke("deploy", "--region", "syd", "--image", "registry.fly.io/sample-app:v2", "--json")
+    assert v2.returncode == 0, v2.stdout + v2.stderr
+    at_v2 = _configs(world, "syd")
+    assert at_v2 != at_v1
+    # C never deployed: no journal, nothing but the API.
+    assert not (c.root / ".orchestrator").exists()
+    back = c.invoke("rollback", "--region", "syd", "--json")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert _json(back)["release"] == _json(v1)["release"]
+    assert _configs(world, "syd") == at_v1
+    # B, also fresh, names a release by its tag.
+    assert not (b.root / ".orchestrator").exists()
+    forward = b.invoke("rollback", "--region", "syd", "--to", "v2", "--json")
+    assert forward.returncode == 0, forward.stdout + forward.stderr
+    assert _configs(world, "syd") == at_v2
+    # And the previous release of what B put back is the one C had put back.
+    again = c.invoke("rollback", "--region", "syd", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert _configs(world, "syd") == at_v1
