@@ -399,6 +399,26 @@ def drill(
         raise Exit(f"error: drill {result.verdict}: {result.reason or 'objectives not met'}", 1)
 
 
+@task(help={"json": "Print only the releases as JSON on stdout."})
+def releases(c, json_=False):
+    """List the app's releases, newest first, as recorded on Fly (the same from every host)."""
+    from orchestrator.execute.ledger import read_ledger
+    from orchestrator.render.releases import releases_view
+
+    with _errors():
+        settings = _settings(c)
+
+        async def read():
+            async with connect(settings) as conn:
+                return conn.app, *await read_ledger(conn)
+
+        app, intent, entries = _run(read())
+    if json_:
+        _print_json({"app": app, "releases": [e.to_json() for e in entries]})
+    else:
+        make_console().print(releases_view(app, entries, intent))
+
+
 @task(
     help={
         "force": "Break the lock, whoever holds it; says what it broke.",
@@ -469,4 +489,4 @@ def local_status(c):
 
 
 local = Collection("local", local_up, local_down, local_status)
-ns = Collection(plan, deploy, rollback, scale, status, logs, drill, unlock, local)
+ns = Collection(plan, deploy, rollback, scale, status, logs, drill, releases, unlock, local)

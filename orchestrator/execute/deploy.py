@@ -30,6 +30,7 @@ from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.events import EventBus, Note
 from orchestrator.execute.executor import DeployResult, Executor
 from orchestrator.execute.journal import Journal, RunRecord
+from orchestrator.execute.ledger import Ledger, RemoteRun, read_ledger, remote_resumable
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.resume import (
     chain_volumes,
@@ -123,6 +124,17 @@ async def plan(
     return build_plan(spec, fleet, regions=list(regions) or None, image=image)
 
 
+async def _remote_run(settings: Settings) -> RemoteRun | None:
+    """Return the run recorded on Fly that ``--resume`` finishes, if it is not this journal's."""
+    try:
+        local: RunRecord | None = resumable(settings)
+    except ConfigError:
+        local = None
+    async with connect(settings) as conn:
+        intent, _ = await read_ledger(conn)
+    return remote_resumable(settings, intent, local)
+
+
 async def deploy(
     settings: Settings,
     request: DeployRequest,
@@ -141,7 +153,33 @@ async def deploy(
     regions: Sequence[str] = request.regions
     image = request.image
     resumed: RunRecord | None = None
-    if request.resume:
+    remote = await _remote_run(settings) if request.resume else None
+    if remote is not None:
+        # Another host's (or directory's) run, killed or failed: its intent is on Fly.
+        bus.emit(Note(f"resuming {remote.describe()} in {', '.join(remote.intent.regions)}"))
+        from orchestrator.execute.rollback import RollbackRequest, rollback
+
+        if remote.owes_rollback or remote.intent.command == "rollback":
+            if request.dry_run:
+                raise ConfigError(
+                    "that run is finished by rolling back, which a dry run cannot show; run "
+                    "`invoke deploy --resume`",
+                    where="--dry-run",
+                )
+            intent = remote.intent
+            again = (
+                RollbackRequest(
+                    regions=intent.rollback_regions or intent.failed or intent.regions,
+                    to=intent.rollback_to,
+                )
+                if remote.owes_rollback
+                else RollbackRequest(regions=intent.regions, to=intent.release)
+            )
+            return await rollback(settings, again, bus=bus, options=resume_options(options))
+        resumed = remote.as_record()
+        image = image or resumed.image
+        regions = regions or resumed.regions
+    elif request.resume:
         resumed = resumable(settings)
         bus.emit(
             Note(
@@ -189,6 +227,7 @@ async def deploy(
                         level="warning",
                     )
                 )
+            bus.subscribe(Ledger(lock, settings, "deploy"))
             how = RestoreSettings(
                 client=conn.client,
                 probe=conn.probe,
@@ -201,7 +240,7 @@ async def deploy(
                 options=resume_options(options) if resumed is not None else options,
                 wave_specs=spec_waves(spec),
             )
-            if resumed is not None:
+            if resumed is not None and resumed.run:
                 finished = await finish_rollback(how, journal, resumed)
                 if finished is not None:
                     return finished
@@ -230,7 +269,7 @@ async def deploy(
                 max_unavailable=how.max_unavailable,
                 options=options,
                 command="deploy",
-                resumed_from=resumed.run if resumed else None,
+                resumed_from=resumed.run if resumed is not None and resumed.run else None,
                 rollback=automatic_rollback(how),
                 fleet=fleet,
             )

@@ -84,6 +84,7 @@ __all__ = [
     "DeployLockLost",
     "LockHolder",
     "LockState",
+    "find_lock_machine",
     "force_unlock",
     "lock_machine_name",
     "read_lock",
@@ -282,7 +283,8 @@ def _holder_from_lease(lease: Lease) -> LockHolder:
     )
 
 
-async def _find_machine(client: FlyClient, app: str) -> Machine | None:
+async def find_lock_machine(client: FlyClient, app: str) -> Machine | None:
+    """Return the app's lock machine, or ``None`` before the first locked command."""
     machines = await client.list_machines(app, metadata={CONTROL_ROLE_KEY: LOCK_ROLE})
     live = [m for m in machines if m.state not in ("destroyed", "destroying")]
     # Names are unique, so there is one; should a platform ever allow two, every host picks
@@ -292,7 +294,7 @@ async def _find_machine(client: FlyClient, app: str) -> Machine | None:
 
 async def _state(client: FlyClient, app: str) -> LockState:
     try:
-        machine = await _find_machine(client, app)
+        machine = await find_lock_machine(client, app)
     except FlyNotFound:
         return LockState(None, None, None)
     if machine is None:
@@ -422,6 +424,9 @@ class DeployLock:
         self._stop = threading.Event()
         self._beat: concurrent.futures.Future[None] | None = None
         self._owner: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
+        self.metadata: dict[str, str] = {}
+        self._writes: list[concurrent.futures.Future[None]] = []
+        self._write_lock: asyncio.Lock | None = None
 
     # -- acquiring --------------------------------------------------------------------------
 
@@ -474,7 +479,7 @@ class DeployLock:
         await self._ensure_app(client)
         ttl = max(1, round(self.ttl_s))
         for _ in range(3):
-            machine = await _find_machine(client, self.app)
+            machine = await find_lock_machine(client, self.app)
             if machine is None:
                 created = await self._create_machine(client, holder, ttl)
                 if created is None:
@@ -519,6 +524,8 @@ class DeployLock:
         self._nonce = lease.nonce
         self._renewed_at = sent
         meta = await client.get_metadata(self.app, self._machine_id)
+        self.metadata = dict(meta)
+        self._write_lock = asyncio.Lock()
         previous = LockHolder.from_text(meta.get(HOLDER_KEY))
         if previous is not None and self.stale is None and previous.id != holder.id:
             self.stale = previous  # it never released: killed, or its heartbeat stopped
@@ -644,6 +651,28 @@ class DeployLock:
             return False
         return time.monotonic() - self._renewed_at < self.ttl_s * 0.9
 
+    def record(self, values: Mapping[str, str | None]) -> None:
+        """Write ``values`` into the lock machine's metadata in the background, in order.
+
+        Only the holder can (the lease guards the machine). A write that fails is dropped: a
+        record is never worth failing a deploy for. `release` waits for pending writes.
+        """
+        loop = self._loop
+        if loop is None or self.lost is not None:
+            return
+        self.metadata.update({k: v for k, v in values.items() if v is not None})
+        for key in [k for k, v in values.items() if v is None]:
+            self.metadata.pop(key, None)
+        self._writes.append(asyncio.run_coroutine_threadsafe(self._record(dict(values)), loop.loop))
+
+    async def _record(self, values: dict[str, str | None]) -> None:
+        client, lock = self._client, self._write_lock
+        if client is None or lock is None or self._machine_id is None:
+            return
+        async with lock:
+            with contextlib.suppress(OrchestratorError):
+                await client.update_metadata(self.app, self._machine_id, values, nonce=self._nonce)
+
     # -- releasing --------------------------------------------------------------------------
 
     def release(self) -> None:
@@ -651,6 +680,10 @@ class DeployLock:
         loop, self._loop = self._loop, None
         if loop is None:
             return
+        for write in self._writes:
+            with contextlib.suppress(Exception):
+                write.result(timeout=15)
+        self._writes.clear()
         self._stop.set()
         try:
             if self._beat is not None:

@@ -42,6 +42,7 @@ from orchestrator.execute.events import EventBus, Note
 from orchestrator.execute.executor import DeployResult, Executor
 from orchestrator.execute.history import META_PREV_RELEASE, fly_history, previous_from_fly
 from orchestrator.execute.journal import Journal, MachineConfigRecord, RunRecord
+from orchestrator.execute.ledger import Ledger
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.undo import config_release
 from orchestrator.plan.config import META_LAUNCH_ID, META_SLOT
@@ -237,6 +238,7 @@ async def rollback(
                         level="warning",
                     )
                 )
+            bus.subscribe(Ledger(lock, settings, "rollback"))
             fleet = await observe_fleet(conn)
             # What Fly kept (each machine's versions) first, then this directory's journal:
             # a fresh checkout rolls back as well as the one that deployed.

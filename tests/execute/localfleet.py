@@ -244,13 +244,28 @@ class LocalFleet:
         text = text[: text.rfind("\n") + 1]
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
+    def lock_machine_id(self) -> str | None:
+        """Return the id of the app's deploy-lock machine, once a locked command made it."""
+        resp = self.api("GET", f"/v1/apps/{APP}/machines")
+        if resp.status_code == 404:
+            return None
+        resp.raise_for_status()
+        found = [m["id"] for m in resp.json() if is_control_machine(m)]
+        return found[0] if found else None
+
     def mutating_requests(self) -> list[dict[str, Any]]:
-        """Return the logged API requests that could change something (not GET)."""
+        """Return the logged API requests that could change the fleet (not GET).
+
+        The deploy lock's own calls (its machine's lease and metadata) are left out: every
+        locked command makes them, and they change nothing of the app's fleet.
+        """
+        lock = self.lock_machine_id()
         return [
             r
             for r in self.requests_log()
             if str(r.get("method", "")).upper() not in ("GET", "HEAD")
             and str(r.get("path", "")).startswith("/v1")
+            and not (lock and f"/machines/{lock}" in str(r.get("path", "")))
         ]
 
     # -- the app, through the edge proxy ------------------------------------------------------

@@ -252,3 +252,34 @@ def test_rollback_from_fresh_directories_restores_the_configs_exactly(world: Wor
     again = c.invoke("rollback", "--region", "syd", "--json")
     assert again.returncode == 0, again.stdout + again.stderr
     assert _configs(world, "syd") == at_v1
+
+
+def test_a_deploy_killed_on_a_is_finished_by_b_without_duplicates(world: World) -> None:
+    a, b, c = world.hosts["a"], world.hosts["b"], world.hosts["c"]
+    killed = a.invoke(
+        "deploy",
+        "--region",
+        "syd",
+        "--json",
+        env={"ORCH_TEST_KILL_AT": "step_finished:syd:machine.create:1"},
+    )
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert len(world.machines("syd")) == 1
+    # B has no journal: the run's intent is on Fly.
+    resumed = b.invoke("deploy", "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert _json(resumed)["outcome"] == "succeeded"
+    machines = world.machines("syd")
+    assert sorted(m["config"]["metadata"]["orch_slot"] for m in machines) == ["1", "2"]
+    volumes = world.hosts["a"].fleet.volumes("syd")
+    assert len(volumes) == 2
+    assert {m["config"]["mounts"][0]["volume"] for m in machines} == {v["id"] for v in volumes}
+    # A resume from A now finds the run finished elsewhere: nothing to do twice.
+    again = a.invoke("deploy", "--resume")
+    assert again.returncode == 2, again.stdout + again.stderr
+    assert "nothing to resume" in again.stderr
+    # Every directory lists the same releases: the killed run and the one that finished it.
+    listed = [_json(h.invoke("releases", "--json")) for h in (a, b, c)]
+    assert listed[0] == listed[1] == listed[2]
+    outcomes = [(r["release"].split("-")[0], r["outcome"]) for r in listed[0]["releases"]]
+    assert outcomes == [("v1", "succeeded"), ("v1", "interrupted")]
