@@ -283,3 +283,22 @@ def test_a_deploy_killed_on_a_is_finished_by_b_without_duplicates(world: World) 
     assert listed[0] == listed[1] == listed[2]
     outcomes = [(r["release"].split("-")[0], r["outcome"]) for r in listed[0]["releases"]]
     assert outcomes == [("v1", "succeeded"), ("v1", "interrupted")]
+
+
+def test_the_fly_io_path_scales_and_drills_from_another_directory(world: World) -> None:
+    a, b = world.hosts["a"], world.hosts["b"]
+    first = a.invoke("deploy", "--json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    scaled = b.invoke("scale", "--region", "dfw", "--count", "3", "--json")
+    assert scaled.returncode == 0, scaled.stdout + scaled.stderr
+    assert len(world.machines("dfw")) == 3
+    # The drill takes dfw down the way it does on Fly.io (cordon and stop), reaches the app
+    # through FLY_APP_URL, and brings it back.
+    drill = b.invoke("drill", "--region", "dfw", "--json")
+    assert drill.returncode == 0, drill.stdout[-3000:] + drill.stderr[-3000:]
+    report = _json(drill)
+    assert report["verdict"] == "passed", report
+    assert report["backend"] == "fly"
+    assert "cordoned 3 and stopped 3 machine(s) in dfw" in json.dumps(report)
+    assert all(m["state"] == "started" for m in world.machines("dfw"))
+    assert lock_holder(a.root, world.endpoint) is None
