@@ -114,19 +114,24 @@ def plan(c, region=None, format="tree", image=None):
 
 
 @task(
-    iterable=["region"],
+    iterable=["region", "pause_after"],
     help={
         "region": "Deploy only this region (repeat for several); default: all regions, in waves.",
         "image": "Deploy this image instead of fly.toml's [build] image.",
         "dry_run": "Show the plan and stop; change nothing.",
         "resume": "Finish the last interrupted or failed deploy or rollback (same image, regions).",
         "json": "Print only the result as JSON on stdout.",
+        "pause_after": "Pause once REGION's wave passes its gates, until `invoke promote`.",
     },
 )
-def deploy(c, region=None, image=None, dry_run=False, resume=False, json_=False):
+def deploy(c, region=None, image=None, dry_run=False, resume=False, json_=False, pause_after=None):
     """Deploy the fleet in waves, gated on health and metrics, rolling back a failed wave."""
     request = deploying.DeployRequest(
-        regions=tuple(region or ()), image=image, dry_run=dry_run, resume=resume
+        regions=tuple(region or ()),
+        image=image,
+        dry_run=dry_run,
+        resume=resume,
+        pause_after=tuple(pause_after or ()),
     )
     console = make_console()
     bus = EventBus()
@@ -399,6 +404,59 @@ def drill(
         raise Exit(f"error: drill {result.verdict}: {result.reason or 'objectives not met'}", 1)
 
 
+def _ask_run(c: Context, action: str, reason: str | None = None) -> str:
+    """Send a promote or abort request to the app's running deploy; return what was asked."""
+    from orchestrator.errors import ConfigError
+    from orchestrator.execute.control import ABORT_KEY, PROMOTE_KEY, request_body, send_request
+    from orchestrator.execute.ledger import read_ledger
+    from orchestrator.execute.lock import ci_run_url, current_user, read_lock
+
+    settings = _settings(c)
+
+    async def ask() -> str:
+        async with connect(settings) as conn:
+            intent, _ = await read_ledger(conn)
+            lock = await asyncio.to_thread(read_lock, conn.settings, conn.app)
+            live = intent is not None and lock.holder is not None and lock.holder.id == intent.id
+            if intent is None or not live or intent.phase in ("finished", "rolling_back"):
+                raise ConfigError(f"no deploy of {conn.app!r} is running", where=action)
+            import socket
+
+            by = f"{current_user(os.environ)}@{socket.gethostname()}"
+            ci = ci_run_url(os.environ)
+            what = f"the {intent.command} of {intent.release} by {intent.by}"
+            if action == "promote":
+                if intent.phase != "paused" or intent.paused_after is None:
+                    raise ConfigError(f"{what} is not paused", where="promote")
+                body = request_body(intent.id, by, wave=intent.paused_after, ci_url=ci)
+                await send_request(conn.client, conn.settings, conn.app, PROMOTE_KEY, body)
+                return f"promoted {what}: it goes on after wave {intent.paused_after}"
+            body = request_body(intent.id, by, reason=reason or "", ci_url=ci)
+            await send_request(conn.client, conn.settings, conn.app, ABORT_KEY, body)
+            return (
+                f"asked {what} to stop: it stops before its next step and applies that "
+                "wave's on_failure"
+            )
+
+    return _run(ask())
+
+
+@task
+def promote(c):
+    """Let a paused deploy (from any host) go on to its next wave."""
+    with _errors():
+        message = _ask_run(c, "promote")
+    make_console().print(message)
+
+
+@task(help={"reason": "Why, for the record and the deploy's error line."})
+def abort(c, reason=None):
+    """Stop a running deploy (from any host) at its next safe point; its on_failure applies."""
+    with _errors():
+        message = _ask_run(c, "abort", reason)
+    make_console().print(message)
+
+
 @task(help={"json": "Print only the releases as JSON on stdout."})
 def releases(c, json_=False):
     """List the app's releases, newest first, as recorded on Fly (the same from every host)."""
@@ -489,4 +547,6 @@ def local_status(c):
 
 
 local = Collection("local", local_up, local_down, local_status)
-ns = Collection(plan, deploy, rollback, scale, status, logs, drill, releases, unlock, local)
+ns = Collection(
+    plan, deploy, rollback, scale, status, logs, drill, releases, unlock, promote, abort, local
+)

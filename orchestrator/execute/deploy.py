@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from orchestrator.connect import Connection, connect, ensure_app
 from orchestrator.errors import ConfigError, FlyNotFound
 from orchestrator.execute.context import ExecuteOptions
+from orchestrator.execute.control import RunControl
 from orchestrator.execute.events import EventBus, Note
 from orchestrator.execute.executor import DeployResult, Executor
 from orchestrator.execute.journal import Journal, RunRecord
@@ -70,12 +71,15 @@ class DeployRequest:
         image: an image that replaces fly.toml's ``[build] image``.
         dry_run: plan only; change nothing.
         resume: converge the last interrupted or failed deploy of the app.
+        pause_after: regions whose wave pauses once its gates pass, until ``invoke promote``
+            (on top of the waves with ``pause = true``).
     """
 
     regions: tuple[str, ...] = ()
     image: str | None = None
     dry_run: bool = False
     resume: bool = False
+    pause_after: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +126,48 @@ async def plan(
     async with connect(settings) as conn:
         fleet = await observe_fleet(conn)
     return build_plan(spec, fleet, regions=list(regions) or None, image=image)
+
+
+def _check_pause_after(
+    spec: DeploySpec, pause_after: Sequence[str], regions: Sequence[str]
+) -> None:
+    """Check ``--pause-after`` against the fleet and the deployed regions (bad input: exit 2)."""
+    for region in pause_after:
+        if region not in spec.regions:
+            known = ", ".join(sorted(spec.regions)) or "none"
+            raise ConfigError(
+                f"unknown region {region!r}; the fleet has {known}", where="--pause-after"
+            )
+        if regions and region not in regions:
+            raise ConfigError(
+                f"{region!r} is not deployed by this run ({', '.join(regions)})",
+                where="--pause-after",
+            )
+
+
+def _control(
+    conn: Connection,
+    plan: Plan,
+    pause_after: Sequence[str],
+    lock: DeployLock,
+    ledger: Ledger,
+    bus: EventBus,
+) -> RunControl:
+    """Return the run's pause/abort control: which waves pause, read from any host."""
+    waves = {i: tuple(regions) for i, regions in enumerate(plan.waves, start=1)}
+    pause = {i for i, spec in enumerate(plan.wave_specs, start=1) if spec.pause}
+    pause |= {i for i, regions in waves.items() if set(regions) & set(pause_after)}
+    last = len(waves)
+    return RunControl(
+        client=conn.client,
+        settings=conn.settings,
+        app=conn.app,
+        run=lock.holder.id if lock.holder else "",
+        pause_waves={w for w in pause if w < last},
+        wave_regions=waves,
+        bus=bus,
+        on_pause=ledger.paused,
+    )
 
 
 async def _remote_run(settings: Settings) -> RemoteRun | None:
@@ -211,6 +257,7 @@ async def deploy(
         regions=regions if resumed is None or resumed.command == "deploy" else (),
         image=image,
     )
+    _check_pause_after(spec, request.pause_after, regions)
     timeout = (options or ExecuteOptions()).api_timeout_s
     async with connect(settings, timeout=timeout) as conn:
         if request.dry_run:
@@ -227,7 +274,8 @@ async def deploy(
                         level="warning",
                     )
                 )
-            bus.subscribe(Ledger(lock, settings, "deploy"))
+            ledger = Ledger(lock, settings, "deploy")
+            bus.subscribe(ledger)
             how = RestoreSettings(
                 client=conn.client,
                 probe=conn.probe,
@@ -258,6 +306,7 @@ async def deploy(
                 bus.emit(Note(note))
             if the_plan.mutating_steps:
                 await ensure_app(conn)
+            control = _control(conn, the_plan, request.pause_after, lock, ledger, bus)
             executor = Executor(
                 conn.client,
                 the_plan,
@@ -272,5 +321,11 @@ async def deploy(
                 resumed_from=resumed.run if resumed is not None and resumed.run else None,
                 rollback=automatic_rollback(how),
                 fleet=fleet,
+                control=control,
             )
-            return await executor.run()
+            if the_plan.mutating_steps:
+                await control.start()
+            try:
+                return await executor.run()
+            finally:
+                await control.stop()

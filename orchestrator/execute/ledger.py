@@ -82,6 +82,8 @@ class RunIntent:
         failed: regions whose gate failed.
         rollback_to: the release an automatic rollback puts back, once it began.
         rollback_regions: the regions it rolls back.
+        id: the run's id (its deploy-lock holder's), which promote and abort requests name.
+        paused_after: the wave it waits after for ``invoke promote``, while paused.
     """
 
     command: str
@@ -99,6 +101,8 @@ class RunIntent:
     failed: tuple[str, ...] = ()
     rollback_to: str | None = None
     rollback_regions: tuple[str, ...] = ()
+    id: str = ""
+    paused_after: int | None = None
 
     def to_text(self) -> str:
         """Return the intent as compact JSON (the metadata value)."""
@@ -127,6 +131,8 @@ class RunIntent:
                 failed=tuple(str(r) for r in data.get("failed", ())),
                 rollback_to=data.get("rollback_to"),
                 rollback_regions=tuple(str(r) for r in data.get("rollback_regions", ())),
+                id=str(data.get("id", "")),
+                paused_after=data.get("paused_after"),
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
@@ -211,6 +217,7 @@ class Ledger:
                 ci_url=holder.ci_url if holder else "",
                 origin=origin_of(self.settings),
                 started_at=iso(event.at),
+                id=holder.id if holder else "",
             )
             self.releases.insert(
                 0,
@@ -248,6 +255,11 @@ class Ledger:
             if self.releases and self.releases[0].at == self.intent.started_at:
                 self.releases[0] = replace(self.releases[0], outcome=event.outcome)
             self._write(releases=True)
+
+    def paused(self, wave: int | None) -> None:
+        """Record that the run waits after ``wave`` for a promote (``None``: it goes on)."""
+        if self.intent is not None:
+            self._set(phase="paused" if wave is not None else "running", paused_after=wave)
 
     def _set(self, **changes: Any) -> None:
         assert self.intent is not None

@@ -84,6 +84,8 @@ __all__ = [
     "DeployLockLost",
     "LockHolder",
     "LockState",
+    "ci_run_url",
+    "current_user",
     "find_lock_machine",
     "force_unlock",
     "lock_machine_name",
@@ -130,7 +132,8 @@ def ci_run_url(environ: Mapping[str, str]) -> str:
     return ""
 
 
-def _user(environ: Mapping[str, str]) -> str:
+def current_user(environ: Mapping[str, str]) -> str:
+    """Return who runs this process: the CI's actor in GitHub Actions, else the login name."""
     if environ.get("GITHUB_ACTOR"):
         return environ["GITHUB_ACTOR"]
     try:
@@ -444,7 +447,7 @@ class DeployLock:
             id=secrets.token_hex(8),
             host=socket.gethostname(),
             pid=os.getpid(),
-            user=_user(self.environ),
+            user=current_user(self.environ),
             command=self.command,
             release=self.release_id,
             started_at=iso(utcnow()),

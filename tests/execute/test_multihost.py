@@ -302,3 +302,85 @@ def test_the_fly_io_path_scales_and_drills_from_another_directory(world: World) 
     assert "cordoned 3 and stopped 3 machine(s) in dfw" in json.dumps(report)
     assert all(m["state"] == "started" for m in world.machines("dfw"))
     assert lock_holder(a.root, world.endpoint) is None
+
+
+def _intent(world: World) -> dict[str, Any] | None:
+    """Return the run intent recorded on the lock machine, as any host reads it."""
+    resp = world.api(
+        "GET", f"/v1/apps/{APP}/machines", params={"metadata.orch_role": "deploy-lock"}
+    )
+    found = [m for m in resp.json() if m["state"] != "destroyed"]
+    if not found:
+        return None
+    text = found[0]["config"]["metadata"].get("orch_run")
+    return json.loads(text) if text else None
+
+
+def _wait_paused(world: World, deploying: subprocess.Popen[str]) -> None:
+    def paused() -> bool:
+        assert deploying.poll() is None, deploying.communicate()
+        intent = _intent(world)
+        return intent is not None and intent.get("phase") == "paused"
+
+    wait_for(paused, timeout=120, what="the deploy to pause after syd")
+
+
+def test_a_paused_wave_is_promoted_or_aborted_from_another_directory(world: World) -> None:
+    a, b = world.hosts["a"], world.hosts["b"]
+    first = a.invoke("deploy", "--json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    v2 = "registry.fly.io/sample-app:v2"
+    bad = b.invoke("deploy", "--pause-after", "xyz")
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert bad.stderr.startswith("error: --pause-after: unknown region 'xyz'")
+    # Nothing to promote while nothing runs.
+    idle = b.invoke("promote")
+    assert idle.returncode == 2, idle.stdout + idle.stderr
+    assert "no deploy of 'sample-fleet' is running" in idle.stderr
+
+    deploying = a.spawn("deploy", "--image", v2, "--pause-after", "syd", "--json")
+    try:
+        _wait_paused(world, deploying)
+        assert _images(world, "syd") == {v2}
+        assert _images(world, "dfw") == {"registry.fly.io/sample-app:v1"}
+        promoted = b.invoke("promote")
+        assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+        assert "goes on after wave 1" in promoted.stdout
+        out, err = deploying.communicate(timeout=240)
+    finally:
+        if deploying.poll() is None:
+            deploying.kill()
+            deploying.wait()
+    assert deploying.returncode == 0, out + err
+    assert {r: _images(world, r) for r in ("syd", "dfw", "ams")} == {
+        r: {v2} for r in ("syd", "dfw", "ams")
+    }
+
+    # This time the pause is in regions/waves.toml, as a team would keep it.
+    waves = a.root / "regions" / "waves.toml"
+    text = waves.read_text()
+    assert '[[wave]]\n  regions = ["syd"]\n' in text
+    waves.write_text(
+        text.replace(
+            '[[wave]]\n  regions = ["syd"]\n', '[[wave]]\n  regions = ["syd"]\n  pause = true\n'
+        )
+    )
+    v3 = "registry.fly.io/sample-app:v3"
+    deploying = a.spawn("deploy", "--image", v3, "--json")
+    try:
+        _wait_paused(world, deploying)
+        aborted = b.invoke("abort", "--reason", "canary looks wrong")
+        assert aborted.returncode == 0, aborted.stdout + aborted.stderr
+        out, err = deploying.communicate(timeout=240)
+    finally:
+        if deploying.poll() is None:
+            deploying.kill()
+            deploying.wait()
+    # A stopped before wave 2's first step, naming who aborted and why.
+    assert deploying.returncode == 1, out + err
+    result = json.loads(out)
+    assert "aborted by" in result["error"]
+    assert "canary looks wrong" in result["error"]
+    assert _images(world, "dfw") == {v2}
+    assert _images(world, "ams") == {v2}
+    assert lock_holder(a.root, world.endpoint) is None
