@@ -21,6 +21,7 @@ app was doing (`orchestrator.execute.resume`):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,6 +44,7 @@ from orchestrator.execute.resume import (
     with_health_gates,
 )
 from orchestrator.execute.undo import RestoreSettings, automatic_rollback
+from orchestrator.notify import Notifier, read_notify
 from orchestrator.plan.config import release_id
 from orchestrator.plan.fleet import Fleet, observe
 from orchestrator.plan.graph import build_plan, spec_waves
@@ -151,9 +153,15 @@ def _control(
     pause_after: Sequence[str],
     lock: DeployLock,
     ledger: Ledger,
+    notifier: Notifier,
     bus: EventBus,
 ) -> RunControl:
     """Return the run's pause/abort control: which waves pause, read from any host."""
+
+    def on_pause(wave: int | None) -> None:
+        ledger.paused(wave)
+        notifier.paused(wave)
+
     waves = {i: tuple(regions) for i, regions in enumerate(plan.waves, start=1)}
     pause = {i for i, spec in enumerate(plan.wave_specs, start=1) if spec.pause}
     pause |= {i for i, regions in waves.items() if set(regions) & set(pause_after)}
@@ -166,7 +174,7 @@ def _control(
         pause_waves={w for w in pause if w < last},
         wave_regions=waves,
         bus=bus,
-        on_pause=ledger.paused,
+        on_pause=on_pause,
     )
 
 
@@ -258,6 +266,7 @@ async def deploy(
         image=image,
     )
     _check_pause_after(spec, request.pause_after, regions)
+    read_notify(settings.root)  # a bad [notify] is bad input, found before any call
     timeout = (options or ExecuteOptions()).api_timeout_s
     async with connect(settings, timeout=timeout) as conn:
         if request.dry_run:
@@ -288,44 +297,51 @@ async def deploy(
                 options=resume_options(options) if resumed is not None else options,
                 wave_specs=spec_waves(spec),
             )
-            if resumed is not None and resumed.run:
-                finished = await finish_rollback(how, journal, resumed)
-                if finished is not None:
-                    return finished
-            fleet = await observe_fleet(conn)
-            the_plan = build_plan(spec, fleet, regions=list(regions) or None, image=image)
-            if resumed is not None:
-                the_plan = with_health_gates(
-                    the_plan,
-                    spec,
-                    rebake=unbaked_regions(journal, resumed.run),
-                    reseeded=chain_volumes(journal, resumed.run),
-                )
-                options = resume_options(options)
-            for note in the_plan.notes:
-                bus.emit(Note(note))
-            if the_plan.mutating_steps:
-                await ensure_app(conn)
-            control = _control(conn, the_plan, request.pause_after, lock, ledger, bus)
-            executor = Executor(
-                conn.client,
-                the_plan,
-                journal=journal,
-                probe=conn.probe,
-                bus=bus,
-                image=spec.image,
-                spec_digest=spec.digest,
-                max_unavailable=how.max_unavailable,
-                options=options,
-                command="deploy",
-                resumed_from=resumed.run if resumed is not None and resumed.run else None,
-                rollback=automatic_rollback(how),
-                fleet=fleet,
-                control=control,
+            notifier = Notifier(
+                read_notify(settings.root), os.environ, app=conn.app, command="deploy", bus=bus
             )
-            if the_plan.mutating_steps:
-                await control.start()
+            bus.subscribe(notifier)
             try:
-                return await executor.run()
+                if resumed is not None and resumed.run:
+                    finished = await finish_rollback(how, journal, resumed)
+                    if finished is not None:
+                        return finished
+                fleet = await observe_fleet(conn)
+                the_plan = build_plan(spec, fleet, regions=list(regions) or None, image=image)
+                if resumed is not None:
+                    the_plan = with_health_gates(
+                        the_plan,
+                        spec,
+                        rebake=unbaked_regions(journal, resumed.run),
+                        reseeded=chain_volumes(journal, resumed.run),
+                    )
+                    options = resume_options(options)
+                for note in the_plan.notes:
+                    bus.emit(Note(note))
+                if the_plan.mutating_steps:
+                    await ensure_app(conn)
+                control = _control(conn, the_plan, request.pause_after, lock, ledger, notifier, bus)
+                executor = Executor(
+                    conn.client,
+                    the_plan,
+                    journal=journal,
+                    probe=conn.probe,
+                    bus=bus,
+                    image=spec.image,
+                    spec_digest=spec.digest,
+                    max_unavailable=how.max_unavailable,
+                    options=options,
+                    command="deploy",
+                    resumed_from=resumed.run if resumed is not None and resumed.run else None,
+                    rollback=automatic_rollback(how),
+                    fleet=fleet,
+                    control=control,
+                )
+                if the_plan.mutating_steps:
+                    await control.start()
+                try:
+                    return await executor.run()
+                finally:
+                    await control.stop()
             finally:
-                await control.stop()
+                await notifier.close()

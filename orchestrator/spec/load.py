@@ -238,7 +238,12 @@ def _read_waves(
         if others:
             waves.append(WaveSpec(index=2, regions=others))
         return tuple(waves), DrillObjectives()
-    top = Table(read_toml(root, WAVES_TOML, overlay), WAVES_TOML, "", ("defaults", "wave", "drill"))
+    top = Table(
+        read_toml(root, WAVES_TOML, overlay),
+        WAVES_TOML,
+        "",
+        ("defaults", "wave", "drill", "notify"),
+    )
     defaults = WaveSpec(index=0, regions=())
     body = top.table("defaults")
     if body is not None:
