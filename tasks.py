@@ -28,7 +28,7 @@ from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.events import EventBus
 from orchestrator.execute.status import collect_status
 from orchestrator.plan.serialize import to_dot, to_json_text, to_mermaid
-from orchestrator.render.live import LiveView, make_console
+from orchestrator.render.live import LiveView, in_ci, make_console
 from orchestrator.render.local import local_down_view, local_status_view, local_up_view
 from orchestrator.render.plan import plan_tree
 from orchestrator.render.summary import deploy_summary, outcome_line, status_view
@@ -137,10 +137,11 @@ def deploy(c, region=None, image=None, dry_run=False, resume=False, json_=False,
     bus = EventBus()
     with _errors():
         settings, options = _settings(c), _options(c)
-        if json_:
+        if json_ and not in_ci():
             result = _run(deploying.deploy(settings, request, bus=bus, options=options))
         else:
-            with LiveView(console) as view:
+            # In CI the log lines go to stderr beside --json's result on stdout.
+            with LiveView(make_console(stderr=True) if json_ else console) as view:
                 bus.subscribe(view)
                 result = _run(deploying.deploy(settings, request, bus=bus, options=options))
     if isinstance(result, deploying.DryRun):
@@ -186,10 +187,10 @@ def rollback(c, region=None, to=None, json_=False):
     bus = EventBus()
     with _errors():
         settings, options = _settings(c), _options(c)
-        if json_:
+        if json_ and not in_ci():
             result = _run(rolling.rollback(settings, request, bus=bus, options=options))
         else:
-            with LiveView(console) as view:
+            with LiveView(make_console(stderr=True) if json_ else console) as view:
                 bus.subscribe(view)
                 result = _run(rolling.rollback(settings, request, bus=bus, options=options))
     _finish_run(console, result, json_)

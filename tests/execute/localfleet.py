@@ -33,7 +33,16 @@ REPO = Path(__file__).resolve().parents[2]
 INVOKE = Path(sys.executable).with_name("invoke")
 APP = "sample-fleet"
 # Variables that would point the orchestrator somewhere else than the test's local Fly.
-_SCRUBBED = ("FLY_API_TOKEN", "FLY_FLAPS_BASE_URL", "FLY_APP_NAME", "FLY_ACCESS_TOKEN")
+# CI changes how output looks (docs/ci.md); tests that want it set it themselves.
+_SCRUBBED = (
+    "FLY_API_TOKEN",
+    "FLY_FLAPS_BASE_URL",
+    "FLY_APP_NAME",
+    "FLY_ACCESS_TOKEN",
+    "FLY_APP_URL",
+    "ORCHESTRATOR_LOCK_TTL",
+    "CI",
+)
 
 
 def copy_fleet(dest: Path) -> Path:

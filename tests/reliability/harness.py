@@ -90,7 +90,16 @@ OPTIONS = ExecuteOptions.from_config(RUNTIME)
 # check every 5 s (0.5 s in the fast profile); grace periods and everything else are as shipped.
 CHECK_INTERVAL = "5s"
 # Variables that would point the orchestrator somewhere else than the rig's local Fly.
-_SCRUBBED = ("FLY_API_TOKEN", "FLY_FLAPS_BASE_URL", "FLY_APP_NAME", "FLY_ACCESS_TOKEN")
+# CI changes how output looks (docs/ci.md); tests that want it set it themselves.
+_SCRUBBED = (
+    "FLY_API_TOKEN",
+    "FLY_FLAPS_BASE_URL",
+    "FLY_APP_NAME",
+    "FLY_ACCESS_TOKEN",
+    "FLY_APP_URL",
+    "ORCHESTRATOR_LOCK_TTL",
+    "CI",
+)
 
 # Every Machines API operation a deploy or a scale of the sample fleet calls (the fault matrix
 # checks the requests log against this list, so a new call cannot slip past the faults).
