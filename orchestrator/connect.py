@@ -29,7 +29,7 @@ from typing import Any
 from orchestrator.errors import ConfigError, FlyNotFound, LocalFlyError
 from orchestrator.execute.probe import AppProbe
 from orchestrator.fly.client import FlyClient
-from orchestrator.settings import Settings, Token, resolve_settings
+from orchestrator.settings import NO_APP_URL, Settings, Token, resolve_settings
 
 __all__ = [
     "Connection",
@@ -166,10 +166,14 @@ async def connect(settings: Settings, *, timeout: float = 30.0) -> AsyncIterator
     else:
         proxy_url = settings.app_url or f"https://{app}.fly.dev"
         host_header = False
+    # An app with no public address: nothing is ever sent to this URL (the probe says so).
+    reachable = settings.app_url != NO_APP_URL
+    if not reachable:
+        proxy_url = f"https://{app}.fly.dev"
     if settings.base_url is None or settings.token is None:
         raise LocalFlyError("the local Fly gave no API URL or token")
     client = FlyClient(settings.base_url, settings.token, timeout=timeout)
-    probe = AppProbe(proxy_url, app, host_header=host_header)
+    probe = AppProbe(proxy_url, app, host_header=host_header, reachable=reachable)
     try:
         yield Connection(
             settings=settings, app=app, client=client, probe=probe, proxy_url=proxy_url

@@ -23,6 +23,7 @@ from orchestrator.errors import ConfigError
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "NO_APP_URL",
     "Backend",
     "Settings",
     "Token",
@@ -98,7 +99,8 @@ class Settings:
         token: the API token; ``None`` for the local Fly until it has been started.
         app_url: where the app answers (gates, drills): ``FLY_APP_URL``, a custom domain or a
             ``fly proxy`` tunnel; ``None`` means ``https://<app>.fly.dev`` on Fly.io and the
-            local Fly's edge proxy locally.
+            local Fly's edge proxy locally; ``"none"`` for an app with no public address, whose
+            gates rely on Fly's checks alone.
         lock_ttl_s: how long the deploy lock outlives its holder's last heartbeat
             (``ORCHESTRATOR_LOCK_TTL``, seconds).
     """
@@ -192,9 +194,14 @@ def resolve_settings(
     )
 
 
+NO_APP_URL = "none"
+
+
 def _app_url(text: str) -> str | None:
-    """Check ``FLY_APP_URL``: an http(s) URL, plain http to a loopback host only."""
+    """Check ``FLY_APP_URL``: an http(s) URL (plain http to a loopback host only) or ``none``."""
     text = text.strip()
+    if text.lower() == NO_APP_URL:
+        return NO_APP_URL
     return validate_base_url(text, where="FLY_APP_URL") if text else None
 
 

@@ -64,14 +64,14 @@ from orchestrator.drill.report import (
     guard_reason,
     judge,
 )
-from orchestrator.errors import DrillError, LocalFlyError, OrchestratorError
+from orchestrator.errors import ConfigError, DrillError, LocalFlyError, OrchestratorError
 from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.journal import Journal
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.probe import AppProbe
 from orchestrator.plan.config import release_id
 from orchestrator.plan.fleet import observe
-from orchestrator.settings import Settings
+from orchestrator.settings import NO_APP_URL, Settings
 from orchestrator.spec.load import load_spec
 from orchestrator.spec.model import DeploySpec
 
@@ -124,6 +124,12 @@ async def run_drill(
     """
     spec = load_spec(settings.root, app_override=settings.app)
     check_request(spec, request.region, request.promote)
+    if settings.app_url == NO_APP_URL:
+        raise ConfigError(
+            "a drill writes to the app and measures it through its address, and FLY_APP_URL=none "
+            "says it has none; point FLY_APP_URL at a `fly proxy` tunnel for the drill",
+            where="FLY_APP_URL",
+        )
     bus = bus or DrillBus()
     async with connect(settings) as conn:
         with contextlib.ExitStack() as stack:

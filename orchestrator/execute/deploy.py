@@ -21,6 +21,7 @@ app was doing (`orchestrator.execute.resume`):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ from orchestrator.plan.config import release_id
 from orchestrator.plan.fleet import Fleet, observe
 from orchestrator.plan.graph import build_plan, spec_waves
 from orchestrator.plan.model import Plan
-from orchestrator.settings import Settings
+from orchestrator.settings import NO_APP_URL, Settings
 from orchestrator.spec.load import load_spec
 from orchestrator.spec.model import DeploySpec
 
@@ -127,7 +128,20 @@ async def plan(
     spec = load_checked_spec(settings, regions=regions, image=image)
     async with connect(settings) as conn:
         fleet = await observe_fleet(conn)
-    return build_plan(spec, fleet, regions=list(regions) or None, image=image)
+    return _with_address_note(
+        settings, build_plan(spec, fleet, regions=list(regions) or None, image=image)
+    )
+
+
+def _with_address_note(settings: Settings, plan: Plan) -> Plan:
+    """Say in the plan when the app has no public address, so its gates are Fly's checks alone."""
+    if settings.app_url != NO_APP_URL or not plan.mutating_steps:
+        return plan
+    note = (
+        "the app has no public address (FLY_APP_URL=none): health gates rely on Fly's checks "
+        "alone; metrics gates and replication checks are skipped"
+    )
+    return dataclasses.replace(plan, notes=(*plan.notes, note))
 
 
 def _check_pause_after(
@@ -271,7 +285,8 @@ async def deploy(
     async with connect(settings, timeout=timeout) as conn:
         if request.dry_run:
             fleet = await observe_fleet(conn)
-            return DryRun(build_plan(spec, fleet, regions=list(regions) or None, image=image))
+            planned = build_plan(spec, fleet, regions=list(regions) or None, image=image)
+            return DryRun(_with_address_note(settings, planned))
         with (
             Journal.open(settings.root) as journal,
             DeployLock(conn.settings, conn.app, release=release_id(spec), command="deploy") as lock,
@@ -316,6 +331,7 @@ async def deploy(
                         reseeded=chain_volumes(journal, resumed.run),
                     )
                     options = resume_options(options)
+                the_plan = _with_address_note(settings, the_plan)
                 for note in the_plan.notes:
                     bus.emit(Note(note))
                 if the_plan.mutating_steps:

@@ -384,3 +384,22 @@ def test_a_paused_wave_is_promoted_or_aborted_from_another_directory(world: Worl
     assert _images(world, "dfw") == {v2}
     assert _images(world, "ams") == {v2}
     assert lock_holder(a.root, world.endpoint) is None
+
+
+def test_an_app_with_no_public_address_is_gated_on_flys_checks_alone(world: World) -> None:
+    a = world.hosts["a"]
+    private = {"FLY_APP_URL": "none"}
+    plan = a.invoke("plan", "--region", "syd", "--format", "json", env=private)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    notes = json.loads(plan.stdout)["notes"]
+    assert any("no public address" in n and "Fly's checks alone" in n for n in notes), notes
+    deployed = a.invoke("deploy", "--region", "syd", "--json", env=private)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    steps = {s["id"]: s for s in _json(deployed)["steps"]}
+    assert "(no public address: Fly's checks alone)" in steps["syd:gate.health"]["detail"]
+    assert "not measured" in steps["syd:gate.metrics"]["detail"]
+    assert len(world.machines("syd")) == 2
+    # A drill needs the app's address: refused as bad input, nothing changed.
+    drill = a.invoke("drill", "--region", "syd", env=private)
+    assert drill.returncode == 2, drill.stdout + drill.stderr
+    assert drill.stderr.startswith("error: FLY_APP_URL: ")
