@@ -76,6 +76,7 @@ from orchestrator.execute.events import utcnow
 from orchestrator.execute.journal import iso
 from orchestrator.fly.client import CONTROL_ROLE_KEY, LOCK_ROLE, FlyClient
 from orchestrator.fly.models import Lease, Machine
+from orchestrator.localfly.statedir import read_server_info
 from orchestrator.settings import Settings
 
 __all__ = [
@@ -621,6 +622,7 @@ class DeployLock:
                 self._lose("the lock machine is gone")
                 return
             except OrchestratorError:
+                client = await self._relocate() or client
                 if time.monotonic() - self._renewed_at >= limit:
                     self._lose(f"the lease could not be renewed for {self.ttl_s:.0f} s")
                     return
@@ -699,7 +701,33 @@ class DeployLock:
                 loop.run(self._close_client(), timeout=10)
             loop.close()
 
+    async def _relocate(self) -> FlyClient | None:
+        """Follow the local Fly to its new address after a restart; return the new client.
+
+        A restarted local Fly listens on new ports (its leases are kept); Fly.io does not move.
+        """
+        if self.settings.backend != "local":
+            return None
+        info = read_server_info(self.settings.local_state_dir) or {}
+        url = info.get("api_url")
+        if not isinstance(url, str) or url == self.settings.base_url:
+            return None
+        self.settings = replace(self.settings, base_url=url)
+        old, self._client = self._client, _client(self.settings)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.aclose()
+        return self._client
+
     async def _release(self) -> None:
+        try:
+            await self._release_once()
+        except OrchestratorError:
+            if await self._relocate() is None:
+                raise
+            await self._release_once()
+
+    async def _release_once(self) -> None:
         client = self._client
         assert client is not None
         assert self._machine_id is not None

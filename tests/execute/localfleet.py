@@ -268,10 +268,11 @@ class LocalFleet:
         The deploy lock's own calls (its machine's lease and metadata) are left out: every
         locked command makes them, and they change nothing of the app's fleet.
         """
+        log = self.requests_log()  # before asking for the lock machine, itself a call
         lock = self.lock_machine_id()
         return [
             r
-            for r in self.requests_log()
+            for r in log
             if str(r.get("method", "")).upper() not in ("GET", "HEAD")
             and str(r.get("path", "")).startswith("/v1")
             and not (lock and f"/machines/{lock}" in str(r.get("path", "")))
