@@ -8,11 +8,12 @@
       timeout = "5s"
 
 Each webhook receives a JSON ``POST`` on run start, wave start, each gate's pass or fail, a
-pause, an automatic rollback's start and end, and the run's finish. Every body has ``event``,
-``app``, ``release`` and a Slack-compatible ``text`` (so a Slack incoming webhook shows it as
-is), plus the event's own fields. Posts go out in order, one webhook at a time each, in the
-background; a webhook that fails or is slow never fails or slows the deploy (the run notes it
-once, naming the variable, never the URL). The URLs are never printed, logged or journaled.
+failed step, a pause, an automatic rollback's start and end, and the run's finish. Every body
+has ``event``, ``app``, ``release`` and a Slack-compatible ``text`` (so a Slack incoming webhook
+shows it as is), plus the event's own fields. Posts go out in order, one at a time per
+webhook, in the background; a webhook that fails or is slow never fails or slows the deploy
+(the run notes it once, naming the variable, never the URL). The URLs are never printed,
+logged or journaled.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from orchestrator.execute.events import (
     ReleaseStarted,
     RollbackFinished,
     RollbackStarted,
+    StepFinished,
     StepStarted,
 )
 from orchestrator.spec.values import Table, read_toml
@@ -166,6 +168,15 @@ class Notifier:
                 gate=event.step.id,
                 region=event.step.region,
                 detail=event.detail,
+            )
+        if isinstance(event, StepFinished) and event.outcome == "failed":
+            # A machine step fails the release too (its checks kept failing on the new config).
+            return self._make(
+                "step_failed",
+                f"{self._release}: {event.step.id} failed: {event.error or 'no detail'}",
+                step=event.step.id,
+                region=event.step.region,
+                error=event.error,
             )
         if isinstance(event, RollbackStarted):
             return self._make(

@@ -30,6 +30,7 @@ are gone are not recreated. ``invoke deploy`` remains the way to change counts.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ from orchestrator.execute.journal import Journal, MachineConfigRecord, RunRecord
 from orchestrator.execute.ledger import Ledger
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.undo import config_release
+from orchestrator.notify import Notifier, read_notify
 from orchestrator.plan.config import META_LAUNCH_ID, META_SLOT
 from orchestrator.plan.fleet import Fleet
 from orchestrator.plan.graph import spec_waves
@@ -221,6 +223,7 @@ async def rollback(
     """
     bus = bus or EventBus()
     spec = load_checked_spec(settings, regions=request.regions)
+    read_notify(settings.root)  # a bad [notify] is bad input, found before any call
     waves = spec_waves(spec)
     order = [r for w in waves for r in w.regions]
     regions = [r for r in order if not request.regions or r in request.regions]
@@ -278,4 +281,11 @@ async def rollback(
                 resumed_from=resumed_from,
                 fleet=fleet,
             )
-            return await executor.run()
+            notifier = Notifier(
+                read_notify(settings.root), os.environ, app=conn.app, command="rollback", bus=bus
+            )
+            bus.subscribe(notifier)
+            try:
+                return await executor.run()
+            finally:
+                await notifier.close()
