@@ -70,6 +70,7 @@ from orchestrator.errors import (
     FlyConflict,
     FlyLeaseHeld,
     FlyNotFound,
+    FlyServerError,
     OrchestratorError,
 )
 from orchestrator.execute.events import utcnow
@@ -602,8 +603,10 @@ class DeployLock:
         every = max(0.2, self.ttl_s / 3)
         # The lease may lapse ttl after the last renewal Fly saw; stop a little before that.
         limit = self.ttl_s * 0.9
+        frozen = False  # the API answers, but the lock machine's host cannot take the renewal
         while not self._stop.is_set():
-            await asyncio.sleep(every)  # the heartbeat's period, not a synchronisation
+            # The heartbeat's period (every second while frozen), not a synchronisation.
+            await asyncio.sleep(min(every, 1.0) if frozen else every)
             if self._stop.is_set():
                 return
             sent = time.monotonic()
@@ -621,19 +624,41 @@ class DeployLock:
             except FlyNotFound:
                 self._lose("the lock machine is gone")
                 return
+            except FlyServerError:
+                # Fly answered that the machine's host cannot act (a region outage, as a drill
+                # makes): nobody can take the lease meanwhile either, so the lock is frozen, not
+                # lost. Whether anyone used a lapse is checked once a renewal goes through.
+                frozen = True
+                continue
             except OrchestratorError:
                 client = await self._relocate() or client
-                if time.monotonic() - self._renewed_at >= limit:
+                if not frozen and time.monotonic() - self._renewed_at >= limit:
                     self._lose(f"the lease could not be renewed for {self.ttl_s:.0f} s")
                     return
                 continue
-            if lease.nonce != self._nonce:
-                # Fly granted a new lease: ours had lapsed, and someone may have held it since.
+            if lease.nonce != self._nonce and not await self._unused_lapse(client, lease):
                 with contextlib.suppress(OrchestratorError):
                     await client.release_lease(self.app, self._machine_id, lease.nonce)
-                self._lose("the lease lapsed before it was renewed")
+                self._lose("the lease lapsed and another run held the lock meanwhile")
                 return
+            self._nonce = lease.nonce
             self._renewed_at = sent
+            frozen = False
+
+    async def _unused_lapse(self, client: FlyClient, lease: Lease) -> bool:
+        """Tell whether a lease that lapsed and came back new was taken by nobody meanwhile.
+
+        Every holder writes its record into the metadata when it takes the lock and clears it
+        when it releases, so our own record still there means no other run held the lock.
+        """
+        assert self._machine_id is not None
+        assert self.holder is not None
+        try:
+            meta = await client.get_metadata(self.app, self._machine_id)
+        except OrchestratorError:
+            return False
+        recorded = LockHolder.from_text(meta.get(HOLDER_KEY))
+        return recorded is not None and recorded.id == self.holder.id
 
     def _lose(self, reason: str) -> None:
         if self._stop.is_set():
