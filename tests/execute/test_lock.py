@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.errors import DeployLocked
+from orchestrator.errors import DeployLocked, FlyServerError
 from orchestrator.execute.lock import (
     HOLDER_KEY,
     DeployLock,
@@ -340,3 +340,31 @@ def test_the_local_fly_restarted_while_held_never_gives_two_holders(
     finally:
         control.stop(state_dir)
         kill_leftovers(state_dir)
+
+
+def test_an_outage_of_the_lock_machines_region_freezes_the_lock_without_a_second_holder(
+    tmp_path: Path, localfly: Endpoint, app: str, holders: list[Holder]
+) -> None:
+    a = Holder(_project(tmp_path, "a", app), app, localfly, ttl=3)
+    holders.append(a)
+    a.wait_said("HELD")
+    b = _settings(_project(tmp_path, "b", app), app, localfly)
+    down = httpx.post(f"{localfly.api_url}/_localfly/outage/syd", headers=localfly.headers)
+    assert down.status_code == 200, down.text
+    try:
+        # Past the TTL with no renewal possible: nobody else gets the lock meanwhile (Fly
+        # cannot act on the machine for them either).
+        wait_for(lambda: read_lock(b, app).lease is None, timeout=20, what="A's lease to lapse")
+        with pytest.raises(FlyServerError, match="unavailable"):
+            DeployLock(b, app).acquire()
+    finally:
+        up = httpx.delete(f"{localfly.api_url}/_localfly/outage/syd", headers=localfly.headers)
+        assert up.status_code == 200, up.text
+    # Back up: A's next renewal finds its own record intact and keeps the lock.
+    wait_for(lambda: read_lock(b, app).held, timeout=20, what="A to renew after the outage")
+    state = read_lock(b, app)
+    assert state.holder is not None
+    assert state.holder.pid == a.proc.pid
+    assert a.said("LOST") is None
+    with pytest.raises(DeployLocked):
+        DeployLock(b, app).acquire()
