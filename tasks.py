@@ -32,7 +32,7 @@ from orchestrator.plan.serialize import to_dot, to_json_text, to_mermaid
 from orchestrator.render.cost import cost_lines
 from orchestrator.render.errors import error_text, run_failure_text
 from orchestrator.render.helptext import install as install_help_placeholders
-from orchestrator.render.live import LiveView, make_console
+from orchestrator.render.live import LiveView, in_ci, make_console
 from orchestrator.render.local import local_down_view, local_status_view, local_up_view
 from orchestrator.render.plan import plan_tree
 from orchestrator.render.summary import deploy_summary, outcome_line, status_view
@@ -145,7 +145,7 @@ def plan(c, region=None, format="tree", image=None):
 
 
 @task(
-    iterable=["region"],
+    iterable=["region", "pause_after"],
     help={
         "region": "Deploy only this region (repeat for several); default: all regions, in waves.",
         "image": "Deploy this image instead of fly.toml's [build] image.",
@@ -153,22 +153,37 @@ def plan(c, region=None, format="tree", image=None):
         "resume": "Finish the last interrupted or failed deploy or rollback (same image, regions).",
         "json": "Print only the result as JSON on stdout.",
         "report": "Also write a report to PATH (.md or .html) and the other format beside it.",
+        "pause_after": "Pause once REGION's wave passes its gates, until `invoke promote`.",
     },
 )
-def deploy(c, region=None, image=None, dry_run=False, resume=False, json_=False, report=None):
+def deploy(
+    c,
+    region=None,
+    image=None,
+    dry_run=False,
+    resume=False,
+    json_=False,
+    report=None,
+    pause_after=None,
+):
     """Deploy the fleet in waves, gated on health and metrics, rolling back a failed wave."""
     request = deploying.DeployRequest(
-        regions=tuple(region or ()), image=image, dry_run=dry_run, resume=resume
+        regions=tuple(region or ()),
+        image=image,
+        dry_run=dry_run,
+        resume=resume,
+        pause_after=tuple(pause_after or ()),
     )
     console = make_console()
     bus = EventBus()
     gates = _gate_log(bus)
     with _errors():
         settings, options = _settings(c), _options(c)
-        if json_:
+        if json_ and not in_ci():
             result = _run(deploying.deploy(settings, request, bus=bus, options=options))
         else:
-            with LiveView(console) as view:
+            # In CI the log lines go to stderr beside --json's result on stdout.
+            with LiveView(make_console(stderr=True) if json_ else console) as view:
                 bus.subscribe(view)
                 result = _run(deploying.deploy(settings, request, bus=bus, options=options))
     if isinstance(result, deploying.DryRun):
@@ -244,10 +259,10 @@ def rollback(c, region=None, to=None, json_=False, report=None):
     gates = _gate_log(bus)
     with _errors():
         settings, options = _settings(c), _options(c)
-        if json_:
+        if json_ and not in_ci():
             result = _run(rolling.rollback(settings, request, bus=bus, options=options))
         else:
-            with LiveView(console) as view:
+            with LiveView(make_console(stderr=True) if json_ else console) as view:
                 bus.subscribe(view)
                 result = _run(rolling.rollback(settings, request, bus=bus, options=options))
     _write_report(report, result, "rollback", gates, json_)
@@ -706,7 +721,7 @@ def volumes_prune(c, region=None, older_than=None, yes=False, force=False, json_
         async def prune() -> dict[str, list[str]]:
             async with connect(settings, start=False) as conn:
                 # Under the deploy lock: a scale-up reuses unattached volumes.
-                with DeployLock(settings.root, conn.app, release="", command="volumes prune"):
+                with DeployLock(conn.settings, conn.app, release="", command="volumes prune"):
                     listing = await vols.list_volumes(conn, settings.root, region=region)
                     found = vols.prune_candidates(listing, now=datetime.now(UTC), older_than_s=age)
                     lacking = await vols.lacking_records(conn, found)
@@ -743,6 +758,103 @@ def volumes_prune(c, region=None, older_than=None, yes=False, force=False, json_
 
 
 volumes = Collection("volumes", volumes_list, volumes_prune)
+def _ask_run(c: Context, action: str, reason: str | None = None) -> str:
+    """Send a promote or abort request to the app's running deploy; return what was asked."""
+    from orchestrator.errors import ConfigError
+    from orchestrator.execute.control import ABORT_KEY, PROMOTE_KEY, request_body, send_request
+    from orchestrator.execute.ledger import read_ledger
+    from orchestrator.execute.lock import ci_run_url, current_user, read_lock
+
+    settings = _settings(c)
+
+    async def ask() -> str:
+        async with connect(settings) as conn:
+            intent, _ = await read_ledger(conn)
+            lock = await asyncio.to_thread(read_lock, conn.settings, conn.app)
+            live = intent is not None and lock.holder is not None and lock.holder.id == intent.id
+            if intent is None or not live or intent.phase in ("finished", "rolling_back"):
+                raise ConfigError(f"no deploy of {conn.app!r} is running", where=action)
+            import socket
+
+            by = f"{current_user(os.environ)}@{socket.gethostname()}"
+            ci = ci_run_url(os.environ)
+            what = f"the {intent.command} of {intent.release} by {intent.by}"
+            if action == "promote":
+                if intent.phase != "paused" or intent.paused_after is None:
+                    raise ConfigError(f"{what} is not paused", where="promote")
+                body = request_body(intent.id, by, wave=intent.paused_after, ci_url=ci)
+                await send_request(conn.client, conn.settings, conn.app, PROMOTE_KEY, body)
+                return f"promoted {what}: it goes on after wave {intent.paused_after}"
+            body = request_body(intent.id, by, reason=reason or "", ci_url=ci)
+            await send_request(conn.client, conn.settings, conn.app, ABORT_KEY, body)
+            return (
+                f"asked {what} to stop: it stops before its next step and applies that "
+                "wave's on_failure"
+            )
+
+    return _run(ask())
+
+
+@task
+def promote(c):
+    """Let a paused deploy (from any host) go on to its next wave."""
+    with _errors():
+        message = _ask_run(c, "promote")
+    make_console().print(message)
+
+
+@task(help={"reason": "Why, for the record and the deploy's error line."})
+def abort(c, reason=None):
+    """Stop a running deploy (from any host) at its next safe point; its on_failure applies."""
+    with _errors():
+        message = _ask_run(c, "abort", reason)
+    make_console().print(message)
+
+
+@task(help={"json": "Print only the releases as JSON on stdout."})
+def releases(c, json_=False):
+    """List the app's releases, newest first, as recorded on Fly (the same from every host)."""
+    from orchestrator.execute.ledger import read_ledger
+    from orchestrator.render.releases import releases_view
+
+    with _errors():
+        settings = _settings(c)
+
+        async def read():
+            async with connect(settings) as conn:
+                return conn.app, *await read_ledger(conn)
+
+        app, intent, entries = _run(read())
+    if json_:
+        _print_json({"app": app, "releases": [e.to_json() for e in entries]})
+    else:
+        make_console().print(releases_view(app, entries, intent))
+
+
+@task(
+    help={
+        "force": "Break the lock, whoever holds it; says what it broke.",
+        "json": "Print only the lock as JSON on stdout.",
+    },
+)
+def unlock(c, force=False, json_=False):
+    """Show who holds the app's deploy lock (on Fly, shared by every host); --force breaks it."""
+    from orchestrator.execute.lock import force_unlock, read_lock
+    from orchestrator.render.lock import lock_view
+
+    with _errors():
+        settings = _settings(c)
+
+        async def reach():
+            async with connect(settings) as conn:
+                return conn.settings, conn.app
+
+        filled, app = _run(reach())
+        state = force_unlock(filled, app) if force else read_lock(filled, app)
+    if json_:
+        _print_json({"app": app, "broken": force and state.held, **state.to_json()})
+    else:
+        make_console().print(lock_view(app, state, broke=force))
 
 
 # -- the local Fly ----------------------------------------------------------------------------
@@ -789,6 +901,20 @@ def local_status(c):
 
 
 local = Collection("local", local_up, local_down, local_status)
-ns = Collection(plan, deploy, rollback, scale, status, logs, drill, volumes, local)
+ns = Collection(
+    plan,
+    deploy,
+    rollback,
+    scale,
+    status,
+    logs,
+    drill,
+    volumes,
+    releases,
+    unlock,
+    promote,
+    abort,
+    local,
+)
 ns.add_task(secrets)
 ns.add_task(ssh)

@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,24 +42,13 @@ from bench.common import emit, log  # noqa: E402
 from orchestrator.errors import DeployLocked  # noqa: E402
 from orchestrator.execute.lock import DeployLock  # noqa: E402
 from orchestrator.localfly import control  # noqa: E402
+from orchestrator.settings import Settings, Token  # noqa: E402
 
 INVOKE = Path(sys.executable).with_name("invoke")
 APP = "sample-fleet"  # the sample fleet's app (fly.toml)
 REPLICA_APP = "bench-replica"
 IMAGE = "registry.fly.io/sample-app:v1"
 DEADLINE_S = 60.0
-
-_HOLD = textwrap.dedent(
-    """
-    import sys, time
-    from pathlib import Path
-    from orchestrator.execute.lock import DeployLock
-    DeployLock(Path(sys.argv[1]), "app", release="v1", command="deploy").acquire()
-    print("held", flush=True)
-    time.sleep(600)
-    """
-)
-
 
 def _spread(values: list[float], digits: int) -> dict[str, float]:
     return {
@@ -82,37 +70,34 @@ def _until(what: str, condition: Callable[[], Any]) -> Any:
         time.sleep(0.005)  # polling a condition with a deadline
 
 
-def lock_refusals(root: Path, runs: int) -> list[float]:
-    """Time ``runs`` refused acquisitions of a lock another process holds, in ms."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(root)], stdout=subprocess.PIPE, text=True
+def _lock_settings(root: Path, ep: control.Endpoint) -> Settings:
+    """Settings that reach ``ep``'s API for the fleet at ``root`` (the deploy lock lives there)."""
+    return Settings(
+        root=root, app=APP, backend="local", base_url=ep.api_url, token=Token(ep.token)
     )
-    try:
-        assert holder.stdout is not None
-        if holder.stdout.readline().strip() != "held":
-            raise SystemExit("the lock holder did not start")
-        times = []
+
+
+def lock_refusals(root: Path, ep: control.Endpoint, runs: int) -> list[float]:
+    """Time ``runs`` refused acquisitions of the deploy lock while another run holds it, in ms."""
+    settings = _lock_settings(root, ep)
+    times = []
+    with DeployLock(settings, APP, release="v1", command="deploy"):
         for _ in range(runs):
             started = time.perf_counter()
             try:
-                DeployLock(root, "app", release="v2", command="deploy").acquire()
+                DeployLock(settings, APP, release="v2", command="deploy").acquire()
             except DeployLocked:
                 times.append((time.perf_counter() - started) * 1000)
             else:
                 raise SystemExit("a held lock was taken")
-        return times
-    finally:
-        holder.kill()
-        holder.wait(timeout=30)
-        if holder.stdout is not None:
-            holder.stdout.close()
+    return times
 
 
-def scale_refusals(root: Path, runs: int) -> list[float]:
+def scale_refusals(root: Path, ep: control.Endpoint, runs: int) -> list[float]:
     """Time ``runs`` ``invoke scale`` commands refused by a held deploy lock, in seconds."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLY_")}
     times = []
-    with DeployLock(root, APP, release="v9-bench", command="deploy"):
+    with DeployLock(_lock_settings(root, ep), APP, release="v9-bench", command="deploy"):
         for _ in range(runs):
             started = time.perf_counter()
             proc = subprocess.run(
@@ -239,9 +224,6 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"runs": args.runs}
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
         root = Path(tmp)
-        log("lock refusals")
-        (root / "locks").mkdir()
-        result["lock_refusal_ms"] = _spread(lock_refusals(root / "locks", args.runs * 4), 2)
         fleet = root / "fleet"
         fleet.mkdir()
         shutil.copy(REPO / "fly.toml", fleet / "fly.toml")
@@ -249,8 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         state_dir = fleet / ".localfly"
         try:
             ep = control.ensure_running(state_dir, profile="fast")
+            log("lock refusals")
+            result["lock_refusal_ms"] = _spread(lock_refusals(fleet, ep, args.runs * 4), 2)
             log("scale refusals")
-            result["scale_refusal_s"] = _spread(scale_refusals(fleet, args.runs), 3)
+            result["scale_refusal_s"] = _spread(scale_refusals(fleet, ep, args.runs), 3)
             log("API round trips")
             result.update(api_round_trips(ep, args.runs * 4))
             log("replica catch-up")

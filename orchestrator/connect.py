@@ -5,9 +5,10 @@ working connection:
 
 1. `find_root` walks up from the working directory (never the package's install location) to
    the directory holding ``fly.toml``.
-2. `load_settings` reads ``FLY_API_TOKEN``, ``FLY_FLAPS_BASE_URL`` and ``FLY_APP_NAME`` from the
-   environment, falling back to the same keys in the project's ``invoke.yaml`` (section
-   ``fly``: ``api_token``, ``flaps_base_url``, ``app_name``); the environment wins.
+2. `load_settings` reads ``FLY_API_TOKEN``, ``FLY_FLAPS_BASE_URL``, ``FLY_APP_NAME`` and
+   ``FLY_APP_URL`` from the environment, falling back to the same keys in the project's
+   ``invoke.yaml`` (section ``fly``: ``api_token``, ``flaps_base_url``, ``app_name``,
+   ``app_url``); the environment wins.
 3. `connect` starts the embedded local Fly under ``<root>/.localfly`` when there is no token,
    opens one `FlyClient` and one `AppProbe` (the app through the edge proxy), and closes both.
 
@@ -28,7 +29,7 @@ from typing import Any
 from orchestrator.errors import ConfigError, FlyNotFound, LocalFlyError, LocalFlyNotRunning
 from orchestrator.execute.probe import AppProbe
 from orchestrator.fly.client import FlyClient
-from orchestrator.settings import Settings, Token, resolve_settings
+from orchestrator.settings import NO_APP_URL, Settings, Token, resolve_settings
 
 __all__ = [
     "Connection",
@@ -48,6 +49,7 @@ _YAML_KEYS = {
     "api_token": "FLY_API_TOKEN",
     "flaps_base_url": "FLY_FLAPS_BASE_URL",
     "app_name": "FLY_APP_NAME",
+    "app_url": "FLY_APP_URL",
 }
 
 
@@ -189,12 +191,16 @@ async def connect(
         started = not running
         host_header = True
     else:
-        proxy_url = f"https://{app}.fly.dev"
+        proxy_url = settings.app_url or f"https://{app}.fly.dev"
         host_header = False
+    # An app with no public address: nothing is ever sent to this URL (the probe says so).
+    reachable = settings.app_url != NO_APP_URL
+    if not reachable:
+        proxy_url = f"https://{app}.fly.dev"
     if settings.base_url is None or settings.token is None:
         raise LocalFlyError("the local Fly gave no API URL or token")
     client = FlyClient(settings.base_url, settings.token, timeout=timeout)
-    probe = AppProbe(proxy_url, app, host_header=host_header)
+    probe = AppProbe(proxy_url, app, host_header=host_header, reachable=reachable)
     try:
         yield Connection(
             settings=settings,

@@ -23,6 +23,7 @@ from orchestrator.errors import ConfigError
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "NO_APP_URL",
     "Backend",
     "Settings",
     "Token",
@@ -96,6 +97,12 @@ class Settings:
         base_url: the Machines API base URL (without ``/v1``); ``None`` for the local Fly until
             it has been started.
         token: the API token; ``None`` for the local Fly until it has been started.
+        app_url: where the app answers (gates, drills): ``FLY_APP_URL``, a custom domain or a
+            ``fly proxy`` tunnel; ``None`` means ``https://<app>.fly.dev`` on Fly.io and the
+            local Fly's edge proxy locally; ``"none"`` for an app with no public address, whose
+            gates rely on Fly's checks alone.
+        lock_ttl_s: how long the deploy lock outlives its holder's last heartbeat
+            (``ORCHESTRATOR_LOCK_TTL``, seconds).
     """
 
     root: Path
@@ -103,6 +110,8 @@ class Settings:
     backend: Backend
     base_url: str | None
     token: Token | None
+    app_url: str | None = None
+    lock_ttl_s: float = 30.0
 
     @property
     def local_state_dir(self) -> Path:
@@ -110,14 +119,13 @@ class Settings:
         return self.root / ".localfly"
 
 
-def validate_base_url(url: str) -> str:
+def validate_base_url(url: str, *, where: str = "FLY_FLAPS_BASE_URL") -> str:
     """Check a Machines API base URL and return it without a trailing slash.
 
     Raises:
         ConfigError: the URL is malformed, is not http(s), or is plain ``http://`` to a host
             that is not loopback (the token would cross the network in clear text).
     """
-    where = "FLY_FLAPS_BASE_URL"
     text = url.strip()
     shown = text if len(text) <= 80 else text[:77] + "..."
     try:
@@ -158,14 +166,59 @@ def resolve_settings(
     raw_token = environ.get("FLY_API_TOKEN", "").strip()
     chosen: Backend = backend if backend is not None else ("fly" if raw_token else "local")
     app = environ.get("FLY_APP_NAME", "").strip() or _app_from_fly_toml(root)
+    app_url = _app_url(environ.get("FLY_APP_URL", ""))
+    lock_ttl_s = _lock_ttl(environ.get("ORCHESTRATOR_LOCK_TTL", ""))
     if chosen == "local":
-        return Settings(root=root, app=app, backend="local", base_url=None, token=None)
+        return Settings(
+            root=root,
+            app=app,
+            backend="local",
+            base_url=None,
+            token=None,
+            app_url=app_url,
+            lock_ttl_s=lock_ttl_s,
+        )
     if not raw_token:
         raise ConfigError(
             "the fly backend needs an API token (fly tokens create deploy)", where="FLY_API_TOKEN"
         )
     base_url = validate_base_url(environ.get("FLY_FLAPS_BASE_URL", "").strip() or DEFAULT_BASE_URL)
-    return Settings(root=root, app=app, backend="fly", base_url=base_url, token=Token(raw_token))
+    return Settings(
+        root=root,
+        app=app,
+        backend="fly",
+        base_url=base_url,
+        token=Token(raw_token),
+        app_url=app_url,
+        lock_ttl_s=lock_ttl_s,
+    )
+
+
+NO_APP_URL = "none"
+
+
+def _app_url(text: str) -> str | None:
+    """Check ``FLY_APP_URL``: an http(s) URL (plain http to a loopback host only) or ``none``."""
+    text = text.strip()
+    if text.lower() == NO_APP_URL:
+        return NO_APP_URL
+    return validate_base_url(text, where="FLY_APP_URL") if text else None
+
+
+def _lock_ttl(text: str) -> float:
+    text = text.strip()
+    if not text:
+        return 30.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 2.0 <= value <= 3600.0:
+        raise ConfigError(
+            f"must be a number of seconds from 2 to 3600, got {text!r}",
+            where="ORCHESTRATOR_LOCK_TTL",
+        )
+    return value
 
 
 # docs/architecture.md names the function ``resolve``; both names are kept.

@@ -19,9 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from execute.localfleet import APP, LocalFleet, copy_fleet, leftover_processes, wait_for
-
-from orchestrator.execute.lock import DeployLock, lock_path
+from execute.localfleet import (
+    APP,
+    LocalFleet,
+    copy_fleet,
+    hold_lock,
+    leftover_processes,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -154,7 +159,7 @@ def test_deploying_again_changes_nothing_and_says_so(fleet: LocalFleet) -> None:
 
 
 def test_a_second_deploy_is_refused_and_names_the_holder(fleet: LocalFleet) -> None:
-    with DeployLock(fleet.root, APP, release="v9-test", command="deploy"):
+    with hold_lock(fleet.root, fleet.endpoint, release="v9-test", command="deploy"):
         proc = fleet.invoke("deploy", "--region", "syd")
     assert proc.returncode == 1
     assert "locked" in proc.stderr
@@ -396,10 +401,9 @@ def test_the_token_is_in_no_output_journal_or_lock(fleet: LocalFleet) -> None:
     assert runs_after[-1][1] in ("succeeded", "noop")
     for proc in outputs:
         assert token not in proc.stdout + proc.stderr
-    # journal.db, its WAL and the lock files
+    # journal.db and its WAL (the deploy lock lives on Fly, not in a file)
     written = [p for p in (fleet.root / ".orchestrator").iterdir() if p.is_file()]
     assert any(p.name == "journal.db" for p in written)
-    assert lock_path(fleet.root, APP) in written
     for path in written:
         assert token.encode() not in path.read_bytes(), path
 

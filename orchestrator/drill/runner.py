@@ -85,7 +85,7 @@ from orchestrator.execute.testhooks import kill_point
 from orchestrator.plan.config import release_id
 from orchestrator.plan.fleet import observe
 from orchestrator.plan.graph import spec_waves
-from orchestrator.settings import Settings
+from orchestrator.settings import NO_APP_URL, Settings
 from orchestrator.spec.load import load_spec
 from orchestrator.spec.model import DeploySpec
 
@@ -169,6 +169,12 @@ async def run_drill(
                 f"{saved.describe()}; finish it with `invoke drill --resume` or undo it with "
                 "`invoke drill --abort` before starting another"
             )
+    if settings.app_url == NO_APP_URL:
+        raise ConfigError(
+            "a drill writes to the app and measures it through its address, and FLY_APP_URL=none "
+            "says it has none; point FLY_APP_URL at a `fly proxy` tunnel for the drill",
+            where="FLY_APP_URL",
+        )
     bus = bus or DrillBus()
     async with connect(settings) as conn:
         with contextlib.ExitStack() as stack:
@@ -176,7 +182,7 @@ async def run_drill(
             if not request.dry_run:
                 # No deploy (and no other drill) may change the fleet while this one runs.
                 stack.enter_context(
-                    DeployLock(settings.root, conn.app, release=release_id(spec), command="drill")
+                    DeployLock(conn.settings, conn.app, release=release_id(spec), command="drill")
                 )
             if not (request.resume or request.abort):
                 # A drill on a split fleet would fail one side over onto the other.

@@ -21,12 +21,15 @@ app was doing (`orchestrator.execute.resume`):
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
 from orchestrator.connect import Connection, connect, ensure_app
 from orchestrator.errors import ConfigError, FlyNotFound
 from orchestrator.execute.context import ExecuteOptions
+from orchestrator.execute.control import RunControl
 from orchestrator.execute.events import EventBus, Note
 from orchestrator.execute.executor import (
     DeployResult,
@@ -37,6 +40,7 @@ from orchestrator.execute.executor import (
 )
 from orchestrator.execute.expected import durations_for, wave_timings
 from orchestrator.execute.journal import Journal, RunRecord
+from orchestrator.execute.ledger import Ledger, RemoteRun, read_ledger, remote_resumable
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.logtail import MACHINE_LOGS
 from orchestrator.execute.primaries import gate_writable_primary, refuse_split
@@ -51,12 +55,13 @@ from orchestrator.execute.resume import (
 )
 from orchestrator.execute.secretstate import observe_secrets
 from orchestrator.execute.undo import RestoreSettings, automatic_rollback
+from orchestrator.notify import Notifier, read_notify
 from orchestrator.plan.config import release_id
 from orchestrator.plan.eta import duration_text, estimate
 from orchestrator.plan.fleet import Fleet, observe
 from orchestrator.plan.graph import build_plan, spec_waves
 from orchestrator.plan.model import Plan
-from orchestrator.settings import Settings
+from orchestrator.settings import NO_APP_URL, Settings
 from orchestrator.spec.load import load_spec
 from orchestrator.spec.model import DeploySpec
 
@@ -81,12 +86,15 @@ class DeployRequest:
         image: an image that replaces fly.toml's ``[build] image``.
         dry_run: plan only; change nothing.
         resume: converge the last interrupted or failed deploy of the app.
+        pause_after: regions whose wave pauses once its gates pass, until ``invoke promote``
+            (on top of the waves with ``pause = true``).
     """
 
     regions: tuple[str, ...] = ()
     image: str | None = None
     dry_run: bool = False
     resume: bool = False
+    pause_after: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,14 +157,85 @@ async def plan_with_fleet(
     async with connect(settings) as conn:
         fleet = await observe_fleet(conn)
         secrets = await observe_secrets(conn.client, conn.app, settings.root)
-    return build_plan(
+    planned = build_plan(
         spec,
         fleet,
         regions=list(regions) or None,
         image=image,
         secrets=secrets,
         release_command=True,
-    ), fleet
+    )
+    return _with_address_note(settings, planned), fleet
+
+
+def _with_address_note(settings: Settings, plan: Plan) -> Plan:
+    """Say in the plan when the app has no public address, so its gates are Fly's checks alone."""
+    if settings.app_url != NO_APP_URL or not plan.mutating_steps:
+        return plan
+    note = (
+        "the app has no public address (FLY_APP_URL=none): health gates rely on Fly's checks "
+        "alone; metrics gates and replication checks are skipped"
+    )
+    return dataclasses.replace(plan, notes=(*plan.notes, note))
+
+
+def _check_pause_after(
+    spec: DeploySpec, pause_after: Sequence[str], regions: Sequence[str]
+) -> None:
+    """Check ``--pause-after`` against the fleet and the deployed regions (bad input: exit 2)."""
+    for region in pause_after:
+        if region not in spec.regions:
+            known = ", ".join(sorted(spec.regions)) or "none"
+            raise ConfigError(
+                f"unknown region {region!r}; the fleet has {known}", where="--pause-after"
+            )
+        if regions and region not in regions:
+            raise ConfigError(
+                f"{region!r} is not deployed by this run ({', '.join(regions)})",
+                where="--pause-after",
+            )
+
+
+def _control(
+    conn: Connection,
+    plan: Plan,
+    pause_after: Sequence[str],
+    lock: DeployLock,
+    ledger: Ledger,
+    notifier: Notifier,
+    bus: EventBus,
+) -> RunControl:
+    """Return the run's pause/abort control: which waves pause, read from any host."""
+
+    def on_pause(wave: int | None) -> None:
+        ledger.paused(wave)
+        notifier.paused(wave)
+
+    waves = {i: tuple(regions) for i, regions in enumerate(plan.waves, start=1)}
+    pause = {i for i, spec in enumerate(plan.wave_specs, start=1) if spec.pause}
+    pause |= {i for i, regions in waves.items() if set(regions) & set(pause_after)}
+    last = len(waves)
+    return RunControl(
+        client=conn.client,
+        settings=conn.settings,
+        app=conn.app,
+        run=lock.holder.id if lock.holder else "",
+        pause_waves={w for w in pause if w < last},
+        wave_regions=waves,
+        bus=bus,
+        on_pause=on_pause,
+    )
+
+
+async def _remote_run(settings: Settings) -> RemoteRun | None:
+    """Return the run recorded on Fly that ``--resume`` finishes, if it is not this journal's."""
+    try:
+        local: RunRecord | None = resumable(settings)
+    except ConfigError:
+        local = None
+    async with connect(settings) as conn:
+        intent, _ = await read_ledger(conn)
+    return remote_resumable(settings, intent, local)
 
 
 async def deploy(
@@ -181,7 +260,33 @@ async def deploy(
     regions: Sequence[str] = request.regions
     image = request.image
     resumed: RunRecord | None = None
-    if request.resume:
+    remote = await _remote_run(settings) if request.resume else None
+    if remote is not None:
+        # Another host's (or directory's) run, killed or failed: its intent is on Fly.
+        bus.emit(Note(f"resuming {remote.describe()} in {', '.join(remote.intent.regions)}"))
+        from orchestrator.execute.rollback import RollbackRequest, rollback
+
+        if remote.owes_rollback or remote.intent.command == "rollback":
+            if request.dry_run:
+                raise ConfigError(
+                    "that run is finished by rolling back, which a dry run cannot show; run "
+                    "`invoke deploy --resume`",
+                    where="--dry-run",
+                )
+            intent = remote.intent
+            again = (
+                RollbackRequest(
+                    regions=intent.rollback_regions or intent.failed or intent.regions,
+                    to=intent.rollback_to,
+                )
+                if remote.owes_rollback
+                else RollbackRequest(regions=intent.regions, to=intent.release)
+            )
+            return await rollback(settings, again, bus=bus, options=resume_options(options))
+        resumed = remote.as_record()
+        image = image or resumed.image
+        regions = regions or resumed.regions
+    elif request.resume:
         resumed = resumable(settings)
         bus.emit(
             Note(
@@ -213,6 +318,8 @@ async def deploy(
         regions=regions if resumed is None or resumed.command == "deploy" else (),
         image=image,
     )
+    _check_pause_after(spec, request.pause_after, regions)
+    read_notify(settings.root)  # a bad [notify] is bad input, found before any call
     timeout = (options or ExecuteOptions()).api_timeout_s
     async with connect(settings, timeout=timeout) as conn:
         if conn.started_local:
@@ -220,21 +327,19 @@ async def deploy(
         secrets = await observe_secrets(conn.client, conn.app, settings.root)
         if request.dry_run:
             fleet = await observe_fleet(conn)
-            return DryRun(
-                build_plan(
-                    spec,
-                    fleet,
-                    regions=list(regions) or None,
-                    image=image,
-                    secrets=secrets,
-                    release_command=True,
-                ),
+            planned = build_plan(
+                spec,
                 fleet,
+                regions=list(regions) or None,
+                image=image,
+                secrets=secrets,
+                release_command=True,
             )
+            return DryRun(_with_address_note(settings, planned), fleet)
         with (
             Journal.open(settings.root) as journal,
             DeployLock(
-                settings.root, conn.app, release=release_id(spec, secrets), command="deploy"
+                conn.settings, conn.app, release=release_id(spec, secrets), command="deploy"
             ) as lock,
         ):
             if lock.stale is not None:
@@ -244,6 +349,8 @@ async def deploy(
                         level="warning",
                     )
                 )
+            ledger = Ledger(lock, settings, "deploy")
+            bus.subscribe(ledger)
             how = RestoreSettings(
                 client=conn.client,
                 probe=conn.probe,
@@ -256,61 +363,77 @@ async def deploy(
                 options=resume_options(options) if resumed is not None else options,
                 wave_specs=spec_waves(spec),
             )
-            # Either side of a split may hold acknowledged writes the other lacks: a deploy
-            # would overwrite one of them.
-            await refuse_split(conn, expected=spec.primary_region, command="deploy")
-            if resumed is not None:
-                finished = await finish_rollback(how, journal, resumed)
-                if finished is not None:
-                    return await gate_writable_primary(conn, finished, expected=spec.primary_region)
-            fleet = await observe_fleet(conn)
-            the_plan = build_plan(
-                spec,
-                fleet,
-                regions=list(regions) or None,
-                image=image,
-                secrets=secrets,
-                release_command=True,
+            notifier = Notifier(
+                read_notify(settings.root), os.environ, app=conn.app, command="deploy", bus=bus
             )
-            if resumed is not None:
-                the_plan = with_health_gates(
-                    the_plan,
-                    spec,
-                    rebake=unbaked_regions(journal, resumed.run),
-                    reseeded=chain_volumes(journal, resumed.run),
-                )
-                options = resume_options(options)
-            for note in the_plan.notes:
-                bus.emit(Note(note))
-            if the_plan.mutating_steps:
-                await ensure_app(conn)
-            executor = Executor(
-                conn.client,
-                the_plan,
-                journal=journal,
-                probe=conn.probe,
-                bus=bus,
-                image=spec.image,
-                spec_digest=spec.digest,
-                max_unavailable=how.max_unavailable,
-                options=options,
-                command="deploy",
-                resumed_from=resumed.run if resumed else None,
-                rollback=_after(before_rollback, automatic_rollback(how)),
-                fleet=fleet,
-            )
-            eta = estimate(the_plan, durations_for(settings), how.max_unavailable)
-            if the_plan.mutating_steps:
-                bus.emit(Note(f"expected to take {duration_text(eta.seconds)} ({eta.source})"))
-            logs = MACHINE_LOGS.set(
-                settings.local_state_dir / "machines" if conn.backend == "local" else None
-            )
+            bus.subscribe(notifier)
             try:
-                result = await executor.run()
+                # Either side of a split may hold acknowledged writes the other lacks: a deploy
+                # would overwrite one of them.
+                await refuse_split(conn, expected=spec.primary_region, command="deploy")
+                if resumed is not None and resumed.run:
+                    finished = await finish_rollback(how, journal, resumed)
+                    if finished is not None:
+                        return await gate_writable_primary(
+                            conn, finished, expected=spec.primary_region
+                        )
+                fleet = await observe_fleet(conn)
+                the_plan = build_plan(
+                    spec,
+                    fleet,
+                    regions=list(regions) or None,
+                    image=image,
+                    secrets=secrets,
+                    release_command=True,
+                )
+                if resumed is not None:
+                    the_plan = with_health_gates(
+                        the_plan,
+                        spec,
+                        rebake=unbaked_regions(journal, resumed.run),
+                        reseeded=chain_volumes(journal, resumed.run),
+                    )
+                    options = resume_options(options)
+                the_plan = _with_address_note(settings, the_plan)
+                for note in the_plan.notes:
+                    bus.emit(Note(note))
+                if the_plan.mutating_steps:
+                    await ensure_app(conn)
+                control = _control(conn, the_plan, request.pause_after, lock, ledger, notifier, bus)
+                executor = Executor(
+                    conn.client,
+                    the_plan,
+                    journal=journal,
+                    probe=conn.probe,
+                    bus=bus,
+                    image=spec.image,
+                    spec_digest=spec.digest,
+                    max_unavailable=how.max_unavailable,
+                    options=options,
+                    command="deploy",
+                    resumed_from=resumed.run if resumed is not None and resumed.run else None,
+                    rollback=_after(before_rollback, automatic_rollback(how)),
+                    fleet=fleet,
+                    control=control,
+                )
+                eta = estimate(the_plan, durations_for(settings), how.max_unavailable)
+                if the_plan.mutating_steps:
+                    bus.emit(
+                        Note(f"expected to take {duration_text(eta.seconds)} ({eta.source})")
+                    )
+                    await control.start()
+                logs = MACHINE_LOGS.set(
+                    settings.local_state_dir / "machines" if conn.backend == "local" else None
+                )
+                try:
+                    result = await executor.run()
+                finally:
+                    MACHINE_LOGS.reset(logs)
+                    await control.stop()
+                result = replace(result, waves=wave_timings(the_plan, eta, result.steps))
+                return await gate_writable_primary(conn, result, expected=spec.primary_region)
             finally:
-                MACHINE_LOGS.reset(logs)
-            result = replace(result, waves=wave_timings(the_plan, eta, result.steps))
-            return await gate_writable_primary(conn, result, expected=spec.primary_region)
+                await notifier.close()
 
 
 def _after(

@@ -36,7 +36,7 @@ import heapq
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from orchestrator.errors import ErrorKind, OrchestratorError, kind_of
 from orchestrator.execute.context import ExecuteOptions, RunState, StepContext
@@ -78,6 +78,9 @@ from orchestrator.fly.client import FlyClient
 from orchestrator.plan.fleet import Fleet
 from orchestrator.plan.steps import Step, StepKind
 from orchestrator.spec.model import OnFailure, WaveSpec
+
+if TYPE_CHECKING:
+    from orchestrator.execute.control import RunControl
 
 __all__ = [
     "DeployResult",
@@ -174,8 +177,11 @@ class Executor:
         rollback: RollbackHook | None = None,
         restoring: Restoring | None = None,
         fleet: Fleet | None = None,
+        control: RunControl | None = None,
     ) -> None:
         self.client = client
+        # Pauses and aborts asked for from any host (`invoke promote`, `invoke abort`).
+        self.control = control
         self.plan = plan
         self.journal = journal
         self.probe = probe
@@ -453,6 +459,8 @@ class Executor:
             # Another step failed while this one queued: it never starts.
             self._finish(ctx, step, "skipped", None)
             return "skipped"
+        if self.control is not None:
+            await self.control.before_step(step)
         started = self._started[step.id] = utcnow()
         ctx.bus.emit(StepStarted(step, at=started))
         kill_point("step_started", step.id)
@@ -463,6 +471,8 @@ class Executor:
     async def _attempt(self, ctx: StepContext, step: Step, started: datetime) -> StepOutcome:
         """Run the step's handler; record and return its outcome."""
         try:
+            if self.control is not None:
+                self.control.check_abort(step)
             detail = await HANDLERS[step.kind](ctx, step)
         except asyncio.CancelledError:
             if step.id not in self._stopped:

@@ -43,6 +43,7 @@ from orchestrator.errors import (
 )
 from orchestrator.execute.context import StepContext
 from orchestrator.execute.gates import wait_healthy
+from orchestrator.execute.history import with_predecessor
 from orchestrator.execute.testhooks import kill_point
 from orchestrator.fly.checks import all_checks
 from orchestrator.fly.models import Machine, MachineConfig
@@ -590,6 +591,7 @@ async def update_machine(ctx: StepContext, step: Step) -> str:
             volume = _volume_at(before.config, params.get("config") or {})
         current_version = from_version or before_version
         config = _with_volume(params.get("config") or {}, volume)
+        with_predecessor(config, before_config)  # history on Fly: what a rollback goes back to
         row = ctx.journal.record_before(
             ctx.run,
             app=ctx.app,

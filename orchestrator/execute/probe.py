@@ -76,6 +76,8 @@ class AppProbe:
         host_header: send the ``Host`` header (for the local proxy on a loopback address).
         timeout: seconds per request.
         transport: an httpx transport, for tests of callers.
+        reachable: ``False`` for an app with no public address (``FLY_APP_URL=none``): gates
+            then rely on Fly's checks alone and nothing is sent to ``proxy_url``.
     """
 
     def __init__(
@@ -86,7 +88,9 @@ class AppProbe:
         host_header: bool = False,
         timeout: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        reachable: bool = True,
     ) -> None:
+        self.reachable = reachable
         headers = {"Host": f"{app}.fly.dev"} if host_header else {}
         self.proxy_url = proxy_url.rstrip("/")
         self.app = app

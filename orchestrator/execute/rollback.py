@@ -1,9 +1,11 @@
-"""Run ``invoke rollback``: put the previous (or a named) release back, from the journal.
+"""Run ``invoke rollback``: put the previous (or a named) release back, from Fly's history.
 
-The journal keeps every machine's full config before each change and after it
-(`orchestrator.execute.journal`), so any release this working directory has deployed can be put
-back without its spec: for each machine of the chosen regions the newest journaled config that
-carries the release (``fly_release_id``) becomes its target, matched by machine id, else by
+Fly keeps every config each machine had (its versions) and the executor names each machine's
+previous release in its metadata (`orchestrator.execute.history`); the journal keeps every
+machine's full config before each change and after it (`orchestrator.execute.journal`). So any
+release the app ran can be put back from any checkout, without its spec: for each machine of
+the chosen regions the newest config (on Fly or journaled) that carries the release
+(``fly_release_id``) becomes its target, matched by machine id, else by
 region and slot (a machine that was replaced since). The targets go through the same graph
 machinery as a deploy (`orchestrator.plan.restore.build_restore_plan`: per region a spearhead,
 then the rest within ``max_unavailable``, then a health gate; regions in wave order) and the
@@ -14,7 +16,8 @@ Which release:
 - ``--to RELEASE``: that release (the full id ``v1-f80252c7``, or its tag ``v1`` when only one
   journaled release has it);
 - otherwise the release the machines ran before their current one: the chosen regions must
-  all run one release, and the newest journaled config from before the deploy (or the manual
+  all run one release, which their ``orch_prev_release`` metadata names; failing that, the
+  newest journaled config from before the deploy (or the manual
   rollback) that put that release on them names the previous one. A release an automatic
   rollback took off is never "the previous one", and a second ``invoke rollback`` goes
   forward again.
@@ -27,6 +30,7 @@ are gone are not recreated. ``invoke deploy`` remains the way to change counts.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,10 +41,13 @@ from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.deploy import load_checked_spec, observe_fleet
 from orchestrator.execute.events import EventBus, Note
 from orchestrator.execute.executor import DeployResult, Executor
+from orchestrator.execute.history import META_PREV_RELEASE, fly_history, previous_from_fly
 from orchestrator.execute.journal import Journal, MachineConfigRecord, RunRecord
+from orchestrator.execute.ledger import Ledger
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.primaries import gate_writable_primary, refuse_split
 from orchestrator.execute.undo import config_release
+from orchestrator.notify import Notifier, read_notify
 from orchestrator.plan.config import META_LAUNCH_ID, META_SLOT
 from orchestrator.plan.fleet import Fleet
 from orchestrator.plan.graph import spec_waves
@@ -105,7 +112,9 @@ def resolve_release(history: Sequence[MachineConfigRecord], wanted: str) -> str:
             f"{wanted!r} matches several releases ({', '.join(matches)}); give the full id",
             where="--to",
         )
-    raise ConfigError(f"no release {wanted!r} in the journal; known: {listed}", where="--to")
+    raise ConfigError(
+        f"no release {wanted!r} on Fly or in the journal; known: {listed}", where="--to"
+    )
 
 
 def previous_release(
@@ -143,7 +152,8 @@ def previous_release(
         if before and before != now:
             return before
     raise ConfigError(
-        f"the journal has no release before {now} in {', '.join(regions)}; name one",
+        f"neither Fly nor the journal names a release before {now} in {', '.join(regions)}; "
+        "name one",
         where="--to",
     )
 
@@ -214,6 +224,7 @@ async def rollback(
     """
     bus = bus or EventBus()
     spec = load_checked_spec(settings, regions=request.regions)
+    read_notify(settings.root)  # a bad [notify] is bad input, found before any call
     waves = spec_waves(spec)
     order = [r for w in waves for r in w.regions]
     regions = [r for r in order if not request.regions or r in request.regions]
@@ -221,7 +232,7 @@ async def rollback(
         with (
             Journal.open(settings.root) as journal,
             DeployLock(
-                settings.root, conn.app, release=request.to or "", command="rollback"
+                conn.settings, conn.app, release=request.to or "", command="rollback"
             ) as lock,
         ):
             if lock.stale is not None:
@@ -233,13 +244,28 @@ async def rollback(
                 )
             await refuse_split(conn, expected=spec.primary_region, command="rollback")
             history = journal.machine_history(conn.app)
+            bus.subscribe(Ledger(lock, settings, "rollback"))
             fleet = await observe_fleet(conn)
+            # What Fly kept (each machine's versions) first, then this directory's journal:
+            # a fresh checkout rolls back as well as the one that deployed.
+            history = [
+                *await fly_history(conn.client, conn.app, fleet, regions),
+                *journal.machine_history(conn.app),
+            ]
             if request.to is not None:
                 release = resolve_release(history, request.to)
             else:
                 runs = {r.run: r for r in journal.runs(conn.app)}
-                release = previous_release(history, runs, fleet, regions)
+                release = previous_from_fly(fleet, regions) or previous_release(
+                    history, runs, fleet, regions
+                )
             targets, notes = release_targets(history, fleet, regions, release)
+            for machine_id, config in targets.items():
+                # Name the release this rollback takes off, so the next `invoke rollback`
+                # goes forward to it again.
+                current = fleet.machine(machine_id)
+                if current is not None and current.release and current.release != release:
+                    config.setdefault("metadata", {})[META_PREV_RELEASE] = current.release
             plan = build_restore_plan(fleet, targets, release=release, spec_waves=waves)
             for note in (*notes, *plan.notes):
                 bus.emit(Note(note))
@@ -258,5 +284,12 @@ async def rollback(
                 resumed_from=resumed_from,
                 fleet=fleet,
             )
-            result = await executor.run()
+            notifier = Notifier(
+                read_notify(settings.root), os.environ, app=conn.app, command="rollback", bus=bus
+            )
+            bus.subscribe(notifier)
+            try:
+                result = await executor.run()
+            finally:
+                await notifier.close()
             return await gate_writable_primary(conn, result, expected=spec.primary_region)

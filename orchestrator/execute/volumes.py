@@ -199,6 +199,9 @@ async def replicate(ctx: StepContext, step: Step) -> str:
     primary_region = str(step.params.get("primary_region") or "")
     if not primary_region:
         raise DeployError("volume.replicate without a primary_region")
+    if not ctx.probe.reachable:
+        # The catch-up is read from the app's /status, through its address, and it has none.
+        return f"{step.region}: not verified: the app has no public address (FLY_APP_URL=none)"
     primary = await _primary_status(ctx, primary_region)
     target = _seq(primary.body.get("last_seq"))
     if target is None:

@@ -71,7 +71,7 @@ from orchestrator.fly.wire import (
 )
 from orchestrator.settings import Token
 
-__all__ = ["CallTrace", "FlyClient", "trace_calls"]
+__all__ = ["CONTROL_ROLE_KEY", "LOCK_ROLE", "CallTrace", "FlyClient", "trace_calls"]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,9 @@ def trace_calls() -> Iterator[CallTrace]:
 
 
 _USER_AGENT = "fly-orchestrator/0.1"
+# The metadata key that marks the orchestrator's own control machines, and the deploy lock's role.
+CONTROL_ROLE_KEY = "orch_role"
+LOCK_ROLE = "deploy-lock"
 # Room on top of a long poll's own timeout, so httpx does not give up before Fly answers.
 _LONG_POLL_MARGIN_S = 15.0
 
@@ -281,6 +284,9 @@ class FlyClient:
         path = f"/v1/apps/{_seg(app)}/machines"
         machines: list[Machine] = []
         seen: set[str] = set()
+        # The orchestrator's own control machines (the deploy lock) are not the app's fleet:
+        # only a caller that asks for them by their role sees them.
+        hide_control = CONTROL_ROLE_KEY not in (metadata or {})
         cursor: str | None = None
         while True:
             page = [*params, ("cursor", cursor)] if cursor else params
@@ -291,6 +297,8 @@ class FlyClient:
             cursor = resp.headers.get(NEXT_CURSOR_HEADER) or None
             # A repeated cursor would loop forever; treat it as the end.
             if cursor is None or cursor in seen:
+                if hide_control:
+                    return [m for m in machines if CONTROL_ROLE_KEY not in m.config.metadata]
                 return machines
             seen.add(cursor)
 
@@ -462,6 +470,24 @@ class FlyClient:
             timeout=seconds + _LONG_POLL_MARGIN_S,
         )
         return WaitResult.from_api(decode_object(resp))
+
+    async def list_versions(self, app: str, machine_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """Return a machine's versions, newest first, each as ``(version, user_config)``.
+
+        Fly keeps the config of every version a machine had, which is what lets a rollback
+        find a release's configs from any host.
+        """
+        resp = await self._call(
+            "GET", f"{_m(app, machine_id)}/versions", "machine.versions", app, machine_id
+        )
+        out: list[tuple[str, dict[str, Any]]] = []
+        for item in decode_array(resp):
+            if not isinstance(item, Mapping):
+                continue
+            config = item.get("user_config")
+            if isinstance(config, Mapping):
+                out.append((str(item.get("version") or ""), dict(config)))
+        return out
 
     # -- leases -----------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
@@ -35,7 +36,15 @@ from orchestrator.execute.events import (
 )
 from orchestrator.plan.steps import Step
 
-__all__ = ["STATUS_STYLE", "LivePanel", "LiveView", "format_elapsed", "make_console"]
+__all__ = [
+    "STATUS_STYLE",
+    "LivePanel",
+    "LiveView",
+    "format_elapsed",
+    "in_ci",
+    "interactive",
+    "make_console",
+]
 
 STATUS_STYLE = {
     "pending": ("·", "dim"),
@@ -57,15 +66,39 @@ _PIPE_WIDTH = 160
 _NOTE_STYLE = {"info": "cyan", "warning": "yellow", "error": "bold red"}
 
 
-def make_console() -> Console:
+def in_ci() -> bool:
+    """Tell whether this runs in CI (``CI`` set to anything but empty, ``0`` or ``false``).
+
+    GitHub Actions, GitLab, Buildkite and CircleCI all set ``CI=true``.
+    """
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def interactive() -> bool:
+    """Tell whether a command may wait for a person's answer: never in CI, never in a pipe."""
+    return not in_ci() and os.isatty(0) and os.isatty(1)
+
+
+def make_console(*, stderr: bool = False) -> Console:
     """Return a stdout console; wide when writing to a pipe or file, where lines never wrap.
 
     rich assumes 80 columns when stdout is not a terminal; a log line cut at 80 columns
     (a machine id folded in two) is worse than a long one. ``COLUMNS`` still wins.
     """
-    console = Console()
+    if in_ci():
+        # CI logs are plain text: no live view, no colours, no cursor games, long lines.
+        width = int(os.environ.get("COLUMNS", _PIPE_WIDTH))
+        return Console(
+            stderr=stderr,
+            width=width,
+            no_color=True,
+            force_terminal=False,
+            force_interactive=False,
+            highlight=False,
+        )
+    console = Console(stderr=stderr)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(width=_PIPE_WIDTH)
+        console = Console(stderr=stderr, width=_PIPE_WIDTH)
     return console
 
 
@@ -145,7 +178,9 @@ class LiveView(LivePanel):
 
     def __init__(self, console: Console, *, live: bool | None = None) -> None:
         self.console = console
-        self._live_wanted = console.is_terminal if live is None else live
+        self._live_wanted = (console.is_terminal and not in_ci()) if live is None else live
+        # In CI every line carries its UTC time, as CI logs are read after the fact.
+        self._stamp = in_ci()
         self._live: Live | None = None
         self._rows: dict[str, _Row] = {}
         self._title = ""
@@ -247,6 +282,9 @@ class LiveView(LivePanel):
 
     def _line(self, text: Text) -> None:
         if self._live is None:
+            if self._stamp:
+                stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                text = Text(f"{stamp} ").append_text(text)
             self.console.print(text, soft_wrap=True)
 
     def _step_line(self, row: _Row) -> Text:

@@ -341,7 +341,7 @@ async def run_scale(
     spec = load_checked_spec(settings, regions=regions)
     with (
         Journal.open(settings.root) as journal,
-        DeployLock(settings.root, conn.app, release=release_id(spec), command="scale") as lock,
+        DeployLock(conn.settings, conn.app, release=release_id(spec), command="scale") as lock,
     ):
         if lock.stale is not None:
             bus.emit(

@@ -195,7 +195,14 @@ def _region_codes(root: Path, overlay: Mapping[str, str]) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # regions/waves.toml
 
-_WAVE_SETTINGS = ("bake_time", "max_error_rate", "max_p95_ms", "on_failure", "max_concurrency")
+_WAVE_SETTINGS = (
+    "bake_time",
+    "max_error_rate",
+    "max_p95_ms",
+    "on_failure",
+    "max_concurrency",
+    "pause",
+)
 _DRILL_KEYS = (
     "rto",
     "rpo_records",
@@ -213,6 +220,7 @@ def _wave_settings(table: Table, inherited: WaveSpec) -> WaveSpec:
     p95 = table.number("max_p95_ms", 0.0, 600_000.0, above_low=True)
     on_failure = table.choice("on_failure", ON_FAILURE)
     concurrency = table.integer("max_concurrency", 1, 64)
+    pause = table.boolean("pause")
     return replace(
         inherited,
         bake_s=inherited.bake_s if bake is None else bake,
@@ -220,6 +228,7 @@ def _wave_settings(table: Table, inherited: WaveSpec) -> WaveSpec:
         max_p95_ms=inherited.max_p95_ms if p95 is None else p95,
         on_failure=cast("OnFailure", on_failure or inherited.on_failure),
         max_concurrency=concurrency or inherited.max_concurrency,
+        pause=inherited.pause if pause is None else pause,
     )
 
 
@@ -277,7 +286,7 @@ def _read_waves(
         read_toml(root, WAVES_TOML, overlay),
         WAVES_TOML,
         "",
-        ("defaults", "wave", "drill"),
+        ("defaults", "wave", "drill", "notify"),
         problems=problems,
     )
     defaults = WaveSpec(index=0, regions=())

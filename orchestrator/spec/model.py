@@ -205,6 +205,7 @@ class WaveSpec:
         max_p95_ms: highest allowed p95 latency in ms during the bake.
         on_failure: what happens when a gate of this wave fails.
         max_concurrency: API operations in flight at once for this wave.
+        pause: once this wave's gates pass, wait for ``invoke promote`` before the next wave.
     """
 
     index: int
@@ -214,6 +215,7 @@ class WaveSpec:
     max_p95_ms: float = 1000.0
     on_failure: OnFailure = "rollback_region"
     max_concurrency: int = 8
+    pause: bool = False
 
 
 @dataclass(frozen=True, slots=True)

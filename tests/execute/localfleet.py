@@ -24,13 +24,25 @@ from typing import Any
 import httpx
 import psutil
 
+from orchestrator.execute.lock import DeployLock, LockHolder, read_lock
+from orchestrator.fly.client import CONTROL_ROLE_KEY
 from orchestrator.localfly import control
+from orchestrator.settings import Settings, Token
 
 REPO = Path(__file__).resolve().parents[2]
 INVOKE = Path(sys.executable).with_name("invoke")
 APP = "sample-fleet"
 # Variables that would point the orchestrator somewhere else than the test's local Fly.
-_SCRUBBED = ("FLY_API_TOKEN", "FLY_FLAPS_BASE_URL", "FLY_APP_NAME", "FLY_ACCESS_TOKEN")
+# CI changes how output looks (docs/ci.md); tests that want it set it themselves.
+_SCRUBBED = (
+    "FLY_API_TOKEN",
+    "FLY_FLAPS_BASE_URL",
+    "FLY_APP_NAME",
+    "FLY_ACCESS_TOKEN",
+    "FLY_APP_URL",
+    "ORCHESTRATOR_LOCK_TTL",
+    "CI",
+)
 
 
 def copy_fleet(dest: Path) -> Path:
@@ -81,6 +93,35 @@ def kill_leftovers(state_dir: Path) -> list[int]:
         except ProcessLookupError:
             pass
     return pids
+
+
+def is_control_machine(machine: Mapping[str, Any]) -> bool:
+    """Tell whether a machine (API JSON) is the orchestrator's own (the deploy lock's)."""
+    metadata = (machine.get("config") or {}).get("metadata") or {}
+    return CONTROL_ROLE_KEY in metadata
+
+
+def lock_settings(root: Path, endpoint: control.Endpoint) -> Settings:
+    """Return settings that reach ``endpoint``'s API for the fleet at ``root`` (deploy lock)."""
+    return Settings(
+        root=root,
+        app=APP,
+        backend="local",
+        base_url=endpoint.api_url,
+        token=Token(endpoint.token),
+    )
+
+
+def lock_holder(root: Path, endpoint: control.Endpoint) -> LockHolder | None:
+    """Return who holds the app's deploy lock on ``endpoint`` now, or ``None``."""
+    return read_lock(lock_settings(root, endpoint), APP).holder
+
+
+def hold_lock(
+    root: Path, endpoint: control.Endpoint, *, release: str = "", command: str = "deploy"
+) -> DeployLock:
+    """Return the app's deploy lock (enter it to hold it), as another run would."""
+    return DeployLock(lock_settings(root, endpoint), APP, release=release, command=command)
 
 
 @dataclass
@@ -140,7 +181,9 @@ class LocalFleet:
             check=False,
         )
 
-    def spawn(self, *args: str, capture: bool = False) -> subprocess.Popen[str]:
+    def spawn(
+        self, *args: str, capture: bool = False, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[str]:
         """Start ``invoke ARGS`` in the background (the caller stops it by PID).
 
         With ``capture``, stdout and stderr are pipes (read them with ``communicate``).
@@ -149,7 +192,7 @@ class LocalFleet:
         return subprocess.Popen(
             [str(INVOKE), "--search-root", str(REPO), *args],
             cwd=self.root,
-            env=self._env(),
+            env=self._env(env),
             stdout=out,
             stderr=out,
             text=True,
@@ -179,7 +222,9 @@ class LocalFleet:
         out = [
             m
             for m in resp.json()
-            if (region is None or m["region"] == region) and m["state"] != "destroyed"
+            if (region is None or m["region"] == region)
+            and m["state"] != "destroyed"
+            and not is_control_machine(m)
         ]
         return sorted(out, key=lambda m: (m["region"], _slot(m), m["id"]))
 
@@ -208,13 +253,29 @@ class LocalFleet:
         text = text[: text.rfind("\n") + 1]
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
+    def lock_machine_id(self) -> str | None:
+        """Return the id of the app's deploy-lock machine, once a locked command made it."""
+        resp = self.api("GET", f"/v1/apps/{APP}/machines")
+        if resp.status_code == 404:
+            return None
+        resp.raise_for_status()
+        found = [m["id"] for m in resp.json() if is_control_machine(m)]
+        return found[0] if found else None
+
     def mutating_requests(self) -> list[dict[str, Any]]:
-        """Return the logged API requests that could change something (not GET)."""
+        """Return the logged API requests that could change the fleet (not GET).
+
+        The deploy lock's own calls (its machine's lease and metadata) are left out: every
+        locked command makes them, and they change nothing of the app's fleet.
+        """
+        log = self.requests_log()  # before asking for the lock machine, itself a call
+        lock = self.lock_machine_id()
         return [
             r
-            for r in self.requests_log()
+            for r in log
             if str(r.get("method", "")).upper() not in ("GET", "HEAD")
             and str(r.get("path", "")).startswith("/v1")
+            and not (lock and f"/machines/{lock}" in str(r.get("path", "")))
         ]
 
     # -- the app, through the edge proxy ------------------------------------------------------

@@ -43,7 +43,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from execute.localfleet import APP, INVOKE, REPO, LocalFleet, copy_fleet, wait_for
+from execute.localfleet import (
+    APP,
+    INVOKE,
+    REPO,
+    LocalFleet,
+    copy_fleet,
+    is_control_machine,
+    wait_for,
+)
 
 from orchestrator.connect import load_settings
 from orchestrator.errors import OrchestratorError
@@ -82,7 +90,16 @@ OPTIONS = ExecuteOptions.from_config(RUNTIME)
 # check every 5 s (0.5 s in the fast profile); grace periods and everything else are as shipped.
 CHECK_INTERVAL = "5s"
 # Variables that would point the orchestrator somewhere else than the rig's local Fly.
-_SCRUBBED = ("FLY_API_TOKEN", "FLY_FLAPS_BASE_URL", "FLY_APP_NAME", "FLY_ACCESS_TOKEN")
+# CI changes how output looks (docs/ci.md); tests that want it set it themselves.
+_SCRUBBED = (
+    "FLY_API_TOKEN",
+    "FLY_FLAPS_BASE_URL",
+    "FLY_APP_NAME",
+    "FLY_ACCESS_TOKEN",
+    "FLY_APP_URL",
+    "ORCHESTRATOR_LOCK_TTL",
+    "CI",
+)
 
 # Every Machines API operation a deploy or a scale of the sample fleet calls (the fault matrix
 # checks the requests log against this list, so a new call cannot slip past the faults).
@@ -95,10 +112,13 @@ OPERATIONS: tuple[str, ...] = (
     "Machines_list",
     "Machines_release_lease",
     "Machines_show",
+    "Machines_list_versions",
     "Machines_show_lease",
+    "Machines_show_metadata",
     "Machines_start",
     "Machines_stop",
     "Machines_update",
+    "Machines_update_metadata",
     "Machines_wait",
     "Volume_delete",
     "Volumes_create",
@@ -229,7 +249,11 @@ class Rig:
         if resp.status_code == 404:
             return []
         resp.raise_for_status()
-        live = [m for m in resp.json() if m["state"] not in ("destroyed", "destroying")]
+        live = [
+            m
+            for m in resp.json()
+            if m["state"] not in ("destroyed", "destroying") and not is_control_machine(m)
+        ]
         return sorted(live, key=lambda m: (m["region"], m["id"]))
 
     @property

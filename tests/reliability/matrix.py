@@ -35,9 +35,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from execute.localfleet import APP
+from execute.localfleet import lock_holder
 
-from orchestrator.execute.lock import DeployLock
 from orchestrator.spec.load import load_spec
 
 from .harness import (
@@ -104,7 +103,7 @@ class SeedReport:
 
 
 def _lock_released(rig: Rig) -> bool:
-    return DeployLock(rig.root, APP).holder() is None
+    return lock_holder(rig.root, rig.local.endpoint) is None
 
 
 ROLLBACK_REGIONS = ("ams", "dfw", "syd")

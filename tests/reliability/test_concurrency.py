@@ -16,9 +16,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from execute.localfleet import APP, wait_for
-
-from orchestrator.execute.lock import DeployLock
+from execute.localfleet import APP, lock_holder, wait_for
 
 from .harness import Child, Rig, check_converged
 
@@ -31,7 +29,7 @@ def rig(shared_rig: Rig) -> Rig:
 
 
 def _holder_pid(rig: Rig) -> int | None:
-    holder = DeployLock(rig.root, APP).holder()
+    holder = lock_holder(rig.root, rig.local.endpoint)
     return holder.pid if holder is not None else None
 
 

@@ -33,9 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from execute.localfleet import APP
-
-from orchestrator.execute.lock import DeployLock
+from execute.localfleet import lock_holder
 
 from .harness import RecordWriter, Rig, check_converged
 
@@ -184,7 +182,7 @@ def test_a_drill_stopped_anywhere_is_resumed_to_one_primary(rig: Rig, point: str
         if state.exists():
             # Leave the module's fleet usable for the next point, whatever failed here.
             rig.invoke("drill", "--abort", timeout=300)
-    assert DeployLock(rig.root, APP).holder() is None
+    assert lock_holder(rig.root, rig.local.endpoint) is None
     status = rig.invoke("status")
     assert status.returncode == 0, status.stdout + status.stderr
     assert len(_healthy_primaries(rig)) == 1
@@ -237,7 +235,7 @@ def test_a_deploy_stopped_by_ctrl_c_is_resumed(rig: Rig, point: str) -> None:
     before = rig.volume_ids()
     with RecordWriter(rig, f"deploy-{point}") as writer:
         _stopped(rig, point, "deploy")
-        assert DeployLock(rig.root, APP).holder() is None
+        assert lock_holder(rig.root, rig.local.endpoint) is None
         resumed = rig.deploy(resume=True)
         assert resumed.ok, resumed
     check_converged(rig, volumes_before=before, acked=writer.acked)

@@ -18,9 +18,8 @@ import signal
 import sys
 
 import pytest
-from execute.localfleet import APP, wait_for
+from execute.localfleet import lock_holder, wait_for
 
-from orchestrator.execute.lock import DeployLock
 from orchestrator.localfly import control
 
 from .harness import RecordWriter, Rig, check_converged
@@ -72,7 +71,7 @@ def test_a_rollout_survives_a_restart_of_the_local_fly(rig: Rig, how: str) -> No
         finally:
             deploy.kill()
         assert "Traceback" not in deploy.stderr, deploy.stderr[-3000:]
-        assert DeployLock(rig.root, APP).holder() is None
+        assert lock_holder(rig.root, rig.local.endpoint) is None
         last = rig.last_run()
         assert last is not None
         assert last["release"] == release

@@ -159,7 +159,7 @@ def test_rollback_puts_the_previous_release_back_then_a_named_one(
     unknown = fleet.invoke("rollback", "--to", "v9")
     assert unknown.returncode == 2, unknown.stdout + unknown.stderr
     [line] = unknown.stderr.strip().splitlines()
-    assert line.startswith("error: --to: no release 'v9' in the journal; known: ")
+    assert line.startswith("error: --to: no release 'v9' on Fly or in the journal; known: ")
     assert rel1 in line
 
     # Forward again in one region, naming the release by its tag.

@@ -22,9 +22,7 @@ from queue import Empty, Queue
 from typing import Any
 
 import pytest
-from execute.localfleet import APP, INVOKE, REPO, LocalFleet, wait_for
-
-from orchestrator.execute.lock import DeployLock
+from execute.localfleet import APP, INVOKE, REPO, LocalFleet, hold_lock, wait_for
 
 from .conftest import run_invoke
 
@@ -47,7 +45,15 @@ def _api_log_size(fleet: LocalFleet) -> int:
 
 
 def _api_calls_since(fleet: LocalFleet, mark: int) -> list[dict[str, Any]]:
-    return [r for r in fleet.requests_log()[mark:] if str(r.get("path", "")).startswith("/v1")]
+    """Return the Machines API calls since ``mark``, but the deploy lock's (on its machine)."""
+    log = fleet.requests_log()[mark:]  # before asking for the lock machine, itself a call
+    lock = fleet.lock_machine_id()
+    return [
+        r
+        for r in log
+        if str(r.get("path", "")).startswith("/v1")
+        and not (lock and f"/machines/{lock}" in str(r.get("path", "")))
+    ]
 
 
 def _mutating(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -287,16 +293,18 @@ def test_a_dry_run_writes_nothing_and_changes_nothing(fleet: LocalFleet) -> None
 
 def test_a_scale_waits_for_no_one_while_a_deploy_holds_the_lock(fleet: LocalFleet) -> None:
     files = _region_files(fleet.root)
-    mark = _api_log_size(fleet)
-    # The lock is held until the command ends: a scale that waited for it would never end
-    # (how fast it is refused is measured by bench/latency.py).
-    with DeployLock(fleet.root, APP, release="v9-test", command="deploy"):
+    with hold_lock(fleet.root, fleet.endpoint, release="v9-test", command="deploy"):
+        mark = _api_log_size(fleet)
+        # The lock is held until the command ends: a scale that waited for it would never end
+        # (how fast it is refused is measured by bench/latency.py).
         proc = fleet.invoke("scale", "--region", "syd", "--count", "2")
+        calls = _api_calls_since(fleet, mark)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "is locked" in proc.stderr
     assert f"pid {os.getpid()}" in proc.stderr
     assert _region_files(fleet.root) == files
-    assert _mutating(_api_calls_since(fleet, mark)) == []
+    # The lock machine's calls (the refused scale's try, the holder's renewals) are left out.
+    assert _mutating(calls) == []
 
 
 def test_volume_size_grows_every_volume_of_the_region(fleet: LocalFleet) -> None:

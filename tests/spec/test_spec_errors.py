@@ -356,6 +356,14 @@ CASES = [
         "from 1 to 64",
         "concurrency-zero",
     ),
+    _replace(
+        WAVES,
+        "max_concurrency = 8",
+        'max_concurrency = 8\n  pause = "yes"',
+        f"{WAVES}: defaults.pause",
+        "true or false",
+        "pause-not-boolean",
+    ),
     _write(
         WAVES,
         '[wave]\nregions = ["syd", "dfw", "ams"]\n',
