@@ -100,6 +100,7 @@ OPERATIONS: tuple[str, ...] = (
     "Machines_stop",
     "Machines_update",
     "Machines_wait",
+    "Secrets_list",
     "Volume_delete",
     "Volumes_create",
     "Volumes_extend",
