@@ -120,6 +120,7 @@ OPERATIONS: tuple[str, ...] = (
     "Machines_update",
     "Machines_update_metadata",
     "Machines_wait",
+    "Secrets_list",
     "Volume_delete",
     "Volumes_create",
     "Volumes_extend",
