@@ -117,8 +117,23 @@ def test_a_bad_base_url_is_refused_without_showing_the_token(tmp_path: Path) -> 
     assert SECRET not in str(info.value)
 
 
-def test_resolve_is_the_architecture_name_for_resolve_settings() -> None:
-    assert resolve is resolve_settings
+def test_resolve_picks_the_backend_as_the_architecture_page_says(tmp_path: Path) -> None:
+    # docs/architecture.md: `resolve(root, environ)`: a token means Fly.io at
+    # FLY_FLAPS_BASE_URL (default api.machines.dev), no token the local Fly.
+    (tmp_path / "fly.toml").write_text('app = "from-toml"\n')
+    on_fly = resolve(tmp_path, {"FLY_API_TOKEN": SECRET})
+    assert (on_fly.backend, on_fly.base_url, on_fly.app) == ("fly", DEFAULT_BASE_URL, "from-toml")
+    assert on_fly.token is not None
+    assert on_fly.token.reveal() == SECRET
+    elsewhere = resolve(tmp_path, {"FLY_API_TOKEN": SECRET, "FLY_FLAPS_BASE_URL": "http://[::1]:1"})
+    assert elsewhere.base_url == "http://[::1]:1"
+    local = resolve(tmp_path, {})
+    assert (local.backend, local.base_url, local.token, local.app) == (
+        "local",
+        None,
+        None,
+        "from-toml",
+    )
 
 
 # -- validate_base_url ----------------------------------------------------------------------

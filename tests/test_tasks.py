@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from execute.localfleet import APP, LocalFleet, copy_fleet, leftover_processes, wait_for
 
-from orchestrator.execute.lock import DeployLock
+from orchestrator.execute.lock import DeployLock, lock_path
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -360,15 +360,40 @@ def test_a_release_failing_its_checks_exits_1_naming_machine_and_check(fleet: Lo
     assert status.returncode == 0, status.stdout + status.stderr
 
 
+def _deploy_runs(root: Path) -> list[tuple[int, str]]:
+    path = root / ".orchestrator" / "journal.db"
+    if not path.exists():
+        return []
+    db = sqlite3.connect(path)
+    try:
+        rows = db.execute(
+            "SELECT run, outcome FROM releases WHERE command = 'deploy' ORDER BY run"
+        ).fetchall()
+    finally:
+        db.close()
+    return [(int(run), str(outcome)) for run, outcome in rows]
+
+
 def test_the_token_is_in_no_output_journal_or_lock(fleet: LocalFleet) -> None:
     token = fleet.endpoint.token
+    runs_before = _deploy_runs(fleet.root)
     outputs = [fleet.invoke("status", "--json"), fleet.invoke("deploy", "--region", "syd")]
 
+    # Both commands really ran and talked to the local Fly (a command that failed early
+    # would leak nothing and prove nothing).
+    status, deploy = outputs
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert _json(status)["app"] == APP
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+    runs_after = _deploy_runs(fleet.root)
+    assert len(runs_after) == len(runs_before) + 1
+    assert runs_after[-1][1] in ("succeeded", "noop")
     for proc in outputs:
         assert token not in proc.stdout + proc.stderr
     # journal.db, its WAL and the lock files
     written = [p for p in (fleet.root / ".orchestrator").iterdir() if p.is_file()]
     assert any(p.name == "journal.db" for p in written)
+    assert lock_path(fleet.root, APP) in written
     for path in written:
         assert token.encode() not in path.read_bytes(), path
 

@@ -56,6 +56,10 @@ def _int(v: Any, default: int = 0) -> int:
     return default
 
 
+def _opt_int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
 def _map(v: Any) -> dict[str, Any]:
     return dict(v) if isinstance(v, Mapping) else {}
 
@@ -405,6 +409,8 @@ class Volume:
         created_at: ISO timestamp.
         snapshot_retention: days snapshots are kept.
         auto_backup_enabled: daily snapshots on.
+        bytes_used: bytes in use on its filesystem, or ``None`` when Fly did not say (a
+            ``summary`` list, a volume being created).
         raw: the whole object as Fly sent it.
     """
 
@@ -419,6 +425,7 @@ class Volume:
     created_at: str | None = None
     snapshot_retention: int = 5
     auto_backup_enabled: bool = True
+    bytes_used: int | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -436,6 +443,7 @@ class Volume:
             created_at=_opt_str(d.get("created_at")),
             snapshot_retention=_int(d.get("snapshot_retention"), 5),
             auto_backup_enabled=bool(d.get("auto_backup_enabled", True)),
+            bytes_used=_opt_int(d.get("bytes_used")),
             raw=d,
         )
 

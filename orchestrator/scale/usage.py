@@ -9,8 +9,8 @@ each started machine with ``fly-force-instance-id``, ``window_s`` apart:
 - **p95 latency** and **error rate**: from ``http_request_duration_seconds`` and
   ``http_requests_total`` since the process started, leaving out ``/metrics`` itself (and the
   health checks' ``/status``, which would drown real traffic on an idle app);
-- **volume usage**: the volume's ``bytes_used`` as Fly reports it; the local Fly does not
-  report it, so there the volume's directory is measured.
+- **volume usage**: the volume's ``bytes_used`` as the volumes list reports it (the local Fly
+  reports it too; docs/local-fly.md says how it differs).
 
 Thresholds (:data:`CPU_LIMIT_PCT`, :data:`MEMORY_LIMIT_PCT`, :data:`VOLUME_LIMIT_PCT`) are the
 operators' guide's; latency and errors are held against the region's wave thresholds from
@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -306,31 +304,6 @@ def summarize_region(
     )
 
 
-def _dir_bytes(path: Path) -> int | None:
-    """Return the bytes the files under ``path`` take, or ``None`` if it is not there."""
-    if not path.is_dir():
-        return None
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                continue
-    return total
-
-
-def _volume_used(conn: Connection, volume: Volume | None) -> int | None:
-    if volume is None:
-        return None
-    used = volume.raw.get("bytes_used")
-    if isinstance(used, int) and not isinstance(used, bool):
-        return used
-    if conn.backend == "local":
-        return _dir_bytes(conn.settings.local_state_dir / "volumes" / volume.id / "data")
-    return None
-
-
 async def _read(http: httpx.AsyncClient, machine_id: str) -> MetricsSample | str:
     try:
         resp = await http.get("/metrics", headers={FORCE_INSTANCE_HEADER: machine_id})
@@ -377,7 +350,7 @@ async def measure_usage(
             "cpus": guest.cpus,
             "memory_mb": guest.memory_mb,
             "volume_id": volume_id,
-            "volume_used_bytes": _volume_used(conn, volume),
+            "volume_used_bytes": volume.bytes_used if volume is not None else None,
             "volume_size_gb": volume.size_gb if volume is not None else None,
         }
         pair = samples.get(machine.id)

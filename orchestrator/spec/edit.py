@@ -14,6 +14,7 @@ memory.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,18 +77,27 @@ def _check_flag_int(value: int, flag: str, low: int, high: int, unit: str = "") 
         )
 
 
-def _place(doc: TOMLDocument, key: str, value: int | str, after: tuple[str, ...]) -> None:
+def _place(doc: TOMLDocument, key: str, value: int | str, after: tuple[str, ...]) -> TOMLDocument:
     """Set ``key``, or add it after the first of ``after`` present (so it lands near its kin)."""
     if key in doc:
         # Re-setting an equal value would still re-render it (quotes, spacing): leave it be.
         if doc[key] != value:
             doc[key] = value
-        return
+        return doc
     anchors = [k for k in after if k in doc]
-    if anchors:
-        doc._insert_after(anchors[0], key, value)
-    else:
+    if not anchors:
         doc.add(key, value)
+        return doc
+    # tomlkit has no public insert-after: put the new line after the anchor's line in the text.
+    # Plain keys precede every table, so the first line assigning the anchor is the top-level one.
+    text = doc.as_string()
+    line = re.search(rf"^[ \t]*{re.escape(anchors[0])}[ \t]*=.*\n?", text, re.MULTILINE)
+    if line is None:
+        doc.add(key, value)
+        return doc
+    head = text[: line.end()] if text[: line.end()].endswith("\n") else text[: line.end()] + "\n"
+    added = tomlkit.dumps({key: value})
+    return tomlkit.parse(head + added + text[line.end() :])
 
 
 def _remove(doc: TOMLDocument, *keys: str) -> None:
@@ -109,19 +119,19 @@ def _render(
     bom = "\ufeff" if original.startswith("\ufeff") else ""
     doc = tomlkit.parse(original.removeprefix(bom))
     if count is not None:
-        _place(doc, "count", count, ())
+        doc = _place(doc, "count", count, ())
     if size is not None:
         vm_flag, cpu_flag, memory_flag = size_flags
         if vm_flag is not None or "vm" in doc:
             # Preset style: a preset names kind and CPUs; memory_mb carries any custom memory.
-            _place(doc, "vm", preset_for(size.cpu_kind, size.cpus), ("count", "role"))
+            doc = _place(doc, "vm", preset_for(size.cpu_kind, size.cpus), ("count", "role"))
             _remove(doc, "cpu_kind", "cpus")
         elif cpu_flag is not None:
-            _place(doc, "cpus", size.cpus, ("cpu_kind", "vm", "count", "role"))
+            doc = _place(doc, "cpus", size.cpus, ("cpu_kind", "vm", "count", "role"))
         if memory_flag is not None or "memory_mb" in doc or size.preset is None:
-            _place(doc, "memory_mb", size.memory_mb, ("cpus", "cpu_kind", "vm", "count"))
+            doc = _place(doc, "memory_mb", size.memory_mb, ("cpus", "cpu_kind", "vm", "count"))
     if volume_size_gb is not None:
-        _place(doc, "volume_size_gb", volume_size_gb, ("memory_mb", "cpus", "vm", "count"))
+        doc = _place(doc, "volume_size_gb", volume_size_gb, ("memory_mb", "cpus", "vm", "count"))
     text = bom + tomlkit.dumps(doc)
     if "\r\n" in original:
         # tomlkit writes new lines with "\n"; keep a CRLF file CRLF throughout.

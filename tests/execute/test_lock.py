@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,11 +50,11 @@ def holder(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
 def test_a_second_deploy_fails_at_once_naming_the_holder(
     tmp_path: Path, holder: subprocess.Popen[str]
 ) -> None:
-    started = time.monotonic()
     with pytest.raises(DeployLocked) as info:
         DeployLock(tmp_path, "app", release="v3", command="deploy").acquire()
-    # At once: nothing waits for the holder (10 s leaves room for a busy host).
-    assert time.monotonic() - started < 10
+    # Refused while the holder still holds it: nothing waited for the holder to let go
+    # (how fast the refusal comes is measured by bench/latency.py).
+    assert holder.poll() is None
     message = str(info.value)
     assert f"pid {holder.pid}" in message
     assert "v2-abc" in message

@@ -455,6 +455,15 @@ async def test_list_volumes(api: FlyAPI, fly: FlyClient) -> None:
     volumes = await fly.list_volumes(APP, summary=True)
     assert api.calls[0].query == [("summary", "true")]
     assert [(v.id, v.attached_machine_id, v.size_gb) for v in volumes] == [("vol_123", MID, 1)]
+    assert volumes[0].bytes_used is None  # not in the answer: unknown, not zero
+
+
+async def test_list_volumes_reads_bytes_used(api: FlyAPI, fly: FlyClient) -> None:
+    used = samples.volume(bytes_used=734_003_200, bytes_total=1_073_741_824)
+    api.on("Volumes_list", json_response(200, [used, samples.volume("vol_456", bytes_used=0)]))
+    volumes = await fly.list_volumes(APP)
+    assert api.calls[0].query == []
+    assert [(v.id, v.bytes_used) for v in volumes] == [("vol_123", 734_003_200), ("vol_456", 0)]
 
 
 async def test_create_volume_fork_sends_source_and_compute_hint(

@@ -26,13 +26,26 @@ pytestmark = pytest.mark.anyio
 WAIT_TIMEOUT_S = 30
 
 
-async def _cancel_mid_flight(endpoint: Endpoint, method: str, path: str, **kw: Any) -> None:
-    """Send one call on its own connection, then cancel it (closing the connection)."""
+async def _fired(control: httpx.AsyncClient, rule: int) -> bool:
+    faults = (await control.get("/_localfly/faults")).json()
+    return bool(faults["rules"][rule]["fired"])
+
+
+async def _cancel_mid_flight(
+    endpoint: Endpoint, control: httpx.AsyncClient, rule: int, method: str, path: str, **kw: Any
+) -> None:
+    """Send one call on its own connection, then cancel it (closing the connection).
+
+    The call is cancelled once the server holds it: fault rule number ``rule`` (one that
+    matches only this call) has fired, so the handler is running.
+    """
     async with httpx.AsyncClient(
         base_url=endpoint.api_url, headers=endpoint.headers, timeout=60
     ) as client:
         task = asyncio.ensure_future(client.request(method, path, **kw))
-        await asyncio.sleep(0.3)
+        await await_for(
+            lambda: _fired(control, rule), timeout=10, what=f"the server to hold {method} {path}"
+        )
         assert not task.done(), "the call answered before it could be cancelled"
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -58,15 +71,24 @@ async def test_cancelled_calls_count_as_client_closed_without_a_traceback(
         )
         made.raise_for_status()
         machine = f"/v1/apps/{app}/machines/{made.json()['id']}"
-        # Lease calls are held before the handler reads their body, as a slow API would.
-        rule = {"operation": "Machines_create_lease", "delay_ms": 1500}
-        (await c.put("/_localfly/faults", json={"rules": [rule]})).raise_for_status()
+        # Lease calls are held before the handler reads their body, as a slow API would. The
+        # one-millisecond rule on /wait changes nothing but says when the server has the call.
+        rules = [
+            {"operation": "Machines_wait", "delay_ms": 1},
+            {"operation": "Machines_create_lease", "delay_ms": 1500},
+        ]
+        (await c.put("/_localfly/faults", json={"rules": rules})).raise_for_status()
         (await c.delete("/_localfly/stats")).raise_for_status()
 
         # A /wait long-poll for a state the machine never reaches, given up by the client.
         started = time.monotonic()
         await _cancel_mid_flight(
-            ep, "GET", f"{machine}/wait", params={"state": "started", "timeout": WAIT_TIMEOUT_S}
+            ep,
+            c,
+            0,
+            "GET",
+            f"{machine}/wait",
+            params={"state": "started", "timeout": WAIT_TIMEOUT_S},
         )
         waits = await await_for(
             lambda: _counted(c, "Machines_wait"), timeout=10, what="the cancelled /wait counted"
@@ -76,7 +98,7 @@ async def test_cancelled_calls_count_as_client_closed_without_a_traceback(
         assert time.monotonic() - started < WAIT_TIMEOUT_S / 2
 
         # A lease refresh cancelled while the server holds it: the body is never read.
-        await _cancel_mid_flight(ep, "POST", f"{machine}/lease", json={"ttl": 10})
+        await _cancel_mid_flight(ep, c, 1, "POST", f"{machine}/lease", json={"ttl": 10})
         leases = await await_for(
             lambda: _counted(c, "Machines_create_lease"),
             timeout=10,

@@ -10,7 +10,6 @@ shrinking; destructive operations run last.
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,7 +104,6 @@ def test_responses_match_flys_schemas(conformance_fly: Endpoint) -> None:
     print(f"\nimplemented operations ({len(operations)}): {', '.join(operations)}")
     checked: dict[str, list[int]] = {}
     headers = dict(conformance_fly.headers)
-    started = time.monotonic()
     for operation_id in operations:
         op = schema.find_operation_by_id(operation_id)
         params = {k: v for k, v in ids.items() if k in {p.name for p in op.path_parameters}}
@@ -143,7 +141,6 @@ def test_responses_match_flys_schemas(conformance_fly: Endpoint) -> None:
                 )
 
             run()
-    elapsed = time.monotonic() - started
     print(json.dumps(checked, indent=None))
     assert set(checked) == set(IMPLEMENTED_OPERATIONS)
     answered = {op for op, codes in checked.items() if any(200 <= c < 300 for c in codes)}
@@ -151,6 +148,5 @@ def test_responses_match_flys_schemas(conformance_fly: Endpoint) -> None:
     assert len(answered) >= len(IMPLEMENTED_OPERATIONS) * 2 // 3, sorted(
         set(IMPLEMENTED_OPERATIONS) - answered
     )
-    assert elapsed < 60
     with httpx.Client() as c:
         assert c.get(f"{conformance_fly.api_url}/v1/apps").status_code == 401

