@@ -19,7 +19,6 @@ import os
 import shutil
 import signal
 import socket
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from orchestrator.localfly.checks import (
     specs_from_config,
 )
 from orchestrator.localfly.core import LocalFly
-from orchestrator.localfly.images import resolve_command
+from orchestrator.localfly.images import machine_argv
 from orchestrator.localfly.state import MachineRecord
 from orchestrator.localfly.supervisor import LaunchSpec, Proc
 from orchestrator.localfly.util import ApiError, iso_now, parse_duration
@@ -135,10 +134,7 @@ def machine_env(fly: LocalFly, m: MachineRecord, port: int) -> dict[str, str]:
 
 
 def _argv(fly: LocalFly, m: MachineRecord) -> list[str]:
-    init_exec = (m.config.get("init") or {}).get("exec")
-    if init_exec:
-        return [sys.executable if a == "{python}" else str(a) for a in init_exec]
-    return resolve_command(str(m.config["image"]), fly.state_dir)
+    return machine_argv(m.config, fly.state_dir)
 
 
 def _log(fly: LocalFly, m: MachineRecord, line: str) -> None:
