@@ -1,0 +1,116 @@
+"""A fleet with two process groups, an app and a worker, end to end on the local Fly.
+
+fly.toml defines ``[processes]`` ``app`` (the sample app's HTTP server, with the volume and
+the service check) and ``worker`` (its consumer of records, gated on a top-level check); the
+region file gives the worker its own count with ``[groups.worker]``. Each command goes through
+the real ``invoke`` command line and HTTP against a real local Fly; every process is stopped
+by PID at the end, even on failure.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from execute.localfleet import LocalFleet, wait_for
+
+FLY_TOML = """\
+app = "sample-fleet"
+primary_region = "syd"
+
+[build]
+  image = "registry.fly.io/sample-app:v1"
+
+[processes]
+  app = "serve"
+  worker = "worker"
+
+[[mounts]]
+  source = "data"
+  destination = "/app/.data"
+  processes = ["app"]
+
+[http_service]
+  internal_port = 8080
+  processes = ["app"]
+  [[http_service.checks]]
+    path = "/status"
+    interval = "1s"
+    timeout = "1s"
+    grace_period = "1s"
+
+[checks.consuming]
+  type = "http"
+  port = 8080
+  path = "/status"
+  interval = "2s"
+  timeout = "1s"
+  grace_period = "1s"
+  processes = ["worker"]
+"""
+
+SYD = """\
+role = "primary"
+count = 1
+max_unavailable = 1
+
+[groups.worker]
+count = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
+    root = tmp_path_factory.mktemp("groups") / "fleet"
+    (root / "regions").mkdir(parents=True)
+    (root / "fly.toml").write_text(FLY_TOML)
+    (root / "regions" / "syd.toml").write_text(SYD)
+    local = LocalFleet.start(root)
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+def _by_group(fleet: LocalFleet) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for m in fleet.machines("syd"):
+        out.setdefault(m["config"]["metadata"]["fly_process_group"], []).append(m)
+    return out
+
+
+def _status_groups(fleet: LocalFleet) -> list[tuple[str, str, bool]]:
+    proc = fleet.invoke("status", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(proc.stdout)["regions"]["syd"]["machines"]
+    return sorted((r["process_group"], r["release"].split("-")[0], r["healthy"]) for r in rows)
+
+
+def test_two_groups_deploy_scale_one_group_roll_back_and_show_status_per_group(
+    fleet: LocalFleet,
+) -> None:
+    proc = fleet.invoke("deploy", "--region", "syd")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    groups = _by_group(fleet)
+    assert sorted(groups) == ["app", "worker"]
+    (app,) = groups["app"]
+    (worker,) = groups["worker"]
+    # Each group runs its own command (init.cmd) with its own checks; only the app mounts.
+    assert app["config"]["init"]["cmd"] == ["serve"]
+    assert worker["config"]["init"]["cmd"] == ["worker"]
+    assert app["config"]["mounts"]
+    assert not worker["config"].get("mounts")
+    assert [c["name"] for c in worker["checks"]] == ["consuming"]
+    assert all(c["status"] == "passing" for m in (app, worker) for c in m["checks"])
+    assert _status_groups(fleet) == [("app", "v1", True), ("worker", "v1", True)]
+
+    # The worker really consumes what the app group keeps.
+    seq = fleet.write_record("kept")
+    log = fleet.state_dir / "machines" / worker["id"] / "log"
+    wait_for(
+        lambda: f'consumed record {seq}: "kept"' in log.read_text(),
+        timeout=20,
+        what="the worker consuming the record",
+    )
