@@ -206,6 +206,7 @@ def rollback(c, region=None, to=None, json_=False):
         "destroy_volumes": "Also destroy the volumes of machines a scale-down removes.",
         "usage": "When showing, also measure CPU, memory, p95, errors and volume use.",
         "json": "Print only JSON on stdout.",
+        "group": "A [processes] group: change only its machines ([groups.NAME] in the file).",
     },
 )
 def scale(
@@ -220,6 +221,7 @@ def scale(
     destroy_volumes=False,
     usage=False,
     json_=False,
+    group=None,
 ):
     """Show desired beside observed size per region, or change a region's count and size."""
     from orchestrator import scale as scaling
@@ -239,6 +241,7 @@ def scale(
             dry_run=dry_run,
             destroy_volumes=destroy_volumes,
             fleet_regions=scaling.fleet_regions(settings),
+            group=group,
         )
         if not request.changes:
             report = _run(scaling.show_scale(settings, regions=request.regions, usage=usage))
@@ -302,9 +305,10 @@ def status(c, region=None, json_=False):
         "machine": "Show only this machine (id or name; a destroyed one too).",
         "follow": "Keep printing new lines (and new machines') until Ctrl-C.",
         "lines": "Show only the last N lines of each machine first (default: all).",
+        "group": "Show only this [processes] group's machines.",
     },
 )
-def logs(c, region=None, machine=None, follow=False, lines=None):
+def logs(c, region=None, machine=None, follow=False, lines=None, group=None):
     """Print the machines' output on the local Fly, each line prefixed by region and machine."""
     import sys
 
@@ -322,13 +326,19 @@ def logs(c, region=None, machine=None, follow=False, lines=None):
 
         async def show():
             async with connect(settings) as conn:
-                sources = await log_sources(conn, region=region, machine=machine)
+                sources = await log_sources(conn, region=region, machine=machine, group=group)
                 if not sources:
                     print(f"no machines{f' in {region}' if region else ''}", file=sys.stderr)
                     if not follow:
                         return
                 stream = stream_logs(
-                    conn, sources, follow=follow, lines=last, region=region, rescan=not machine
+                    conn,
+                    sources,
+                    follow=follow,
+                    lines=last,
+                    region=region,
+                    rescan=not machine,
+                    group=group,
                 )
                 async for line in stream:
                     print(line.format(), flush=True)

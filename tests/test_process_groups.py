@@ -114,3 +114,51 @@ def test_two_groups_deploy_scale_one_group_roll_back_and_show_status_per_group(
         timeout=20,
         what="the worker consuming the record",
     )
+
+    # Scaling one group writes its [groups.worker] table and adds a machine to it alone.
+    proc = fleet.invoke("scale", "--region", "syd", "--group", "worker", "--count", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[groups.worker]\ncount = 2\n" in (fleet.root / "regions" / "syd.toml").read_text()
+    groups = _by_group(fleet)
+    assert [m["id"] for m in groups["app"]] == [app["id"]]
+    assert len(groups["worker"]) == 2
+    assert _status_groups(fleet) == [
+        ("app", "v1", True),
+        ("worker", "v1", True),
+        ("worker", "v1", True),
+    ]
+    # The show form lists each group, as fly scale show does.
+    proc = fleet.invoke("scale", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    shown = json.loads(proc.stdout)["groups"]
+    assert {name: g["syd"]["observed"]["count"] for name, g in shown.items()} == {
+        "app": 1,
+        "worker": 2,
+    }
+    assert all(not g["syd"]["drift"] for g in shown.values())
+
+    # A new release rolls through both groups; a rollback brings both back.
+    proc = fleet.invoke("deploy", "--region", "syd", "--image", "registry.fly.io/sample-app:v2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _status_groups(fleet) == [
+        ("app", "v2", True),
+        ("worker", "v2", True),
+        ("worker", "v2", True),
+    ]
+    proc = fleet.invoke("rollback", "--region", "syd")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _status_groups(fleet) == [
+        ("app", "v1", True),
+        ("worker", "v1", True),
+        ("worker", "v1", True),
+    ]
+    groups = _by_group(fleet)
+    assert all(m["config"]["init"]["cmd"] == ["worker"] for m in groups["worker"])
+    assert groups["app"][0]["config"]["init"]["cmd"] == ["serve"]
+
+    # Logs of one group: the worker's lines, none of the app's.
+    proc = fleet.invoke("logs", "--group", "worker")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    machines = {line.split(" | ", 1)[0].split()[1] for line in proc.stdout.splitlines()}
+    assert machines == {m["id"] for m in groups["worker"]}
+    assert "sample-app worker v1" in proc.stdout

@@ -16,7 +16,14 @@ from orchestrator.plan.fleet import Fleet, ObservedMachine
 from orchestrator.spec.model import DeploySpec
 from orchestrator.spec.values import MAX_COUNT
 
-__all__ = ["SLOT_BLOCK", "check_slot_blocks", "group_fleet", "group_of", "slot_base"]
+__all__ = [
+    "SLOT_BLOCK",
+    "check_slot_blocks",
+    "group_fleet",
+    "group_of",
+    "local_slot",
+    "slot_base",
+]
 
 SLOT_BLOCK = MAX_COUNT
 """Slots one group may use: a whole region's count."""
@@ -67,3 +74,8 @@ def group_fleet(fleet: Fleet, spec: DeploySpec, group: str) -> Fleet:
         machines=tuple(m for m in fleet.machines if group_of(spec, m) == group),
         volumes=fleet.volumes,
     )
+
+
+def local_slot(slot: int) -> int:
+    """Return a slot's number within its group (1, 2...), for people to read."""
+    return slot if slot <= SLOT_BLOCK else (slot - 1) % SLOT_BLOCK + 1

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from orchestrator.execute.executor import DeployResult, StepReport
 from orchestrator.execute.status import FleetStatus, MachineStatus
+from orchestrator.plan.groups import local_slot
 from orchestrator.render.live import STATUS_STYLE, format_elapsed
 
 __all__ = ["deploy_summary", "outcome_line", "status_view"]
@@ -101,6 +102,12 @@ def _health(machine: MachineStatus) -> Text:
     return Text(f"✗ /status {machine.app_error or machine.app_status}", style="bold red")
 
 
+def _slot_text(slot: int | None, group: str | None) -> str:
+    if slot is None:
+        return "-" if group is None else f"{group} -"
+    return str(slot) if group is None else f"{group} {local_slot(slot)}"
+
+
 def status_view(status: FleetStatus) -> RenderableType:
     """Return ``invoke status``'s table: one row per machine, grouped by region."""
     if not status.exists:
@@ -110,6 +117,8 @@ def status_view(status: FleetStatus) -> RenderableType:
     for name in ("region", "machine", "slot", "state", "release", "role", "size", "volume"):
         table.add_column(name, no_wrap=name in ("machine", "release", "volume"))
     table.add_column("health")
+    # With several process groups, a slot is named by its group, as fly status groups them.
+    grouped = len({m.process_group for ms in status.regions.values() for m in ms}) > 1
     for code, machines in status.regions.items():
         if not machines:
             table.add_row(code, Text("no machines", style="dim"), *[""] * 7)
@@ -120,7 +129,7 @@ def status_view(status: FleetStatus) -> RenderableType:
             table.add_row(
                 code if i == 0 else "",
                 m.id,
-                str(m.slot) if m.slot is not None else "-",
+                _slot_text(m.slot, m.process_group if grouped else None),
                 m.state,
                 m.release or "-",
                 m.role or "?",

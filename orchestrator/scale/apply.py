@@ -189,6 +189,7 @@ def _edit(root: Path, code: str, request: ScaleRequest, *, dry_run: bool) -> Reg
         memory_mb=request.memory_mb,
         volume_size_gb=request.volume_size_gb,
         dry_run=dry_run,
+        group=request.group,
     )
 
 
@@ -217,8 +218,15 @@ def plan_extends(
     return tuple(out)
 
 
-def _with_regions(spec: DeploySpec, edits: Sequence[RegionEdit]) -> DeploySpec:
-    return dataclasses.replace(spec, regions={**spec.regions, **{e.region: e.after for e in edits}})
+def _with_regions(spec: DeploySpec, settings: Settings, edits: Sequence[RegionEdit]) -> DeploySpec:
+    """Return the spec as it reads with the edited region files (flat keys reach every group)."""
+    if not spec.groups:
+        return dataclasses.replace(
+            spec, regions={**spec.regions, **{e.region: e.after for e in edits}}
+        )
+    return load_spec(
+        settings.root, app_override=settings.app, overlay={e.path: e.text for e in edits}
+    )
 
 
 async def show_scale(
@@ -305,7 +313,7 @@ async def run_scale(
     regions = list(request.regions)
     if request.dry_run:
         edits = check_scale(settings, request)
-        spec = _with_regions(load_checked_spec(settings, regions=regions), edits)
+        spec = _with_regions(load_checked_spec(settings, regions=regions), settings, edits)
         fleet = await observe_fleet(conn)
         plan = build_plan(spec, fleet, regions=regions, destroy_volumes=request.destroy_volumes)
         return ScaleDryRun(edits, plan, plan_extends(spec, fleet, regions, plan))
