@@ -67,6 +67,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
     (root / "regions").mkdir(parents=True)
     (root / "fly.toml").write_text(FLY_TOML)
     (root / "regions" / "syd.toml").write_text(SYD)
+    # A bake: the metrics gate measures the app group, which serves the traffic.
+    (root / "regions" / "waves.toml").write_text('[[wave]]\nregions = ["syd"]\nbake_time = "1s"\n')
     local = LocalFleet.start(root)
     try:
         yield local

@@ -35,6 +35,7 @@ from orchestrator.execute.lock import DeployLock
 from orchestrator.plan.config import release_id
 from orchestrator.plan.fleet import GONE_MACHINE_STATES, Fleet, fleet_from_api
 from orchestrator.plan.graph import build_plan, spec_waves
+from orchestrator.plan.groups import group_fleet
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import StepKind
 from orchestrator.scale.report import ScaleReport, build_report
@@ -218,6 +219,20 @@ def plan_extends(
     return tuple(out)
 
 
+def _extends(
+    spec: DeploySpec, fleet: Fleet, request: ScaleRequest, plan: Plan
+) -> tuple[VolumeExtend, ...]:
+    """Return the volumes to extend: the named group's (``--group``), else the default's."""
+    if request.group is None:
+        return plan_extends(spec, fleet, request.regions, plan)
+    return plan_extends(
+        spec.for_group(request.group),
+        group_fleet(fleet, spec, request.group),
+        request.regions,
+        plan,
+    )
+
+
 def _with_regions(spec: DeploySpec, settings: Settings, edits: Sequence[RegionEdit]) -> DeploySpec:
     """Return the spec as it reads with the edited region files (flat keys reach every group)."""
     if not spec.groups:
@@ -316,7 +331,7 @@ async def run_scale(
         spec = _with_regions(load_checked_spec(settings, regions=regions), settings, edits)
         fleet = await observe_fleet(conn)
         plan = build_plan(spec, fleet, regions=regions, destroy_volumes=request.destroy_volumes)
-        return ScaleDryRun(edits, plan, plan_extends(spec, fleet, regions, plan))
+        return ScaleDryRun(edits, plan, _extends(spec, fleet, request, plan))
 
     spec = load_checked_spec(settings, regions=regions)
     with (
@@ -342,7 +357,7 @@ async def run_scale(
         plan = build_plan(spec, fleet, regions=regions, destroy_volumes=request.destroy_volumes)
         for note in plan.notes:
             bus.emit(Note(note))
-        extends = plan_extends(spec, fleet, regions, plan)
+        extends = _extends(spec, fleet, request, plan)
         if plan.mutating_steps or extends:
             await ensure_app(conn)
         reports, error = await _extend_volumes(conn, plan, extends, bus)
