@@ -19,6 +19,7 @@ from orchestrator.spec.values import MAX_COUNT
 __all__ = [
     "SLOT_BLOCK",
     "check_slot_blocks",
+    "gate_slots",
     "group_fleet",
     "group_of",
     "local_slot",
@@ -79,3 +80,13 @@ def group_fleet(fleet: Fleet, spec: DeploySpec, group: str) -> Fleet:
 def local_slot(slot: int) -> int:
     """Return a slot's number within its group (1, 2...), for people to read."""
     return slot if slot <= SLOT_BLOCK else (slot - 1) % SLOT_BLOCK + 1
+
+
+def gate_slots(spec: DeploySpec, region: str) -> list[int]:
+    """Return the slots of every group's machines ``region`` should have, in order."""
+    slots: list[int] = []
+    for name in spec.group_names:
+        rs = spec.for_group(name).regions.get(region)
+        base = slot_base(spec, name)
+        slots += range(base + 1, base + (rs.count if rs is not None else 0) + 1)
+    return slots

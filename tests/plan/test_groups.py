@@ -10,7 +10,7 @@ import pytest
 from orchestrator.errors import ConfigError
 from orchestrator.plan.config import desired_config
 from orchestrator.plan.graph import build_plan
-from orchestrator.plan.groups import check_slot_blocks, local_slot, slot_base
+from orchestrator.plan.groups import check_slot_blocks, gate_slots, local_slot, slot_base
 from orchestrator.plan.steps import StepKind
 from orchestrator.spec.model import CheckSpec, DeploySpec, GroupSpec
 
@@ -54,6 +54,8 @@ def test_each_group_gets_its_own_machines_and_one_gate_waits_for_all() -> None:
     assert ensures == [1, 2]
     (gate,) = [s for s in plan.steps() if s.kind is StepKind.GATE_HEALTH]
     assert gate.params["slots"] == [1, 2, base + 1, base + 2]
+    # What a resumed deploy's rebuilt gate waits for is the same.
+    assert gate_slots(spec, "syd") == gate.params["slots"]
     assert local_slot(base + 2) == 2
 
 
