@@ -7,6 +7,8 @@ from typing import assert_never
 from rich.text import Text
 from rich.tree import Tree
 
+from orchestrator.plan.config import META_PROCESS_GROUP
+from orchestrator.plan.groups import SLOT_BLOCK, local_slot
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import Step, StepKind
 
@@ -31,6 +33,16 @@ def _num(value: object) -> str:
     return f"{value:g}" if isinstance(value, int | float) else str(value)
 
 
+def _group(step: Step) -> str:
+    """Name the process group of a machine outside the default group's slots (else "")."""
+    if step.slot is None or step.slot <= SLOT_BLOCK:
+        return ""
+    config = step.params.get("config")
+    metadata = config.get("metadata") if isinstance(config, dict) else None
+    group = metadata.get(META_PROCESS_GROUP) if isinstance(metadata, dict) else None
+    return f" (process group {group} {local_slot(step.slot)})" if group else ""
+
+
 def describe_step(step: Step) -> str:
     """Say in a few words what ``step`` will do (plain text, no markup)."""
     p = step.params
@@ -50,7 +62,7 @@ def describe_step(step: Step) -> str:
         return f"wait for the data to catch up with {p.get('primary_region')}"
     if kind is StepKind.MACHINE_CREATE:
         extra = f", replacing {p['replaces']}" if p.get("replaces") else ""
-        return f"create {p.get('name')} on {p.get('release')}{extra}"
+        return f"create {p.get('name')}{_group(step)} on {p.get('release')}{extra}"
     if kind is StepKind.MACHINE_UPDATE:
         why = {
             "config": "",
@@ -62,7 +74,7 @@ def describe_step(step: Step) -> str:
         if p.get("resize"):
             same = p.get("from_release") == p.get("release")
             change = f"resize {p['resize']}" if same else f"{change}, resize {p['resize']}"
-        return f"update {step.machine}: {change}{why}"
+        return f"update {step.machine}{_group(step)}: {change}{why}"
     if kind is StepKind.MACHINE_DESTROY:
         keep = (
             "keep its volume" if p.get("keep_volume", True) else f"destroy volume {p.get('volume')}"

@@ -124,3 +124,16 @@ def test_two_group_names_sharing_a_slot_block_are_refused() -> None:
     with pytest.raises(ConfigError, match="would share machine slots") as err:
         check_slot_blocks(replace(spec, groups=groups))
     assert err.value.where == "fly.toml: processes"
+
+
+def test_the_plan_tree_names_a_worker_machine_by_its_group() -> None:
+    from rich.console import Console
+
+    from orchestrator.render.plan import plan_tree
+
+    spec = two_groups(workers=1)
+    console = Console(width=200, record=True)
+    console.print(plan_tree(build_plan(spec, to_fleet([], []))))
+    text = console.export_text()
+    assert "(process group worker 1)" in text
+    assert "(process group app" not in text
