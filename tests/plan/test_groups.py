@@ -6,12 +6,14 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from orchestrator.errors import ConfigError
 from orchestrator.plan.config import desired_config
 from orchestrator.plan.graph import build_plan
 from orchestrator.plan.groups import check_slot_blocks, gate_slots, local_slot, slot_base
 from orchestrator.plan.steps import StepKind
+from orchestrator.render.plan import plan_tree
 from orchestrator.spec.model import CheckSpec, DeploySpec, GroupSpec
 
 from .plan_helpers import fleet_at, machine_json, managed_machine, region, sample_spec, to_fleet
@@ -127,10 +129,6 @@ def test_two_group_names_sharing_a_slot_block_are_refused() -> None:
 
 
 def test_the_plan_tree_names_a_worker_machine_by_its_group() -> None:
-    from rich.console import Console
-
-    from orchestrator.render.plan import plan_tree
-
     spec = two_groups(workers=1)
     console = Console(width=200, record=True)
     console.print(plan_tree(build_plan(spec, to_fleet([], []))))
