@@ -158,6 +158,23 @@ def test_two_groups_deploy_scale_one_group_roll_back_and_show_status_per_group(
     assert all(m["config"]["init"]["cmd"] == ["worker"] for m in groups["worker"])
     assert groups["app"][0]["config"]["init"]["cmd"] == ["serve"]
 
+    # A release whose checks fail is stopped at its gate and undone: every group stays on v1.
+    proc = fleet.invoke(
+        "deploy", "--region", "syd", "--image", "registry.fly.io/sample-app:v3-unhealthy"
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert _status_groups(fleet) == [
+        ("app", "v1", True),
+        ("worker", "v1", True),
+        ("worker", "v1", True),
+    ]
+    # The status table names each machine by its group.
+    proc = fleet.invoke("status")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "app 1" in proc.stdout
+    assert "worker 1" in proc.stdout
+    assert "worker 2" in proc.stdout
+
     # Logs of one group: the worker's lines, none of the app's.
     proc = fleet.invoke("logs", "--group", "worker")
     assert proc.returncode == 0, proc.stdout + proc.stderr
