@@ -1113,7 +1113,12 @@ def read_fly_toml(
     service = _read_http_service(top, r, group, groups, default)
     services = _read_services(top, r, group, groups, default)
     kill_signal, kill_timeout = _read_stop(top, r)
-    _gating_notes(checks, [*([service] if service else []), *services], r)
+    _gating_notes(
+        checks,
+        [*([service] if service else []), *services],
+        r,
+        group if len(groups) > 1 else None,
+    )
     others = [_read_group(top, r, name, groups, default) for name in sorted(groups)]
     others = [g for g in others if g.name != default]
     if r.problems or app is None or image is None:
