@@ -65,14 +65,31 @@ def group_of(spec: DeploySpec, m: ObservedMachine) -> str:
 def group_fleet(fleet: Fleet, spec: DeploySpec, group: str) -> Fleet:
     """Return the fleet as one group's plan sees it: only that group's machines.
 
-    Volumes are kept whole: a group finds its own by the mount's name. A one-group spec sees
-    the fleet as it is.
+    The default group also sees managed machines of groups fly.toml no longer names that hold
+    its slots (1..1000). Volumes are kept whole: a group finds its own by the mount's name. A
+    one-group spec sees the fleet as it is.
     """
     if not spec.groups:
         return fleet
+    known = set(spec.group_names)
+
+    def mine(m: ObservedMachine) -> bool:
+        theirs = group_of(spec, m)
+        if theirs == group:
+            return True
+        # A managed machine of a group fly.toml no longer names, in the default group's slots
+        # (the default group renamed, say): the default group's, as with one group, so its
+        # slot is not created twice.
+        return (
+            group == spec.process_group
+            and theirs not in known
+            and m.slot is not None
+            and m.slot <= SLOT_BLOCK
+        )
+
     return Fleet(
         app=fleet.app,
-        machines=tuple(m for m in fleet.machines if group_of(spec, m) == group),
+        machines=tuple(m for m in fleet.machines if mine(m)),
         volumes=fleet.volumes,
     )
 

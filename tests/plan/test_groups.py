@@ -135,3 +135,15 @@ def test_the_plan_tree_names_a_worker_machine_by_its_group() -> None:
     text = console.export_text()
     assert "(process group worker 1)" in text
     assert "(process group app" not in text
+
+
+def test_machines_of_a_renamed_default_group_are_taken_over_not_duplicated() -> None:
+    spec = two_groups(workers=1)
+    machines, volumes = fleet_at(replace(spec, groups=()))
+    machines.append(worker_machine(spec, 1, "w-1"))
+    renamed = replace(spec, process_group="web")
+    plan = build_plan(renamed, to_fleet(machines, volumes))
+    # The old "app" machines hold slots 1 and 2 of the default group: no second machine is
+    # created for those slots (and the worker keeps its own).
+    assert [s for s in plan.steps() if s.kind is StepKind.MACHINE_CREATE] == []
+    assert [s for s in plan.steps() if s.kind is StepKind.MACHINE_DESTROY] == []
