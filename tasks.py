@@ -244,7 +244,11 @@ def scale(
             group=group,
         )
         if not request.changes:
-            report = _run(scaling.show_scale(settings, regions=request.regions, usage=usage))
+            report = _run(
+                scaling.show_scale(
+                    settings, regions=request.regions, usage=usage, group=request.group
+                )
+            )
             if json_:
                 _print_json(report.to_json())
             else:

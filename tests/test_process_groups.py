@@ -138,6 +138,12 @@ def test_two_groups_deploy_scale_one_group_roll_back_and_show_status_per_group(
         "worker": 2,
     }
     assert all(not g["syd"]["drift"] for g in shown.values())
+    proc = fleet.invoke("scale", "--group", "worker", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert list(json.loads(proc.stdout)["groups"]) == ["worker"]
+    proc = fleet.invoke("scale", "--group", "wroker")
+    assert proc.returncode == 2
+    assert "--group: 'wroker' is not a process group" in proc.stderr
 
     # A new release rolls through both groups; a rollback brings both back.
     proc = fleet.invoke("deploy", "--region", "syd", "--image", "registry.fly.io/sample-app:v2")

@@ -250,6 +250,7 @@ async def show_scale(
     regions: Sequence[str] = (),
     usage: bool = False,
     window_s: float = 1.0,
+    group: str | None = None,
 ) -> ScaleReport:
     """Read the desired sizes and the fleet, and put them side by side (reads only).
 
@@ -258,11 +259,18 @@ async def show_scale(
         regions: only these regions (empty: all).
         usage: also measure CPU, memory, latency, errors and volume use (``window_s`` long).
         window_s: seconds the CPU share is measured over.
+        group: only this process group (``--group``).
 
     Raises:
-        ConfigError: a bad file, or a ``--region`` the fleet does not have.
+        ConfigError: a bad file, a ``--region`` the fleet does not have, or a ``--group``
+            fly.toml does not define.
     """
     spec = load_checked_spec(settings, regions=regions)
+    if group is not None and group not in spec.group_names:
+        raise ConfigError(
+            f"{group!r} is not a process group: fly.toml defines {', '.join(spec.group_names)}",
+            where="--group",
+        )
     async with connect(settings) as conn:
         try:
             machines = await conn.client.list_machines(conn.app)
@@ -272,6 +280,10 @@ async def show_scale(
         report = build_report(
             spec, fleet_from_api(conn.app, machines, volumes), regions=regions, backend=conn.backend
         )
+        if group is not None and spec.groups:
+            report = dataclasses.replace(
+                report, regions=tuple(r for r in report.regions if r.group == group)
+            )
         if not usage:
             return report
         waves = {code: wave for wave in spec_waves(spec) for code in wave.regions}
