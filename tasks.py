@@ -284,6 +284,7 @@ def rollback(c, region=None, to=None, json_=False, report=None):
         "json": "Print only JSON on stdout.",
         "yes": "Go ahead without asking when the change is large or destroys machines.",
         "report": "Also write a report of the change to PATH (.md or .html) and the other format.",
+        "group": "A [processes] group: change only its machines ([groups.NAME] in the file).",
     },
 )
 def scale(
@@ -300,6 +301,7 @@ def scale(
     json_=False,
     yes=False,
     report=None,
+    group=None,
 ):
     """Show desired beside observed size per region, or change a region's count and size."""
     from orchestrator import scale as scaling
@@ -319,9 +321,14 @@ def scale(
             dry_run=dry_run,
             destroy_volumes=destroy_volumes,
             fleet_regions=scaling.fleet_regions(settings),
+            group=group,
         )
         if not request.changes:
-            report = _run(scaling.show_scale(settings, regions=request.regions, usage=usage))
+            report = _run(
+                scaling.show_scale(
+                    settings, regions=request.regions, usage=usage, group=request.group
+                )
+            )
             from orchestrator.cost import scale_costs
 
             now, wanted = scale_costs(report)
@@ -433,9 +440,10 @@ def status(c, region=None, json_=False):
         "follow": "Keep printing new lines (and new machines') until Ctrl-C.",
         "lines": "Show the last N lines of all the machines, in time order (default 100).",
         "since": "Only lines written since: an age (10m, 2h, 1d) or a time (2026-01-31T14:00Z).",
+        "group": "Show only this [processes] group's machines.",
     },
 )
-def logs(c, region=None, machine=None, follow=False, lines=None, since=None):
+def logs(c, region=None, machine=None, follow=False, lines=None, since=None, group=None):
     """Print the machines' output on the local Fly, each line prefixed by region and machine."""
     import sys
     from datetime import UTC, datetime
@@ -456,7 +464,7 @@ def logs(c, region=None, machine=None, follow=False, lines=None, since=None):
 
         async def show():
             async with connect(settings) as conn:
-                sources = await log_sources(conn, region=region, machine=machine)
+                sources = await log_sources(conn, region=region, machine=machine, group=group)
                 if not sources:
                     print(f"no machines{f' in {region}' if region else ''}", file=sys.stderr)
                     if not follow:
@@ -469,6 +477,7 @@ def logs(c, region=None, machine=None, follow=False, lines=None, since=None):
                     since=start,
                     region=region,
                     rescan=not machine,
+                    group=group,
                 )
                 async for line in stream:
                     print(line.format(), flush=True)

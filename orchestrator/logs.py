@@ -24,7 +24,7 @@ from pathlib import Path
 from orchestrator.connect import Connection
 from orchestrator.errors import ConfigError, FlyNotFound, OrchestratorError
 from orchestrator.fly.models import Machine
-from orchestrator.plan.config import META_SLOT
+from orchestrator.plan.config import META_PROCESS_GROUP, META_SLOT
 from orchestrator.plan.fleet import GONE_MACHINE_STATES
 from orchestrator.settings import Settings
 from orchestrator.spec.regions import validate_region
@@ -127,9 +127,16 @@ def _source(state_dir: Path, machine: Machine) -> LogSource:
 
 
 async def log_sources(
-    conn: Connection, *, region: str | None = None, machine: str | None = None
+    conn: Connection,
+    *,
+    region: str | None = None,
+    machine: str | None = None,
+    group: str | None = None,
 ) -> tuple[LogSource, ...]:
     """Return the log files of the app's live machines (of ``region``; or of one machine).
+
+    ``group`` keeps the machines of one process group (their ``fly_process_group``), as Fly's
+    machine list filters on metadata.
 
     ``machine`` is a machine id or name; it may name a destroyed machine, whose file is kept.
 
@@ -140,7 +147,10 @@ async def log_sources(
         region = validate_region(region, "--region").code
     try:
         machines = await conn.client.list_machines(
-            conn.app, region=region, include_deleted=machine is not None
+            conn.app,
+            region=region,
+            include_deleted=machine is not None,
+            metadata={META_PROCESS_GROUP: group} if group is not None else None,
         )
     except FlyNotFound:
         machines = []
@@ -278,6 +288,7 @@ async def stream_logs(
     region: str | None = None,
     rescan: bool = True,
     poll_s: float = 0.2,
+    group: str | None = None,
     rescan_s: float = 2.0,
 ) -> AsyncIterator[LogLine]:
     """Yield the sources' lines, machine after machine; with ``follow``, then what is appended.
@@ -292,6 +303,7 @@ async def stream_logs(
             as written when the last dated line above it was.
         region: the region new machines are picked up from while following (``None``: any).
         rescan: pick up machines created while following (off for a single ``--machine``).
+        group: the process group new machines are picked up from (``None``: any).
         poll_s: seconds between looks at the files while following.
         rescan_s: seconds between looks for new machines while following.
     """
@@ -309,7 +321,7 @@ async def stream_logs(
         if rescan and time.monotonic() >= rescan_at:
             rescan_at = time.monotonic() + rescan_s
             try:
-                found = await log_sources(conn, region=region)
+                found = await log_sources(conn, region=region, group=group)
             except OrchestratorError:
                 # The API hiccuped (a restart, a 5xx): keep tailing, look again next time.
                 found = ()

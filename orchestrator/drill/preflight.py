@@ -41,8 +41,18 @@ def check_request(spec: DeploySpec, region: str, promote: str | None) -> None:
     """Refuse a drill request that cannot make sense for this fleet (exit code 2).
 
     Raises:
-        ConfigError: naming ``--region`` or ``--promote``.
+        ConfigError: naming ``--region`` or ``--promote``, or ``fly.toml: processes`` for a
+            fleet of several process groups.
     """
+    if spec.groups:
+        # The drill's fail-over and fail-back plans number a region's machines 1..count; the
+        # other groups' machines would be taken for extra slots and destroyed.
+        raise ConfigError(
+            f"drills fail over a fleet of one process group; this one has "
+            f"{', '.join(spec.group_names)}: drill a copy of the fleet whose fly.toml keeps "
+            "only the group that holds the data",
+            where="fly.toml: processes",
+        )
     fleet = {code for code, r in spec.regions.items() if r.count > 0}
     known = ", ".join(sorted(fleet)) or "none"
     if region not in spec.regions:

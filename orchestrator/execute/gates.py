@@ -454,10 +454,11 @@ async def _scrape(ctx: StepContext, machine_id: str, *, tries: int = _SCRAPE_TRI
 
 async def _measured_machines(ctx: StepContext, region: str) -> list[Machine]:
     machines = await ctx.client.list_machines(ctx.app, region=region)
-    return sorted(
-        (m for m in machines if m.metadata.get(META_SLOT, "").isdigit() and m.state == "started"),
-        key=lambda m: m.id,
-    )
+    ours = [m for m in machines if m.metadata.get(META_SLOT, "").isdigit() and m.state == "started"]
+    # The bake measures the traffic Fly's proxy sends, which reaches only machines with a
+    # service: a process group without one (a worker) serves no requests and no /metrics.
+    serving = [m for m in ours if m.config.services]
+    return sorted(serving or ours, key=lambda m: m.id)
 
 
 async def metrics_gate(ctx: StepContext, step: Step) -> str:

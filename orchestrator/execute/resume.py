@@ -33,6 +33,7 @@ from orchestrator.execute.undo import (
     rollback_regions,
 )
 from orchestrator.plan.assemble import plan_waves
+from orchestrator.plan.groups import gate_slots
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import Step, StepKind, step_id
 from orchestrator.settings import Settings
@@ -225,8 +226,8 @@ def with_health_gates(
     for index, wave in enumerate(plan.waves, start=1):
         settings = plan.wave_specs[index - 1] if index <= len(plan.wave_specs) else None
         for region in wave:
-            count = spec.regions[region].count if region in spec.regions else 0
-            if count == 0:
+            slots = gate_slots(spec, region)
+            if not slots:
                 continue
             own = [sid for sid in graph.nodes if graph.nodes[sid]["step"].region == region]
             health = step_id(region, StepKind.GATE_HEALTH)
@@ -236,7 +237,7 @@ def with_health_gates(
                     kind=StepKind.GATE_HEALTH,
                     region=region,
                     wave=index,
-                    params={"slots": list(range(1, count + 1)), "release": plan.release},
+                    params={"slots": slots, "release": plan.release},
                 )
                 graph.add_node(gate.id, step=gate)
                 graph.add_edges_from((sid, gate.id) for sid in own)

@@ -19,7 +19,6 @@ import os
 import shutil
 import signal
 import socket
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from orchestrator.localfly.checks import (
     specs_from_config,
 )
 from orchestrator.localfly.core import LocalFly
-from orchestrator.localfly.images import resolve_command
+from orchestrator.localfly.images import machine_argv
 from orchestrator.localfly.sim import SimChecks, SimProc, fails_health
 from orchestrator.localfly.state import MachineRecord
 from orchestrator.localfly.supervisor import LaunchSpec, Proc
@@ -138,20 +137,8 @@ def machine_env(fly: LocalFly, m: MachineRecord, port: int) -> dict[str, str]:
     return env
 
 
-_PYTHON = frozenset({"{python}", "python", "python3"})
-
-
 def _argv(fly: LocalFly, m: MachineRecord) -> list[str]:
-    init = m.config.get("init") or {}
-    init_exec = init.get("exec")
-    if init_exec:
-        return [sys.executable if a == "{python}" else str(a) for a in init_exec]
-    cmd = init.get("cmd")
-    if cmd:
-        # init.cmd replaces the image's command (a release command). Images here are Python
-        # programs run by the server's interpreter, so `python` means that interpreter.
-        return [sys.executable if a in _PYTHON else str(a) for a in cmd]
-    return resolve_command(str(m.config["image"]), fly.state_dir)
+    return machine_argv(m.config, fly.state_dir)
 
 
 def _log(fly: LocalFly, m: MachineRecord, line: str) -> None:

@@ -42,7 +42,8 @@ class _Region:
     ids: list[str] = field(default_factory=list)
     # volume.ensure steps that fork from the primary region and must wait for it to finish
     wait_for_primary: list[str] = field(default_factory=list)
-    spearhead: str | None = None
+    # The spearhead of each process group (lane "" is the default group's).
+    spearheads: dict[str, str] = field(default_factory=dict)
     # Kept as steps are added, so that the gates, the roots and the exits of a region are
     # found without walking the graph: the machine and replicate steps (in the order added),
     # and the steps with a predecessor / a successor inside the region.
@@ -108,16 +109,27 @@ class Assembler:
             region.gated.append(sid)
         return sid
 
-    def spearhead(self, region: str) -> str | None:
-        """Return the id of the region's spearhead update, if one was added."""
+    def spearhead(self, region: str, lane: str = "") -> str | None:
+        """Return the id of the spearhead update of ``lane`` (a process group), if one was added."""
         r = self.regions.get(region)
-        return r.spearhead if r else None
+        return r.spearheads.get(lane) if r else None
 
     def add_update(
-        self, region: str, wave: int, m: ObservedMachine, params: Mapping[str, Any]
+        self,
+        region: str,
+        wave: int,
+        m: ObservedMachine,
+        params: Mapping[str, Any],
+        lane: str = "",
     ) -> str:
-        """Add a ``machine.update``: the first of a region is the spearhead, the rest follow it."""
-        lead = self.spearhead(region)
+        """Add a ``machine.update``; a group's first in a region is its spearhead.
+
+        The rest of the group follow their spearhead; a later group's spearhead follows the
+        earlier groups' ones, so each new config is proved on one machine before it spreads.
+        """
+        lead = self.spearhead(region, lane)
+        r = self.regions.get(region)
+        earlier = list(r.spearheads.values()) if r is not None and lead is None else []
         sid = self.add(
             Step(
                 id=step_id(region, StepKind.MACHINE_UPDATE, m.slot),
@@ -128,10 +140,10 @@ class Assembler:
                 machine=m.id,
                 params={**params, "spearhead": lead is None},
             ),
-            [lead],
+            [lead, *earlier],
         )
         if lead is None:
-            self.regions[region].spearhead = sid
+            self.regions[region].spearheads[lane] = sid
         return sid
 
     def add_create(
@@ -144,6 +156,7 @@ class Assembler:
         volume: VolumePlan | None,
         primary_region: str,
         after: Sequence[str] = (),
+        lane: str = "",
     ) -> str:
         """Add ``volume.ensure`` → ``machine.create`` (→ ``volume.replicate`` for a fork).
 
@@ -179,7 +192,7 @@ class Assembler:
                 params={**params, "volume_from": ensure},
             ),
             # A new machine runs the new config only once the spearhead proved it.
-            [ensure, self.spearhead(region), *after],
+            [ensure, self.spearhead(region, lane), *after],
         )
         if volume is not None and volume.forks:
             self.add(

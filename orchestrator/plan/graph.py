@@ -30,6 +30,7 @@ from orchestrator.plan.config import (
     release_id,
 )
 from orchestrator.plan.fleet import Fleet, ObservedGuest, ObservedMachine, ObservedVolume
+from orchestrator.plan.groups import check_slot_blocks, group_fleet, slot_base
 from orchestrator.plan.model import Plan
 from orchestrator.plan.restore import build_restore_plan
 from orchestrator.plan.steps import Step, StepKind, step_id
@@ -107,18 +108,22 @@ def _resize(observed: ObservedGuest, desired: ObservedGuest) -> dict[str, str]:
     return {"resize": f"{_guest_text(observed)} → {_guest_text(desired)}"}
 
 
-def _destroyed_volumes(spec: DeploySpec, fleet: Fleet, selected: Sequence[str]) -> set[str]:
+def _destroyed_volumes(
+    spec: DeploySpec, fleet: Fleet, selected: Sequence[str], base: int = 0
+) -> set[str]:
     """Return the volumes a scale-down with ``destroy_volumes`` removes from the primary."""
     primary = spec.primary_region
     if primary not in selected or primary not in spec.regions:
         return set()
-    count = spec.regions[primary].count
+    count = base + spec.regions[primary].count
     return {
         m.volume_id for slot, m in fleet.managed_in(primary).items() if slot > count and m.volume_id
     }
 
 
-def _adoptable(spec: DeploySpec, fleet: Fleet, region: str) -> dict[int, ObservedMachine]:
+def _adoptable(
+    spec: DeploySpec, fleet: Fleet, region: str, base: int = 0
+) -> dict[int, ObservedMachine]:
     """Return slot → machine for machines ``fly deploy`` made that fill the region's free slots.
 
     flyctl marks its machines with ``fly_platform_version`` and ``fly_process_group``; those of
@@ -129,7 +134,7 @@ def _adoptable(spec: DeploySpec, fleet: Fleet, region: str) -> dict[int, Observe
     if rs is None:
         return {}
     managed = fleet.managed_in(region)
-    free = [s for s in range(1, rs.count + 1) if s not in managed]
+    free = [s for s in range(base + 1, base + rs.count + 1) if s not in managed]
     theirs = [
         m
         for m in fleet.machines_in(region)
@@ -179,22 +184,58 @@ def build_plan(
     release = release_id(spec, secrets)
     asm = Assembler()
     notes: list[str] = []
-    source = None
-    if spec.mount is not None:
-        source = fork_source(
-            fleet,
-            spec.primary_region,
-            spec.mount.source,
-            exclude=_destroyed_volumes(spec, fleet, selected) if destroy_volumes else (),
-        )
+    if spec.groups:
+        check_slot_blocks(spec)
+    # Each process group plans its own machines in every region; the region's gates wait for
+    # all of them.
+    views = []
+    for group in spec.group_names:
+        view = spec.for_group(group)
+        base = slot_base(spec, group)
+        seen = group_fleet(fleet, spec, group)
+        source = None
+        if view.mount is not None:
+            source = fork_source(
+                seen,
+                view.primary_region,
+                view.mount.source,
+                exclude=_destroyed_volumes(view, seen, selected, base) if destroy_volumes else (),
+            )
+        views.append((view, seen, base, source))
 
     for wave in waves:
         for region in wave.regions:
-            _plan_region(
-                spec, fleet, region, wave, release, destroy_volumes, source, asm, notes, secrets
+            slots: list[int] = []
+            digest: str | None = None
+            for view, seen, base, source in views:
+                wanted, desired = _plan_region(
+                    view,
+                    seen,
+                    region,
+                    wave,
+                    release,
+                    destroy_volumes,
+                    source,
+                    asm,
+                    notes,
+                    base,
+                    secrets,
+                )
+                slots += wanted
+                digest = digest or desired
+            asm.add_gates(
+                region,
+                slots=slots,
+                bake=wave,
+                params={"release": release, "config_digest": digest},
             )
 
-    adopted = {m.id for region in selected for m in _adoptable(spec, fleet, region).values()}
+    adopted = {
+        m.id
+        for view, seen, base, _ in views
+        for region in selected
+        for m in _adoptable(view, seen, region, base).values()
+    }
     for m in fleet.unmanaged():
         if m.region in selected and m.id not in adopted:
             notes.append(
@@ -300,9 +341,14 @@ def _plan_region(
     source: ObservedVolume | None,
     asm: Assembler,
     notes: list[str],
+    base: int = 0,
     secrets: Secrets | None = None,
-) -> None:
-    """Add the steps of one region: updates, creates with their volumes, destroys, gates."""
+) -> tuple[list[int], str | None]:
+    """Add the steps of one group in one region: updates, creates with their volumes, destroys.
+
+    Returns the slots the region's health gate waits for and the config digest they share
+    (``None`` for an emptied region). ``base`` is the slot before the group's first.
+    """
     rs = spec.regions[region]
     mount = spec.mount
     managed = fleet.managed_in(region)
@@ -310,6 +356,7 @@ def _plan_region(
     desired = RegionConfigs(spec, region, release=release, secrets=secrets)
     guest = ObservedGuest(**desired.guest)
     autostop = autostops(spec)
+    lane = str(base) if base else ""
 
     for dup in fleet.duplicates_in(region):
         holder = managed[dup.slot].id if dup.slot in managed else "?"
@@ -317,8 +364,9 @@ def _plan_region(
             f"{region}: machine {dup.id} claims slot {dup.slot}, held by {holder}; left alone"
         )
 
-    adopt = _adoptable(spec, fleet, region)
-    for slot in sorted(s for s in [*managed, *adopt] if s <= rs.count):
+    adopt = _adoptable(spec, fleet, region, base)
+    last = base + rs.count
+    for slot in sorted(s for s in [*managed, *adopt] if base < s <= last):
         m = managed[slot] if slot in managed else adopt[slot]
         # A machine fly deploy made has no digest of ours: it always gets this tool's config.
         reason = "adopt" if slot in adopt else _update_reason(m, desired, guest, autostop)
@@ -340,17 +388,23 @@ def _plan_region(
                 **_resize(m.guest, guest),
                 **env_changes(m.config, desired.config(slot, m.volume_id)),
             },
+            lane=lane,
         )
 
     # Orphaned volumes of the mount's name are reused first, by id, as fly scale count does.
-    missing = [s for s in range(1, rs.count + 1) if s not in managed and s not in adopt]
+    missing = [s for s in range(base + 1, last + 1) if s not in managed and s not in adopt]
     free = iter(fleet.unattached_volumes(region, mount.source) if mount and missing else ())
     # A primary region without a machine (a first deploy) gets its first machine alone: an
     # app that elects its writer among the region's machines (the sample app, LiteFS without
     # a lease) then elects that one, and the others find it and follow. Started together,
     # each found nobody and took writes, and the one that stepped down set aside writes it
     # had acknowledged.
-    first_alone = region == spec.primary_region and not managed and not adopt
+    first_alone = (
+        region == spec.primary_region
+        and not managed
+        and not adopt
+        and (base == 0 or mount is not None)
+    )
     first_create: str | None = None
     for slot in missing:
         volume: VolumePlan | None = None
@@ -385,21 +439,14 @@ def _plan_region(
             volume=volume,
             primary_region=spec.primary_region,
             after=[first_create] if first_alone and first_create else (),
+            lane=lane,
         )
         first_create = first_create or create
 
     asm.add_destroys(
         region,
         wave.index,
-        [managed[s] for s in managed if s > rs.count],
+        [managed[s] for s in managed if s > last],
         destroy_volumes=destroy_volumes,
     )
-    asm.add_gates(
-        region,
-        slots=list(range(1, rs.count + 1)),
-        bake=wave,
-        params={
-            "release": release,
-            "config_digest": desired.digest if rs.count > 0 else None,
-        },
-    )
+    return list(range(base + 1, last + 1)), desired.digest if rs.count > 0 else None

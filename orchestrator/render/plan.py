@@ -7,7 +7,9 @@ from typing import assert_never
 from rich.text import Text
 from rich.tree import Tree
 
+from orchestrator.plan.config import META_PROCESS_GROUP
 from orchestrator.plan.eta import Estimate, duration_text
+from orchestrator.plan.groups import SLOT_BLOCK, local_slot
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import Step, StepKind
 
@@ -30,6 +32,16 @@ def _slots(slots: object) -> str:
 
 def _num(value: object) -> str:
     return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
+def _group(step: Step) -> str:
+    """Name the process group of a machine outside the default group's slots (else "")."""
+    if step.slot is None or step.slot <= SLOT_BLOCK:
+        return ""
+    config = step.params.get("config")
+    metadata = config.get("metadata") if isinstance(config, dict) else None
+    group = metadata.get(META_PROCESS_GROUP) if isinstance(metadata, dict) else None
+    return f" (process group {group} {local_slot(step.slot)})" if group else ""
 
 
 def describe_step(step: Step) -> str:
@@ -57,7 +69,7 @@ def describe_step(step: Step) -> str:
         return f"wait for the data to catch up with {p.get('primary_region')}"
     if kind is StepKind.MACHINE_CREATE:
         extra = f", replacing {p['replaces']}" if p.get("replaces") else ""
-        return f"create {p.get('name')} on {p.get('release')}{extra}"
+        return f"create {p.get('name')}{_group(step)} on {p.get('release')}{extra}"
     if kind is StepKind.MACHINE_UPDATE:
         why = {
             "config": "",
@@ -76,7 +88,7 @@ def describe_step(step: Step) -> str:
             parts.append(f"config changed, release {p.get('release')} unchanged")
         elif not parts:
             parts.append(str(p.get("release")))
-        return f"update {step.machine}: {', '.join(parts)}{why}"
+        return f"update {step.machine}{_group(step)}: {', '.join(parts)}{why}"
     if kind is StepKind.MACHINE_DESTROY:
         keep = (
             "keep its volume" if p.get("keep_volume", True) else f"destroy volume {p.get('volume')}"

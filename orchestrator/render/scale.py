@@ -54,6 +54,8 @@ def _observed(entry: RegionScale, key: str) -> str:
 
 def _region_header(entry: RegionScale) -> Text:
     title = Text(entry.code, style="bold blue")
+    if entry.group is not None:
+        title.append(f"  process group {entry.group}", style="bold")
     if entry.role:
         title.append(f"  {entry.role}", style="dim")
     if entry.desired is not None:

@@ -13,6 +13,7 @@ from rich.text import Text
 from orchestrator.execute.executor import DeployResult, StepReport
 from orchestrator.execute.status import FleetStatus, MachineStatus
 from orchestrator.plan.eta import duration_text
+from orchestrator.plan.groups import local_slot
 from orchestrator.render.live import STATUS_STYLE, format_elapsed
 
 __all__ = ["NARROW", "FitWidth", "deploy_summary", "outcome_line", "status_view"]
@@ -166,6 +167,7 @@ def _narrow_status(status: FleetStatus) -> Table:
     for name in ("slot", "state", "release", "role"):
         table.add_column(name, no_wrap=True)
     table.add_column("health", overflow="fold", ratio=1)
+    grouped = len({m.process_group for ms in status.regions.values() for m in ms}) > 1
     for code, machines in status.regions.items():
         if not machines:
             table.add_row(code, Text("no machines", style="dim"), *[""] * 5)
@@ -177,13 +179,19 @@ def _narrow_status(status: FleetStatus) -> Table:
             table.add_row(
                 code if i == 0 else "",
                 who,
-                str(m.slot) if m.slot is not None else "-",
+                _slot_text(m.slot, m.process_group if grouped else None),
                 m.state,
                 m.release or "-",
                 m.role or "?",
                 _health(m),
             )
     return table
+
+
+def _slot_text(slot: int | None, group: str | None) -> str:
+    if slot is None:
+        return "-" if group is None else f"{group} -"
+    return str(slot) if group is None else f"{group} {local_slot(slot)}"
 
 
 def status_view(status: FleetStatus) -> RenderableType:
@@ -214,6 +222,8 @@ def _wide_status(status: FleetStatus) -> Table:
     for name in ("region", "machine", "slot", "state", "release", "role", "size", "volume"):
         table.add_column(name, no_wrap=name in ("machine", "release", "volume"))
     table.add_column("health")
+    # With several process groups, a slot is named by its group, as fly status groups them.
+    grouped = len({m.process_group for ms in status.regions.values() for m in ms}) > 1
     for code, machines in status.regions.items():
         if not machines:
             table.add_row(code, Text("no machines", style="dim"), *[""] * 7)
@@ -224,7 +234,7 @@ def _wide_status(status: FleetStatus) -> Table:
             table.add_row(
                 code if i == 0 else "",
                 m.id,
-                str(m.slot) if m.slot is not None else "-",
+                _slot_text(m.slot, m.process_group if grouped else None),
                 m.state,
                 m.release or "-",
                 m.role or "?",

@@ -1,10 +1,12 @@
-"""Run the sample app: ``python -m orchestrator.sampleapp`` (configured by environment).
+"""Run the sample app: ``python -m orchestrator.sampleapp [serve|worker|migrate]``.
 
-``python -m orchestrator.sampleapp migrate`` runs its release command instead.
+The argument is the image's command, which a ``[processes]`` group's command replaces (Fly
+sends it as ``init.cmd``): ``serve`` (the default) is the HTTP app, ``worker`` the consumer of
+its records, ``migrate`` its release command (``[deploy] release_command = "migrate"``).
 
-``SAMPLE_APP_CRASH=1`` (or an image tag ending ``-crashloop``) makes it exit 1 at start, after
-``SAMPLE_APP_CRASH_AFTER`` seconds (default 0): a release that crash-loops under Fly's restart
-policy, for smoke checks to catch.
+``SAMPLE_APP_CRASH=1`` (or an image tag ending ``-crashloop``) makes the app exit 1 at start,
+after ``SAMPLE_APP_CRASH_AFTER`` seconds (default 0): a release that crash-loops under Fly's
+restart policy, for smoke checks to catch.
 """
 
 from __future__ import annotations
@@ -15,15 +17,26 @@ import time
 
 from orchestrator.sampleapp.migrate import migrate
 from orchestrator.sampleapp.server import run
+from orchestrator.sampleapp.worker import run_worker
+
+_COMMANDS = ("serve", "worker", "migrate")
 
 
-def main() -> None:
-    """Run until stopped (or run ``migrate``) and exit with its exit code."""
-    if sys.argv[1:] == ["migrate"]:
-        raise SystemExit(migrate(os.environ))
-    if sys.argv[1:]:
-        print(f"usage: python -m orchestrator.sampleapp [migrate], got {sys.argv[1:]}")
+def main(argv: list[str] | None = None) -> None:
+    """Run the command named in ``argv`` until stopped and exit with its exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    command = args[0] if args else "serve"
+    if command not in _COMMANDS or len(args) > 1:
+        print(
+            f"sample-app: command: {' '.join(args)!r} is not a command: use one of "
+            f"{', '.join(_COMMANDS)}",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
+    if command == "migrate":
+        raise SystemExit(migrate(os.environ))
+    if command == "worker":
+        raise SystemExit(run_worker(os.environ))
     tag = os.environ.get("FLY_IMAGE_REF", "").rsplit("/", 1)[-1].rpartition(":")[2]
     if os.environ.get("SAMPLE_APP_CRASH", "").lower() in ("1", "true", "yes") or tag.endswith(
         "-crashloop"

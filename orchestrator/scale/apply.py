@@ -37,6 +37,7 @@ from orchestrator.execute.secretstate import scale_secrets
 from orchestrator.plan.config import release_id
 from orchestrator.plan.fleet import GONE_MACHINE_STATES, Fleet, fleet_from_api
 from orchestrator.plan.graph import build_plan, spec_waves
+from orchestrator.plan.groups import group_fleet
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import StepKind
 from orchestrator.scale.cost import ScaleImpact, scale_impact
@@ -197,6 +198,7 @@ def _edit(root: Path, code: str, request: ScaleRequest, *, dry_run: bool) -> Reg
         memory_mb=request.memory_mb,
         volume_size_gb=request.volume_size_gb,
         dry_run=dry_run,
+        group=request.group,
     )
 
 
@@ -225,8 +227,29 @@ def plan_extends(
     return tuple(out)
 
 
-def _with_regions(spec: DeploySpec, edits: Sequence[RegionEdit]) -> DeploySpec:
-    return dataclasses.replace(spec, regions={**spec.regions, **{e.region: e.after for e in edits}})
+def _extends(
+    spec: DeploySpec, fleet: Fleet, request: ScaleRequest, plan: Plan
+) -> tuple[VolumeExtend, ...]:
+    """Return the volumes to extend: the named group's (``--group``), else the default's."""
+    if request.group is None:
+        return plan_extends(spec, fleet, request.regions, plan)
+    return plan_extends(
+        spec.for_group(request.group),
+        group_fleet(fleet, spec, request.group),
+        request.regions,
+        plan,
+    )
+
+
+def _with_regions(spec: DeploySpec, settings: Settings, edits: Sequence[RegionEdit]) -> DeploySpec:
+    """Return the spec as it reads with the edited region files (flat keys reach every group)."""
+    if not spec.groups:
+        return dataclasses.replace(
+            spec, regions={**spec.regions, **{e.region: e.after for e in edits}}
+        )
+    return load_spec(
+        settings.root, app_override=settings.app, overlay={e.path: e.text for e in edits}
+    )
 
 
 async def show_scale(
@@ -235,6 +258,7 @@ async def show_scale(
     regions: Sequence[str] = (),
     usage: bool = False,
     window_s: float = 1.0,
+    group: str | None = None,
 ) -> ScaleReport:
     """Read the desired sizes and the fleet, and put them side by side (reads only).
 
@@ -243,11 +267,18 @@ async def show_scale(
         regions: only these regions (empty: all).
         usage: also measure CPU, memory, latency, errors and volume use (``window_s`` long).
         window_s: seconds the CPU share is measured over.
+        group: only this process group (``--group``).
 
     Raises:
-        ConfigError: a bad file, or a ``--region`` the fleet does not have.
+        ConfigError: a bad file, a ``--region`` the fleet does not have, or a ``--group``
+            fly.toml does not define.
     """
     spec = load_checked_spec(settings, regions=regions)
+    if group is not None and group not in spec.group_names:
+        raise ConfigError(
+            f"{group!r} is not a process group: fly.toml defines {', '.join(spec.group_names)}",
+            where="--group",
+        )
     async with connect(settings) as conn:
         try:
             machines = await conn.client.list_machines(conn.app)
@@ -257,6 +288,10 @@ async def show_scale(
         report = build_report(
             spec, fleet_from_api(conn.app, machines, volumes), regions=regions, backend=conn.backend
         )
+        if group is not None and spec.groups:
+            report = dataclasses.replace(
+                report, regions=tuple(r for r in report.regions if r.group == group)
+            )
         if not usage:
             return report
         waves = {code: wave for wave in spec_waves(spec) for code in wave.regions}
@@ -330,13 +365,13 @@ async def run_scale(
     regions = list(request.regions)
     if request.dry_run:
         edits = check_scale(settings, request)
-        spec = _with_regions(load_checked_spec(settings, regions=regions), edits)
+        spec = _with_regions(load_checked_spec(settings, regions=regions), settings, edits)
         fleet = await observe_fleet(conn)
         secrets = await scale_secrets(conn.client, conn.app, settings.root)
         plan = build_plan(
             spec, fleet, regions=regions, destroy_volumes=request.destroy_volumes, secrets=secrets
         )
-        return ScaleDryRun(edits, plan, plan_extends(spec, fleet, regions, plan))
+        return ScaleDryRun(edits, plan, _extends(spec, fleet, request, plan))
 
     spec = load_checked_spec(settings, regions=regions)
     with (
@@ -356,7 +391,7 @@ async def run_scale(
         # that fails, is interrupted or is killed leaves them describing the fleet as it was,
         # so the next deploy never carries a half-done scale on.
         edits = check_scale(settings, request)
-        spec = _with_regions(spec, edits)
+        spec = _with_regions(spec, settings, edits)
         secrets = await scale_secrets(conn.client, conn.app, settings.root)
         plan = build_plan(
             spec, fleet, regions=regions, destroy_volumes=request.destroy_volumes, secrets=secrets
@@ -373,7 +408,7 @@ async def run_scale(
                 raise ConfigError("not confirmed; nothing was changed", where="--yes")
         for note in plan.notes:
             bus.emit(Note(note))
-        extends = plan_extends(spec, fleet, regions, plan)
+        extends = _extends(spec, fleet, request, plan)
         if plan.mutating_steps or extends:
             await ensure_app(conn)
         reports, error = await _extend_volumes(conn, plan, extends, bus)

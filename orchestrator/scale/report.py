@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.plan.fleet import Fleet, ObservedGuest
+from orchestrator.plan.groups import group_fleet
 from orchestrator.scale.usage import RegionUsage
 from orchestrator.spec.model import DeploySpec, RegionSpec
 
@@ -184,6 +185,7 @@ class RegionScale:
         observed: the observed size.
         drift: the keys of :data:`SIZE_KEYS` that differ, in that order.
         usage: what the machines use (CPU, memory, latency, errors, volume), when measured.
+        group: the process group the entry is about, or ``None`` in a one-group fleet.
     """
 
     code: str
@@ -192,6 +194,7 @@ class RegionScale:
     observed: ObservedSize
     drift: tuple[str, ...]
     usage: RegionUsage | None = None
+    group: str | None = None
 
     @property
     def in_sync(self) -> bool:
@@ -239,24 +242,30 @@ class ScaleReport:
             ),
         )
 
-    def region(self, code: str) -> RegionScale:
-        """Return one region's entry.
+    def region(self, code: str, group: str | None = None) -> RegionScale:
+        """Return one region's entry (of the first group listed, unless ``group`` names one).
 
         Raises:
             KeyError: the region is not in the report.
         """
         for entry in self.regions:
-            if entry.code == code:
+            if entry.code == code and (group is None or entry.group == group):
                 return entry
         raise KeyError(code)
 
     def to_json(self) -> dict[str, Any]:
-        """Return DESIGN.md's ``invoke scale --json`` object (plus ``app``, ``backend``)."""
-        return {
-            "app": self.app,
-            "backend": self.backend,
-            "regions": {r.code: r.to_json() for r in self.regions},
-        }
+        """Return DESIGN.md's ``invoke scale --json`` object (plus ``app``, ``backend``).
+
+        With process groups, ``regions`` holds the default group's entries (as before groups
+        existed) and ``groups`` every group's, by name then region.
+        """
+        data: dict[str, Any] = {"app": self.app, "backend": self.backend, "regions": {}}
+        for r in self.regions:
+            if r.code not in data["regions"]:
+                data["regions"][r.code] = r.to_json()
+            if r.group is not None:
+                data.setdefault("groups", {}).setdefault(r.group, {})[r.code] = r.to_json()
+        return data
 
 
 def _common(values: Iterable[Any]) -> Any:
@@ -324,6 +333,19 @@ def build_report(
             region where machines run without a region file).
         backend: ``local`` or ``fly``, for the report's header.
     """
+    if spec.groups:
+        # One entry per group and region, each group seeing only its own machines, as
+        # fly scale show lists groups.
+        entries: list[RegionScale] = []
+        for name in spec.group_names:
+            sub = build_report(
+                spec.for_group(name),
+                group_fleet(fleet, spec, name),
+                regions=regions,
+                backend=backend,
+            )
+            entries += [dataclasses.replace(e, group=name) for e in sub.regions]
+        return ScaleReport(app=spec.app, backend=backend, regions=tuple(entries))
     volume_name = spec.mount.source if spec.mount is not None else None
     if regions:
         codes = sorted(set(regions))

@@ -32,6 +32,7 @@ class ScaleRequest:
         volume_size_gb: each machine's volume size (only grows).
         dry_run: show the changes and the plan; write and change nothing.
         destroy_volumes: destroy the volumes of machines a scale-down removes.
+        group: the process group to change or show (``--group``), or ``None`` for all.
     """
 
     regions: tuple[str, ...] = ()
@@ -42,6 +43,7 @@ class ScaleRequest:
     volume_size_gb: int | None = None
     dry_run: bool = False
     destroy_volumes: bool = False
+    group: str | None = None
 
     @property
     def given(self) -> tuple[str, ...]:
@@ -69,6 +71,15 @@ def _whole(value: int | str | None, flag: str) -> int | None:
         raise ConfigError(f"expected a whole number, got {text!r}", where=flag) from None
 
 
+def _group(value: str | None) -> str | None:
+    if value is None:
+        return None
+    name = value.strip()
+    if not name:
+        raise ConfigError("empty process group name", where="--group")
+    return name
+
+
 def parse_scale_flags(
     *,
     region: Iterable[str] | str | None = None,
@@ -80,6 +91,7 @@ def parse_scale_flags(
     dry_run: bool = False,
     destroy_volumes: bool = False,
     fleet_regions: Iterable[str] = (),
+    group: str | None = None,
 ) -> ScaleRequest:
     """Check the flags' shape and return the request (no file or network is read).
 
@@ -115,6 +127,7 @@ def parse_scale_flags(
         volume_size_gb=_whole(volume_size, "--volume-size"),
         dry_run=dry_run,
         destroy_volumes=destroy_volumes,
+        group=_group(group),
     )
     if request.changes and not request.regions:
         choices = ", ".join(sorted(fleet_regions))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomlkit
@@ -60,6 +60,9 @@ class RegionEdit:
         before: the region as it was.
         after: the region as it is (or would be) after the edit.
         written: whether the file was written (false on a dry run or when nothing changed).
+        group: the process group whose ``[groups.<name>]`` table changed, or ``None`` for the
+            file's flat keys.
+        text: the file's text after the edit (to read the fleet as it would be).
     """
 
     region: str
@@ -68,6 +71,8 @@ class RegionEdit:
     before: RegionSpec
     after: RegionSpec
     written: bool
+    group: str | None = None
+    text: str = field(default="", repr=False)
 
 
 def _check_flag_int(value: int, flag: str, low: int, high: int, unit: str = "") -> None:
@@ -139,6 +144,49 @@ def _render(
     return text
 
 
+def _render_group(
+    original: str,
+    group: str,
+    *,
+    count: int | None,
+    size: VMSize | None,
+    volume_size_gb: int | None,
+) -> str:
+    """Return the region file's text with new values in its ``[groups.<group>]`` table.
+
+    A size is written whole (``vm`` and ``memory_mb``): a group table that sets any size key
+    sizes the group on its own, so it must not lean on the file's flat keys.
+    """
+    bom = "\ufeff" if original.startswith("\ufeff") else ""
+    doc = tomlkit.parse(original.removeprefix(bom))
+    if "groups" not in doc:
+        doc.add(tomlkit.nl())
+        doc.add("groups", tomlkit.table(is_super_table=True))
+    groups = doc["groups"]
+    assert isinstance(groups, dict)  # load_spec accepted the file: [groups] holds tables
+    if group not in groups:
+        groups[group] = tomlkit.table()
+    table = groups[group]
+    assert isinstance(table, dict)
+    values: list[tuple[str, int | str]] = []
+    if count is not None:
+        values.append(("count", count))
+    if size is not None:
+        values.append(("vm", preset_for(size.cpu_kind, size.cpus)))
+        values.append(("memory_mb", size.memory_mb))
+        for key in ("cpu_kind", "cpus"):
+            table.pop(key, None)
+    if volume_size_gb is not None:
+        values.append(("volume_size_gb", volume_size_gb))
+    for key, value in values:
+        if table.get(key) != value:
+            table[key] = value
+    text = bom + tomlkit.dumps(doc)
+    if "\r\n" in original:
+        text = text.replace("\r\n", "\n").replace("\n", "\r\n")
+    return text
+
+
 def _changes(before: RegionSpec, after: RegionSpec) -> tuple[FieldChange, ...]:
     pairs: list[tuple[str, Value, Value]] = [
         ("count", before.count, after.count),
@@ -175,6 +223,7 @@ def update_region_file(
     memory_mb: int | None = None,
     volume_size_gb: int | None = None,
     dry_run: bool = False,
+    group: str | None = None,
 ) -> RegionEdit:
     """Change a region's desired count, size or volume size in ``regions/<code>.toml``.
 
@@ -188,6 +237,8 @@ def update_region_file(
         volume_size_gb: each machine's volume size in GB (``--volume-size``); Fly volumes
             only grow, so a smaller value is refused.
         dry_run: compute and validate the changes without writing.
+        group: a process group (``--group``): the change goes into the file's
+            ``[groups.<name>]`` table and applies to that group only.
 
     Returns:
         What changed; ``written`` says whether the file was written.
@@ -205,7 +256,13 @@ def update_region_file(
             f"the fleet has {', '.join(spec.regions)}",
             where="--region",
         )
-    before = spec.regions[code]
+    if group is not None and group not in spec.group_names:
+        raise ConfigError(
+            f"{group!r} is not a process group: fly.toml defines {', '.join(spec.group_names)}",
+            where="--group",
+        )
+    view = spec.for_group(group) if group is not None else spec
+    before = view.regions[code]
     if count is not None:
         _check_flag_int(count, "--count", 0, MAX_COUNT)
         if code == spec.primary_region and count == 0:
@@ -222,9 +279,11 @@ def update_region_file(
         size = resolve_vm(vm, None, cpus, memory_mb, keys=FLAG_KEYS, base=before.vm)
     if volume_size_gb is not None:
         _check_flag_int(volume_size_gb, "--volume-size", 1, MAX_VOLUME_GB, " GB")
-        if spec.mount is None:
+        if view.mount is None:
+            whose = f" for process group {group!r}" if group is not None else ""
             raise ConfigError(
-                "fly.toml has no [[mounts]], so machines get no volume", where="--volume-size"
+                f"fly.toml has no [[mounts]]{whose}, so machines get no volume",
+                where="--volume-size",
             )
         if volume_size_gb < before.volume_size_gb:
             raise ConfigError(
@@ -236,15 +295,19 @@ def update_region_file(
     # Edit what a symlinked region file points at, rather than replacing the link.
     path = (root / before.source).resolve()
     original = path.read_bytes().decode("utf-8")
-    text = _render(
-        original,
-        count=count,
-        size=size,
-        size_flags=(vm, cpus, memory_mb),
-        volume_size_gb=volume_size_gb,
-    )
+    if group is not None:
+        text = _render_group(original, group, count=count, size=size, volume_size_gb=volume_size_gb)
+    else:
+        text = _render(
+            original,
+            count=count,
+            size=size,
+            size_flags=(vm, cpus, memory_mb),
+            volume_size_gb=volume_size_gb,
+        )
     # Validate the edited file with the whole fleet before anything touches the disk.
-    after = load_spec(root, overlay={before.source: text}).regions[code]
+    edited = load_spec(root, overlay={before.source: text})
+    after = (edited.for_group(group) if group is not None else edited).regions[code]
     expected = (
         count if count is not None else before.count,
         size if size is not None else before.vm,
@@ -256,4 +319,4 @@ def update_region_file(
     written = bool(changes) and not dry_run and text != original
     if written:
         _write_atomically(path, text)
-    return RegionEdit(code, before.source, changes, before, after, written)
+    return RegionEdit(code, before.source, changes, before, after, written, group, text)

@@ -47,7 +47,7 @@ from orchestrator.spec.values import (
     show_key,
 )
 
-__all__ = ["DEFAULT_GROUP", "FLY_TOML", "FlyApp", "read_fly_toml"]
+__all__ = ["DEFAULT_GROUP", "FLY_TOML", "FlyApp", "FlyGroup", "read_fly_toml"]
 
 FLY_TOML = "fly.toml"
 DEFAULT_GROUP = "app"
@@ -974,7 +974,9 @@ def _read_stop(top: Table, r: _Reading) -> tuple[str | None, float | None]:
     return signal, timeout
 
 
-def _gating_notes(checks: list[CheckSpec], services: list[ServiceSpec], r: _Reading) -> None:
+def _gating_notes(
+    checks: list[CheckSpec], services: list[ServiceSpec], r: _Reading, group: str | None = None
+) -> None:
     """Say how machines are gated when no check, or no check over TCP, is there to wait for."""
     if checks or any(s.checks for s in services):
         return
@@ -982,10 +984,34 @@ def _gating_notes(checks: list[CheckSpec], services: list[ServiceSpec], r: _Read
         where, why = "services", "UDP services have no checks on Fly, and no other check is set"
     else:
         where, why = "checks", "no top-level or service checks"
+    whose = f"process group {group!r}: " if group else ""
     r.notes.append(
-        f"{FLY_TOML}: {where}: {why}: the health gate counts a machine healthy once it is "
+        f"{FLY_TOML}: {where}: {whose}{why}: the health gate counts a machine healthy once it is "
         "started and stays up; add [[services.tcp_checks]] or [checks] to gate on the app"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class FlyGroup:
+    """What fly.toml says about one process group besides the default one.
+
+    Attributes:
+        name: the group's name.
+        command: its command (argv).
+        mount: its ``[[mounts]]``, or ``None``.
+        vm: its ``[[vm]]`` size.
+        checks: its ``[checks.*]``, sorted by name.
+        service: ``[http_service]`` when it names the group, or ``None``.
+        services: ``[[services]]`` naming the group, in file order.
+    """
+
+    name: str
+    command: tuple[str, ...]
+    mount: MountSpec | None
+    vm: VMSize
+    checks: tuple[CheckSpec, ...]
+    service: ServiceSpec | None
+    services: tuple[ServiceSpec, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -1009,6 +1035,8 @@ class FlyApp:
         kill_timeout_s: ``kill_timeout`` in seconds (``stop_config.timeout``), or ``None``.
         ignored_keys: keys this tool does not act on (``fly.toml: kill_signal``).
         notes: one line per key not acted on, with the reason.
+        groups: the other ``[processes]`` groups, by name (the fields above are the default
+            group's: ``app`` when defined, else the first by name, as flyctl picks it).
     """
 
     app: str
@@ -1026,6 +1054,7 @@ class FlyApp:
     notes: tuple[str, ...] = ()
     kill_signal: str | None = None
     kill_timeout_s: float | None = None
+    groups: tuple[FlyGroup, ...] = ()
 
 
 def read_fly_toml(
@@ -1075,12 +1104,6 @@ def read_fly_toml(
     groups = _read_processes(top, r)
     default = DEFAULT_GROUP if not groups or DEFAULT_GROUP in groups else sorted(groups)[0]
     group = default
-    if len(groups) > 1:
-        r.problem(
-            f"{len(groups)} process groups ({', '.join(sorted(groups))}): this tool deploys "
-            "one group per fleet; keep one in [processes] and deploy the others with flyctl",
-            top.at("processes"),
-        )
     command = groups.get(group, ())
 
     mount = _read_mount(top, r, group, groups, default)
@@ -1089,7 +1112,14 @@ def read_fly_toml(
     service = _read_http_service(top, r, group, groups, default)
     services = _read_services(top, r, group, groups, default)
     kill_signal, kill_timeout = _read_stop(top, r)
-    _gating_notes(checks, [*([service] if service else []), *services], r)
+    _gating_notes(
+        checks,
+        [*([service] if service else []), *services],
+        r,
+        group if len(groups) > 1 else None,
+    )
+    others = [_read_group(top, r, name, groups, default) for name in sorted(groups)]
+    others = [g for g in others if g.name != default]
     if r.problems or app is None or image is None:
         raise ConfigProblems(r.problems)
     return FlyApp(
@@ -1108,4 +1138,36 @@ def read_fly_toml(
         notes=tuple(dict.fromkeys(r.notes)),
         kill_signal=kill_signal,
         kill_timeout_s=kill_timeout,
+        groups=tuple(others),
     )
+
+
+def _read_group(
+    top: Table, r: _Reading, name: str, groups: Mapping[str, tuple[str, ...]], default: str
+) -> FlyGroup:
+    """Read what fly.toml says about one more process group.
+
+    The sections were already read for the default group, so their own problems are known:
+    only problems (and notes) not reported yet are added.
+    """
+    mine = _Reading()
+    group = FlyGroup(
+        name=name,
+        command=groups[name],
+        mount=_read_mount(top, mine, name, groups, default),
+        vm=_read_vm(top, mine, name, groups, default),
+        checks=tuple(_read_checks(top, mine, name, groups, default)),
+        service=_read_http_service(top, mine, name, groups, default),
+        services=tuple(_read_services(top, mine, name, groups, default)),
+    )
+    _gating_notes(
+        list(group.checks),
+        [*([group.service] if group.service else []), *group.services],
+        mine,
+        name,
+    )
+    seen = {str(p) for p in r.problems}
+    r.problems.extend(p for p in mine.problems if str(p) not in seen)
+    r.notes.extend(n for n in mine.notes if n not in r.notes)
+    r.ignored.extend(mine.ignored)
+    return group

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from orchestrator.errors import ConfigError, ConfigProblems
-from orchestrator.spec.flytoml import FLY_TOML, FlyApp, read_fly_toml
+from orchestrator.spec.flytoml import FLY_TOML, FlyApp, FlyGroup, read_fly_toml
 from orchestrator.spec.model import (
     DeploySpec,
     DrillObjectives,
+    GroupSpec,
     MountSpec,
     OnFailure,
     RegionSpec,
@@ -72,7 +73,19 @@ _REGION_KEYS = (
     "volume_size_gb",
     "max_unavailable",
     "role",
+    "groups",
 )
+# What a [groups.<name>] table of a region file may set for one process group.
+_GROUP_KEYS = (
+    "count",
+    "vm",
+    "cpu_kind",
+    "cpus",
+    "memory_mb",
+    "volume_size_gb",
+    "max_unavailable",
+)
+_SIZE_KEYS = ("vm", "cpu_kind", "cpus", "memory_mb")
 
 
 def _read_region(
@@ -84,8 +97,12 @@ def _read_region(
     mount: MountSpec | None,
     primary: str | None,
     notes: list[str],
+    groups: tuple[str, ...] | None = None,
 ) -> RegionSpec:
     """Read one region file, reporting every problem in it at once.
+
+    ``groups`` are the process groups fly.toml defines (``None`` when it could not be read):
+    a ``[groups.<name>]`` table must name one of them.
 
     Without ``base_vm`` and ``primary`` (fly.toml has problems of its own) the checks that
     depend on them are left out, and the file is read only for its own problems.
@@ -104,6 +121,26 @@ def _read_region(
             return None
 
     table = Table(read_toml(root, rel, overlay), rel, "", _REGION_KEYS, problems=problems)
+    named = table.data.get("groups", {})
+    if not isinstance(named, dict):
+        problems.append(
+            ConfigError(
+                f"expected tables [groups.<name>], got {describe(named)}", where=table.at("groups")
+            )
+        )
+    elif groups is not None:
+        for name, body in named.items():
+            where = f"{rel}: groups.{show_key(name)}"
+            if name not in groups:
+                problems.append(
+                    ConfigError(
+                        f"{name!r} is not a process group: fly.toml's [processes] defines "
+                        f"{', '.join(groups) if len(groups) > 1 else 'none besides ' + groups[0]}",
+                        where=where,
+                    )
+                )
+            elif not isinstance(body, dict):
+                problems.append(ConfigError(f"expected a table, got {describe(body)}", where=where))
     count = attempt(table.integer, "count", 0, MAX_COUNT)
     if count is None and "count" not in table.data:
         problems.append(
@@ -162,6 +199,92 @@ def _read_region(
         vm=vm,
         volume_size_gb=volume or (mount.initial_size_gb if mount else 0),
         role=expected,
+        max_unavailable=max_unavailable,
+        source=rel,
+    )
+
+
+def _read_group_region(
+    root: Path,
+    code: str,
+    *,
+    overlay: Mapping[str, str],
+    group: FlyGroup,
+    region: RegionSpec,
+    notes: list[str],
+) -> RegionSpec:
+    """Read one more process group's values in a region file (already read for the default).
+
+    The file's flat keys apply to every group; its ``[groups.<name>]`` table overrides them.
+    A table that sets any size key sizes the group on its own, from fly.toml's ``[[vm]]`` for
+    the group; otherwise the flat size keys apply to the group's ``[[vm]]``.
+
+    Raises:
+        ConfigProblems: one line per problem, each naming the file and the key.
+    """
+    rel = f"{REGIONS_DIR}/{code}.toml"
+    problems: list[ConfigError] = []
+
+    def attempt(read: Callable[..., T], *args: Any) -> T | None:
+        try:
+            return read(*args)
+        except ConfigError as exc:
+            problems.append(exc)
+            return None
+
+    data = read_toml(root, rel, overlay)
+    named = data.get("groups")
+    body = named.get(group.name) if isinstance(named, dict) else None
+    own = Table(
+        body if isinstance(body, dict) else {},
+        rel,
+        f"groups.{show_key(group.name)}",
+        _GROUP_KEYS,
+        problems=problems,
+    )
+    flat = Table({k: v for k, v in data.items() if k in _GROUP_KEYS}, rel, "", _GROUP_KEYS)
+    count = region.count
+    if own.has("count"):
+        own_count: int | None = attempt(own.integer, "count", 0, MAX_COUNT)
+        count = own_count or 0
+    source = own if any(own.has(k) for k in _SIZE_KEYS) else flat
+    vm = attempt(
+        lambda: resolve_vm(
+            attempt(source.string, "vm"),
+            attempt(source.string, "cpu_kind"),
+            attempt(source.integer, "cpus", 1, 128),
+            attempt(source.integer, "memory_mb", 1, 10**7, " MB"),
+            where_prefix=rel if source is flat else f"{rel}: groups.{show_key(group.name)}",
+            keys=FILE_KEYS,
+            base=group.vm,
+        )
+    )
+    volume: int | None = None
+    if own.has("volume_size_gb"):
+        volume = attempt(own.integer, "volume_size_gb", 1, MAX_VOLUME_GB, " GB")
+        if volume is not None and group.mount is None:
+            notes.append(
+                f"{own.at('volume_size_gb')}: not acted on: process group {group.name!r} has no "
+                "[[mounts]], so its machines get no volume"
+            )
+            volume = None
+    elif group.mount is not None and flat.has("volume_size_gb"):
+        volume = attempt(flat.integer, "volume_size_gb", 1, MAX_VOLUME_GB, " GB")
+    budget = own if own.has("max_unavailable") else flat
+    max_unavailable = attempt(
+        resolve_max_unavailable,
+        budget.data.get("max_unavailable", DEFAULT_MAX_UNAVAILABLE),
+        count,
+        budget.at("max_unavailable"),
+    )
+    if problems or vm is None or max_unavailable is None:
+        raise ConfigProblems(problems)
+    return RegionSpec(
+        code=code,
+        count=count,
+        vm=vm,
+        volume_size_gb=volume or (group.mount.initial_size_gb if group.mount else 0),
+        role=region.role,
         max_unavailable=max_unavailable,
         source=rel,
     )
@@ -384,6 +507,9 @@ def _plain(value: Any) -> Any:
 def spec_digest(spec: DeploySpec) -> str:
     """Return the sha256 of the spec's canonical JSON, ignoring where it was loaded from."""
     body = _plain(replace(spec, root="", digest="", ignored_keys=(), notes=()))
+    if not spec.groups:
+        # A one-group spec digests as it did before groups existed (journals keep their ids).
+        del body["groups"]
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -449,11 +575,36 @@ def load_spec(
                 mount=fly.mount if fly is not None else None,
                 primary=primary,
                 notes=notes,
+                groups=(fly.process_group, *(g.name for g in fly.groups))
+                if fly is not None
+                else None,
             )
         except ConfigProblems as exc:
             problems.extend(exc.problems)
         except ConfigError as exc:
             problems.append(exc)
+    others: list[GroupSpec] = []
+    for group in fly.groups if fly is not None else ():
+        group_regions: dict[str, RegionSpec] = {}
+        for code, region in regions.items():
+            try:
+                group_regions[code] = _read_group_region(
+                    root, code, overlay=overlay, group=group, region=region, notes=notes
+                )
+            except ConfigProblems as exc:
+                seen = {str(p) for p in problems}
+                problems.extend(p for p in exc.problems if str(p) not in seen)
+        others.append(
+            GroupSpec(
+                name=group.name,
+                command=group.command,
+                mount=group.mount,
+                checks=group.checks,
+                service=group.service,
+                services=group.services,
+                regions=group_regions,
+            )
+        )
     if fly is None or primary is None:
         raise ConfigProblems(problems)
     try:
@@ -484,6 +635,7 @@ def load_spec(
         ignored_keys=fly.ignored_keys,
         notes=tuple(notes),
         release=read_release_command(root, overlay),
+        groups=tuple(others),
     )
     if spec.release is not None:
         # [deploy] is acted on now; name the keys of it that are not.

@@ -7,13 +7,14 @@ and ``regions/waves.toml``; the planner reads it and never touches the files aga
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 __all__ = [
     "CheckSpec",
     "DeploySpec",
     "DrillObjectives",
+    "GroupSpec",
     "MountSpec",
     "OnFailure",
     "PortSpec",
@@ -257,6 +258,29 @@ class DrillObjectives:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupSpec:
+    """A process group besides the fleet's default one: its own machines in every region.
+
+    Attributes:
+        name: the group name (``fly_process_group``).
+        command: its command from ``[processes]`` (the machine's ``init.cmd``).
+        mount: its ``[[mounts]]``, or ``None``.
+        checks: its ``[checks.*]``, sorted by name.
+        service: ``[http_service]`` when it names this group, or ``None``.
+        services: the ``[[services]]`` naming this group, in file order.
+        regions: region code → the group's count, size, volume size and budget there.
+    """
+
+    name: str
+    command: tuple[str, ...] = ()
+    mount: MountSpec | None = None
+    checks: tuple[CheckSpec, ...] = ()
+    service: ServiceSpec | None = None
+    services: tuple[ServiceSpec, ...] = ()
+    regions: Mapping[str, RegionSpec] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class DeploySpec:
     """Everything the planner needs to know about the desired fleet.
 
@@ -283,6 +307,9 @@ class DeploySpec:
             (``fly.toml: kill_signal``), so the command line can say so.
         notes: one line per key not acted on, with the reason (the plan lists them).
         release: ``[deploy] release_command``, or ``None``.
+        groups: the other process groups of ``[processes]``, by name; the fields above
+            (``process_group``, ``command``, ``mount``, ``checks``, services, ``regions``) are
+            the default group's.
     """
 
     app: str
@@ -305,6 +332,35 @@ class DeploySpec:
     ignored_keys: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     release: ReleaseCommand | None = None
+    groups: tuple[GroupSpec, ...] = ()
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        """Return every process group: the default one first, then the others by name."""
+        return (self.process_group, *(g.name for g in self.groups))
+
+    def for_group(self, name: str) -> DeploySpec:
+        """Return the spec as one group sees it: its command, mount, checks, services, regions.
+
+        Raises:
+            KeyError: the spec has no group ``name``.
+        """
+        if name == self.process_group:
+            return self if not self.groups else replace(self, groups=())
+        for group in self.groups:
+            if group.name == name:
+                return replace(
+                    self,
+                    process_group=group.name,
+                    command=group.command,
+                    mount=group.mount,
+                    checks=group.checks,
+                    service=group.service,
+                    services=group.services,
+                    regions=group.regions,
+                    groups=(),
+                )
+        raise KeyError(name)
 
     def wave_of(self, region: str) -> WaveSpec:
         """Return the wave that deploys ``region``."""

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(300)
 
 RELEASE = """
 [deploy]
-  release_command = "python -m orchestrator.sampleapp migrate"
+  release_command = "migrate"
   release_command_timeout = "{timeout}"
 """
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.localfly.images import parse_image, resolve_command
+from orchestrator.localfly.images import machine_argv, parse_image, resolve_command
 from orchestrator.localfly.util import ApiError
 
 
@@ -44,3 +44,36 @@ def test_sample_app_is_built_in_and_user_images_come_from_images_toml(tmp_path: 
     (tmp_path / "images.toml").write_text('"bad" = "not a list"\n')
     with pytest.raises(ApiError, match="non-empty list"):
         resolve_command("bad", tmp_path)
+
+
+def test_a_machine_runs_the_entrypoint_with_init_cmd_in_place_of_the_image_command(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "images.toml").write_text(
+        '"api" = { entrypoint = ["/bin/api"], cmd = ["serve", "--port", "8080"] }\n'
+    )
+    python = sys.executable
+    sample = "registry.fly.io/sample-app:v1"
+    assert machine_argv({"image": sample}, tmp_path) == [python, "-m", "orchestrator.sampleapp"]
+    # flyctl sends a [processes] group's command as init.cmd: it replaces the image's command.
+    assert machine_argv({"image": sample, "init": {"cmd": ["worker"]}}, tmp_path) == [
+        python,
+        "-m",
+        "orchestrator.sampleapp",
+        "worker",
+    ]
+    assert machine_argv({"image": "api:1"}, tmp_path) == ["/bin/api", "serve", "--port", "8080"]
+    assert machine_argv({"image": "api:1", "init": {"cmd": ["migrate"]}}, tmp_path) == [
+        "/bin/api",
+        "migrate",
+    ]
+    # A new entrypoint drops the image's command, as in Docker; exec replaces the whole line.
+    assert machine_argv({"image": "api:1", "init": {"entrypoint": ["/bin/sh"]}}, tmp_path) == [
+        "/bin/sh"
+    ]
+    assert machine_argv(
+        {"image": "api:1", "init": {"exec": ["{python}", "-V"], "cmd": ["x"]}}, tmp_path
+    ) == [python, "-V"]
+    (tmp_path / "images.toml").write_text('"bad" = { cmd = ["x"] }\n')
+    with pytest.raises(ApiError, match="entrypoint"):
+        machine_argv({"image": "bad"}, tmp_path)

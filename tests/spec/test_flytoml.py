@@ -226,6 +226,60 @@ def _service_for_other_group_dropped(spec: DeploySpec, cfg: dict[str, Any]) -> N
     assert [s["internal_port"] for s in cfg["services"]] == [8080]
 
 
+TWO_GROUPS = (
+    HEAD
+    + """
+[processes]
+  web = "bin/server"
+  worker = ["bin/worker", "--queue", "mail"]
+
+[[mounts]]
+  source = "data"
+  destination = "/data"
+  processes = ["web"]
+
+[http_service]
+  internal_port = 8080
+  processes = ["web"]
+  [[http_service.checks]]
+    path = "/healthz"
+
+[checks.queue]
+  type = "tcp"
+  port = 9000
+  processes = ["worker"]
+
+[[vm]]
+  size = "shared-cpu-1x"
+
+[[vm]]
+  processes = ["worker"]
+  memory = "512mb"
+"""
+)
+
+
+def _two_groups(spec: DeploySpec, cfg: dict[str, Any]) -> None:
+    # The default group is the first by name when there is no "app" (flyctl's rule).
+    assert spec.group_names == ("web", "worker")
+    assert cfg["metadata"]["fly_process_group"] == "web"
+    assert cfg["init"] == {"cmd": ["bin/server"]}
+    assert cfg["mounts"] == [{"path": "/data", "name": "data"}]
+    assert [c["path"] for c in _svc(cfg)["checks"]] == ["/healthz"]
+    worker = spec.for_group("worker")
+    wcfg = desired_config(worker, "syd", 1)
+    assert wcfg["metadata"]["fly_process_group"] == "worker"
+    assert wcfg["init"] == {"cmd": ["bin/worker", "--queue", "mail"]}
+    assert wcfg["mounts"] == []
+    assert wcfg["services"] == []
+    assert list(wcfg["checks"]) == ["queue"]
+    assert wcfg["guest"]["memory_mb"] == 512
+    # The flat count applies to every group; [groups.worker] overrides it in syd only.
+    assert {c: r.count for c, r in worker.regions.items()} == {"dfw": 1, "syd": 3}
+    assert {c: r.count for c, r in spec.regions.items()} == {"dfw": 1, "syd": 2}
+    assert worker.regions["syd"].max_unavailable == 1
+
+
 SHAPES = [
     Shape("minimal", HEAD, accepts=_minimal),
     Shape(
@@ -619,6 +673,32 @@ kill_sginal = "SIGTERM"
     hard_limit = 25
 """,
         refuses=(("fly.toml: http_service.concurrency.soft_limit", "above hard_limit 25"),),
+    ),
+    Shape(
+        "two-process-groups-each-with-its-own-sections-and-counts",
+        TWO_GROUPS,
+        accepts=_two_groups,
+        regions=(("syd", 'role = "primary"\ncount = 2\n\n[groups.worker]\ncount = 3\n'),),
+    ),
+    Shape(
+        "region-file-names-a-group-fly-toml-does-not-define",
+        TWO_GROUPS,
+        regions=(("syd", 'role = "primary"\ncount = 2\n[groups.wroker]\ncount = 1\n'),),
+        refuses=(("regions/syd.toml: groups.wroker", "'wroker' is not a process group"),),
+    ),
+    Shape(
+        "region-file-group-table-with-bad-values",
+        TWO_GROUPS,
+        regions=(
+            (
+                "syd",
+                'role = "primary"\ncount = 2\n[groups.worker]\ncount = -1\nrole = "x"\n',
+            ),
+        ),
+        refuses=(
+            ("regions/syd.toml: groups.worker.role", "unknown key"),
+            ("regions/syd.toml: groups.worker.count", "expected a whole number"),
+        ),
     ),
 ]
 
