@@ -139,7 +139,7 @@ async def _lease_holder(ctx: StepContext, machine_id: str) -> str:
 class EarlyLease:
     """A machine's lease, taken while its update still waits for its turn.
 
-    The executor takes it for the next updates in line (at most as many as may run at once), so
+    The executor takes it for the next updates in line (at most half as many as may run at once), so
     the lease's round trip and journal write come off the critical path: when a slot frees, the
     update sends its change at once. It is refreshed while it waits, handed to `leased` by
     `claim`, or released by `abandon` when the update never runs. Taking it is best effort: on
@@ -192,7 +192,8 @@ class EarlyLease:
         async with self._calling:  # never mid-call (see __init__)
             if not self._task.done():
                 self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        # Best effort: whatever ended it, the update can take its own lease.
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
 
     async def claim(self) -> tuple[str | None, float]:
