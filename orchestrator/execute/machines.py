@@ -255,8 +255,18 @@ async def _refresh(
     while True:
         await asyncio.sleep(max(0.0, wait + random.uniform(-0.02, 0.02)))
         try:
-            await ctx.client.acquire_lease(ctx.app, machine_id, ttl=ttl, nonce=nonce)
+            lease = await ctx.client.acquire_lease(ctx.app, machine_id, ttl=ttl, nonce=nonce)
             wait = every
+            if lease.nonce and lease.nonce != nonce:
+                # It lapsed before this refresh (an event loop seconds behind) and came back as
+                # a new lease under a nonce the block does not send: give that one back, or the
+                # block's own calls would be refused (409). The machine is unleased from here.
+                await _release(ctx, machine_id, lease.nonce)
+                ctx.note(
+                    f"machine {machine_id}: its lease lapsed before it could be refreshed",
+                    level="warning",
+                )
+                return
         except FlyNotFound:
             return  # the machine is gone (destroyed): nothing left to hold
         except OrchestratorError as exc:
