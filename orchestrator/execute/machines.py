@@ -146,7 +146,7 @@ async def _lease_holder(ctx: StepContext, machine_id: str) -> str:
 class EarlyLease:
     """A machine's lease, taken while its update still waits for its turn.
 
-    The executor takes it for the next updates in line (at most as many as may run at once), so
+    The executor takes it for the next updates in line (at most half as many as may run at once), so
     the lease's round trip and journal write come off the critical path: when a slot frees, the
     update sends its change at once. It is refreshed while it waits, handed to `leased` by
     `claim`, or released by `abandon` when the update never runs. Taking it is best effort: on
@@ -199,7 +199,8 @@ class EarlyLease:
         async with self._calling:  # never mid-call (see __init__)
             if not self._task.done():
                 self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        # Best effort: whatever ended it, the update can take its own lease.
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
 
     async def claim(self) -> tuple[str | None, float]:
@@ -261,8 +262,18 @@ async def _refresh(
     while True:
         await asyncio.sleep(max(0.0, wait + random.uniform(-0.02, 0.02)))
         try:
-            await ctx.client.acquire_lease(ctx.app, machine_id, ttl=ttl, nonce=nonce)
+            lease = await ctx.client.acquire_lease(ctx.app, machine_id, ttl=ttl, nonce=nonce)
             wait = every
+            if lease.nonce and lease.nonce != nonce:
+                # It lapsed before this refresh (an event loop seconds behind) and came back as
+                # a new lease under a nonce the block does not send: give that one back, or the
+                # block's own calls would be refused (409). The machine is unleased from here.
+                await _release(ctx, machine_id, lease.nonce)
+                ctx.note(
+                    f"machine {machine_id}: its lease lapsed before it could be refreshed",
+                    level="warning",
+                )
+                return
         except FlyNotFound:
             return  # the machine is gone (destroyed): nothing left to hold
         except OrchestratorError as exc:

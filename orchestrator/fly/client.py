@@ -176,6 +176,11 @@ class FlyClient:
             headers={"Authorization": auth, "User-Agent": _USER_AGENT},
             timeout=timeout,
             transport=transport,
+            # A wave's 64 steps each hold a /wait long poll while the next ones' leases,
+            # refreshes and releases go out: httpx's 100 connections ran out on a starved host
+            # and a call timed out waiting for one (PoolTimeout). Idle ones kept: the default 20
+            # (httpcore scans every connection it keeps on each request).
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=20),
         )
         self._api_calls = 0
         self._check_scale = 1.0
