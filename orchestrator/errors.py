@@ -72,12 +72,15 @@ class ErrorKind(StrEnum):
     - ``release``: the release itself failed its gates (health, checks, metrics). Resuming would
       fail again; fix the release. Exit code 1.
     - ``locked``: another operator's run holds the app. Exit code 1.
+    - ``fleet``: the fleet's own state forbids the command (two primaries, an unfinished
+      drill); the error says what resolves it. Exit code 1.
     """
 
     INPUT = "input"
     FLY = "fly"
     RELEASE = "release"
     LOCKED = "locked"
+    FLEET = "fleet"
 
 
 EXIT_CODES = {
@@ -85,6 +88,7 @@ EXIT_CODES = {
     ErrorKind.FLY: 1,
     ErrorKind.RELEASE: 1,
     ErrorKind.LOCKED: 1,
+    ErrorKind.FLEET: 1,
 }
 
 

@@ -7,6 +7,7 @@ The tests run `invoke` in a copy of the sample fleet against a real local Fly.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Iterator
@@ -231,18 +232,26 @@ def test_plan_after_a_primary_move_shows_the_env_change(fleet: LocalFleet) -> No
     # What a drill that promoted dfw leaves on a machine: its env names dfw as the primary, its
     # release is unchanged, and its digest is the new config's.
     machine = fleet.machines("syd")[-1]
+    original = copy.deepcopy(machine["config"])
     config = machine["config"]
     config["env"]["PRIMARY_REGION"] = "dfw"
     config["metadata"]["orch_config_digest"] = config_digest(config)
     resp = fleet.api("POST", f"/v1/apps/{APP}/machines/{machine['id']}", json={"config": config})
     assert resp.status_code == 200, resp.text
+    try:
+        proc = fleet.invoke("plan", "--region", "syd")
 
-    proc = fleet.invoke("plan", "--region", "syd")
-
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"update {machine['id']}: env PRIMARY_REGION dfw → syd" in proc.stdout
-    release = config["metadata"]["fly_release_id"]
-    assert f"{release} → {release}" not in proc.stdout
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"update {machine['id']}: env PRIMARY_REGION dfw → syd" in proc.stdout
+        release = config["metadata"]["fly_release_id"]
+        assert f"{release} → {release}" not in proc.stdout
+    finally:
+        # Machines that disagree on the primary region are a split fleet, which the next
+        # deploy of this module's fleet would rightly refuse: put the machine back.
+        back = fleet.api(
+            "POST", f"/v1/apps/{APP}/machines/{machine['id']}", json={"config": original}
+        )
+        assert back.status_code == 200, back.text
 
 
 def test_plan_status_and_scale_show_the_monthly_cost(fleet: LocalFleet) -> None:

@@ -29,7 +29,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
         assert first.returncode == 0, first.stdout + first.stderr
         for i in range(3):
             local.write_record(f"before-scale-{i}")
-        down = local.invoke("scale", "--region", "syd", "--count", "1")
+        down = local.invoke("scale", "--region", "syd", "--count", "1", "--yes")
         assert down.returncode == 0, down.stdout + down.stderr
         yield local
     finally:

@@ -79,6 +79,8 @@ from orchestrator.fly.client import CONTROL_ROLE_KEY, LOCK_ROLE, FlyClient
 from orchestrator.fly.models import Lease, Machine
 from orchestrator.localfly.statedir import read_server_info
 from orchestrator.settings import Settings
+from orchestrator.spec.load import REGIONS_DIR
+from orchestrator.spec.regions import REGIONS, RETIRED, nearest_region
 
 __all__ = [
     "DEFAULT_LOCK_TTL_S",
@@ -786,9 +788,15 @@ class DeployLock:
 
 
 def _placement(root: Path) -> tuple[str, str]:
-    """Return the region and image of the lock machine: fly.toml's primary region and image.
+    """Return the region and image of the lock machine.
 
-    The image is never run; Fly only needs one it can resolve.
+    The region is the one nearest fly.toml's primary region that holds none of the fleet's
+    machines (no ``regions/<code>.toml``): the lock then never shares a region's fate with the
+    fleet, so a drill or an outage that takes a fleet region down (its Machines API answering
+    503) leaves the lock to be taken, renewed and broken, above all by the ``drill --resume``
+    or ``--abort`` that brings the region back. Only the create uses it: an existing lock
+    machine is found by name wherever it is. The image is never run; Fly only needs one it can
+    resolve.
     """
     try:
         data = tomllib.loads((root / "fly.toml").read_text(encoding="utf-8"))
@@ -798,10 +806,27 @@ def _placement(root: Path) -> tuple[str, str]:
     build = data.get("build") if isinstance(data.get("build"), dict) else {}
     image = build.get("image") if isinstance(build, dict) else None
     if not isinstance(region, str) or not region:
+        region = _primary_from_region_files(root)
+    if region is None or region not in REGIONS:
         raise ConfigError("the deploy lock machine needs primary_region", where="fly.toml")
     if not isinstance(image, str) or not image:
         raise ConfigError("the deploy lock machine needs [build] image", where="fly.toml")
-    return region, image
+    fleet = {p.stem for p in (root / REGIONS_DIR).glob("*.toml")}
+    elsewhere = [code for code in REGIONS if code not in fleet and code not in RETIRED]
+    return nearest_region(region, elsewhere) or region, image
+
+
+def _primary_from_region_files(root: Path) -> str | None:
+    """Return the one region whose file says ``role = "primary"`` (fly.toml left it out)."""
+    found = []
+    for path in sorted((root / REGIONS_DIR).glob("*.toml")):
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue
+        if data.get("role") == "primary":
+            found.append(path.stem)
+    return found[0] if len(found) == 1 else None
 
 
 def with_ttl(settings: Settings, ttl_s: float) -> Settings:

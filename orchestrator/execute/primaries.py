@@ -24,9 +24,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from orchestrator.connect import Connection
-from orchestrator.errors import DeployError
+from orchestrator.errors import DeployError, ErrorKind
 from orchestrator.execute.results import DeployResult
 from orchestrator.execute.status import MachineStatus, collect_status
+from orchestrator.settings import NO_APP_URL
 
 __all__ = [
     "PRIMARY_GATE_TIMEOUT_S",
@@ -53,6 +54,8 @@ class SplitBrain(DeployError):
     Attributes:
         view: what the fleet's machines said.
     """
+
+    kind = ErrorKind.FLEET
 
     def __init__(self, view: PrimaryView, *, command: str) -> None:
         self.view = view
@@ -192,9 +195,11 @@ async def gate_writable_primary(
     A run whose steps all passed can still end in an outage: its machines are healthy, yet no
     region takes writes (the primary region frozen, the promoted one demoted). That is not a
     success. Runs that already failed, and fleets with no machine in ``expected`` (a region
-    deployed before the primary region exists), are returned unchanged.
+    deployed before the primary region exists), are returned unchanged, and so is every run of
+    an app with no public address (``FLY_APP_URL=none``): only the app can say who is primary.
     """
-    if not result.ok:
+    if not result.ok or conn.settings.app_url == NO_APP_URL:
+        # With no address to ask the app its role, the run's gates were Fly's checks alone.
         return result
     status = await collect_status(conn, region=expected)
     if not any(status.regions.get(expected, ())):
@@ -213,4 +218,6 @@ async def gate_writable_primary(
         "status` to see each machine's role; after an interrupted drill, `invoke drill "
         "--resume` or `invoke drill --abort`"
     )
-    return dataclasses.replace(result, outcome="failed", error=error)
+    return dataclasses.replace(
+        result, outcome="failed", error=error, error_kind=ErrorKind.FLEET
+    )

@@ -229,6 +229,15 @@ async def rollback(
     order = [r for w in waves for r in w.regions]
     regions = [r for r in order if not request.regions or r in request.regions]
     async with connect(settings, timeout=(options or ExecuteOptions()).api_timeout_s) as conn:
+        if request.to is not None:
+            # An unknown release is bad input: found by reads alone, before the lock is taken.
+            seen = await observe_fleet(conn)
+            with Journal.open(settings.root) as journal:
+                known = [
+                    *await fly_history(conn.client, conn.app, seen, regions),
+                    *journal.machine_history(conn.app),
+                ]
+            resolve_release(known, request.to)
         with (
             Journal.open(settings.root) as journal,
             DeployLock(
@@ -243,7 +252,6 @@ async def rollback(
                     )
                 )
             await refuse_split(conn, expected=spec.primary_region, command="rollback")
-            history = journal.machine_history(conn.app)
             bus.subscribe(Ledger(lock, settings, "rollback"))
             fleet = await observe_fleet(conn)
             # What Fly kept (each machine's versions) first, then this directory's journal:

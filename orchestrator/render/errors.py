@@ -63,6 +63,8 @@ def run_failure_text(result: DeployResult, *, command: str) -> str:
         )
     elif kind is ErrorKind.LOCKED:
         lines.append("another run holds the app; wait for it to finish")
+    elif kind is ErrorKind.FLEET:
+        pass  # the error names the fleet's problem and what resolves it
     elif command in ("deploy", "rollback"):
         lines.append(
             "the release is not at fault: Fly or the network failed; once Fly answers, "

@@ -349,7 +349,11 @@ def test_an_outage_of_the_lock_machines_region_freezes_the_lock_without_a_second
     holders.append(a)
     a.wait_said("HELD")
     b = _settings(_project(tmp_path, "b", app), app, localfly)
-    down = httpx.post(f"{localfly.api_url}/_localfly/outage/syd", headers=localfly.headers)
+    listed = httpx.get(f"{localfly.api_url}/v1/apps/{app}/machines", headers=localfly.headers)
+    (region,) = {m["region"] for m in listed.json() if m["name"] == f"{app}-deploy-lock"}
+    # The lock machine keeps out of the fleet's regions (syd is fly.toml's primary region).
+    assert region != "syd"
+    down = httpx.post(f"{localfly.api_url}/_localfly/outage/{region}", headers=localfly.headers)
     assert down.status_code == 200, down.text
     try:
         # Past the TTL with no renewal possible: nobody else gets the lock meanwhile (Fly
@@ -358,7 +362,9 @@ def test_an_outage_of_the_lock_machines_region_freezes_the_lock_without_a_second
         with pytest.raises(FlyServerError, match="unavailable"):
             DeployLock(b, app).acquire()
     finally:
-        up = httpx.delete(f"{localfly.api_url}/_localfly/outage/syd", headers=localfly.headers)
+        up = httpx.delete(
+            f"{localfly.api_url}/_localfly/outage/{region}", headers=localfly.headers
+        )
         assert up.status_code == 200, up.text
     # Back up: A's next renewal finds its own record intact and keeps the lock.
     wait_for(lambda: read_lock(b, app).held, timeout=20, what="A to renew after the outage")

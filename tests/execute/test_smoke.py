@@ -71,7 +71,7 @@ def test_without_checks_a_machine_is_healthy_only_after_the_smoke_window(
 ) -> None:
     fly_toml = fleet.root / "fly.toml"
     original = fly_toml.read_text()
-    no_checks, n = re.subn(r"\n\[checks\.status\]\n(  .*\n)+", "\n", original)
+    no_checks, n = re.subn(r"\n  \[\[http_service\.checks\]\]\n(    .*\n)+", "\n", original)
     assert n == 1
     fly_toml.write_text(no_checks)
     try:

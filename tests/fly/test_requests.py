@@ -38,7 +38,7 @@ DOCUMENTED_METHODS = {
     "start_machine", "stop_machine", "restart_machine", "cordon_machine", "uncordon_machine",
     "wait_machine", "get_lease", "acquire_lease", "release_lease",
     "get_metadata", "update_metadata", "set_metadata", "delete_metadata",
-    "exec_machine", "list_events", "list_processes",
+    "exec_machine", "list_events", "list_processes", "list_versions",
     "list_volumes", "create_volume", "get_volume", "update_volume", "destroy_volume",
     "extend_volume", "list_snapshots", "create_snapshot",
     "list_secrets", "reveal_secrets", "set_secrets", "unset_secret",

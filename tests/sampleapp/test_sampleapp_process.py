@@ -53,7 +53,10 @@ def test_a_fresh_machine_listens_and_says_where_and_what_it_is(
     answer = wait_for(status, what="the app to answer /status")
     assert answer["region"] == "syd"
     assert answer["role"] == "primary"
-    assert out.read_text().startswith("sample-app v1")
+    # Each line starts with its time (ISO 8601, UTC), then the app says who and where it is.
+    stamp, _, said = out.read_text().partition(" ")
+    assert stamp.endswith("Z") and "T" in stamp
+    assert said.startswith("sample-app v1")
 
 
 def test_sigterm_finishes_the_request_in_flight_then_exits_0(launcher: Launcher) -> None:
