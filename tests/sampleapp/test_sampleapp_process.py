@@ -55,7 +55,8 @@ def test_a_fresh_machine_listens_and_says_where_and_what_it_is(
     assert answer["role"] == "primary"
     # Each line starts with its time (ISO 8601, UTC), then the app says who and where it is.
     stamp, _, said = out.read_text().partition(" ")
-    assert stamp.endswith("Z") and "T" in stamp
+    assert stamp.endswith("Z")
+    assert "T" in stamp
     assert said.startswith("sample-app v1")
 
 
