@@ -493,7 +493,7 @@ class DeployLock:
                     continue  # another host made it first: lease theirs
                 self._machine_id, nonce = created
                 sent = time.monotonic()
-                # The create's lease has no description: renew it with ours.
+                # Renew it at once, so its TTL counts from when the lock is taken.
                 lease = await client.acquire_lease(
                     self.app,
                     created[0],
@@ -564,26 +564,27 @@ class DeployLock:
             "metadata": {CONTROL_ROLE_KEY: LOCK_ROLE},
         }
         try:
+            # Not leased from birth: a create whose answer was lost comes back `name_taken`,
+            # and a lease taken at birth would then be nobody's (it has no description to know
+            # it by) until it lapsed. The lease POST below is as atomic as the create.
             machine = await client.create_machine(
                 self.app,
                 config,
                 region=region,
                 name=lock_machine_name(self.app),
-                lease_ttl=ttl,
                 skip_launch=True,
             )
         except FlyAPIError as exc:
             if exc.fly_status == "name_taken" or exc.status_code in (409, 422):
                 return None
             raise
-        if not machine.nonce:
-            # Leased from birth is what makes the create atomic with taking the lock; without
-            # a nonce, take the lease the ordinary way.
+        try:
             lease = await client.acquire_lease(
                 self.app, machine.id, ttl=ttl, description=holder.lease_description()
             )
-            return machine.id, lease.nonce
-        return machine.id, machine.nonce
+        except FlyLeaseHeld:
+            return None  # another host leased it first: the caller reads who
+        return machine.id, lease.nonce
 
     def _locked(self, state: LockState) -> DeployLocked:
         holder = state.holder

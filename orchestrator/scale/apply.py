@@ -374,6 +374,16 @@ async def run_scale(
         return ScaleDryRun(edits, plan, _extends(spec, fleet, request, plan))
 
     spec = load_checked_spec(settings, regions=regions)
+    # Ask (or refuse without --yes) from reads alone, before the lock is taken: a change that
+    # is not confirmed leaves no trace on Fly. Under the lock the fleet is read again.
+    confirmed = _confirm(
+        scale_impact(
+            await observe_fleet(conn),
+            check_scale(settings, request),
+            destroy_volumes=request.destroy_volumes,
+        ),
+        confirm,
+    )
     with (
         Journal.open(settings.root) as journal,
         DeployLock(conn.settings, conn.app, release=release_id(spec), command="scale") as lock,
@@ -397,15 +407,9 @@ async def run_scale(
             spec, fleet, regions=regions, destroy_volumes=request.destroy_volumes, secrets=secrets
         )
         impact = scale_impact(fleet, edits, destroy_volumes=request.destroy_volumes)
-        if impact.needs_confirmation:
-            if confirm is None:
-                raise ConfigError(
-                    f"{impact.why()}; this needs confirmation: run it on a terminal or pass "
-                    "--yes (nothing was changed)",
-                    where="--yes",
-                )
-            if not confirm(impact):
-                raise ConfigError("not confirmed; nothing was changed", where="--yes")
+        if impact.needs_confirmation and not confirmed:
+            # The fleet changed since it was read: what is asked now is what will run.
+            _confirm(impact, confirm)
         for note in plan.notes:
             bus.emit(Note(note))
         extends = _extends(spec, fleet, request, plan)
@@ -438,6 +442,25 @@ async def run_scale(
             files = ", ".join(e.path for e in edits if e.changes) or "the region files"
             bus.emit(Note(f"{files} left unchanged: the fleet did not reach the new size"))
     return ScaleResult(edits, _merge(result, reports))
+
+
+def _confirm(impact: ScaleImpact, confirm: Confirm | None) -> bool:
+    """Return whether ``impact`` was confirmed; refuse it when it needs and lacks confirmation.
+
+    Raises:
+        ConfigError: it needs confirmation and there is no way to ask, or the answer was no.
+    """
+    if not impact.needs_confirmation:
+        return False
+    if confirm is None:
+        raise ConfigError(
+            f"{impact.why()}; this needs confirmation: run it on a terminal or pass "
+            "--yes (nothing was changed)",
+            where="--yes",
+        )
+    if not confirm(impact):
+        raise ConfigError("not confirmed; nothing was changed", where="--yes")
+    return True
 
 
 def _wave_of(plan: Plan, region: str) -> int:

@@ -79,7 +79,9 @@ def test_the_release_command_runs_first_on_a_temporary_machine(fleet: LocalFleet
     assert temp["state"] == "destroyed"
     assert temp["region"] == "syd"
     config = temp["config"]
-    assert config["init"]["cmd"] == ["python", "-m", "orchestrator.sampleapp", "migrate"]
+    # As flyctl: the command goes in init.cmd, run after the image's entrypoint (the sample
+    # app's `python -m orchestrator.sampleapp`), as a process group's command is.
+    assert config["init"]["cmd"] == ["migrate"]
     assert not config.get("mounts")
     assert not config.get("services")
     assert config["env"]["DATA_DIR"] == "/app/.data"
