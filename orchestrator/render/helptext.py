@@ -32,6 +32,11 @@ PLACEHOLDERS: Mapping[str, str] = {
     "profile": "PROFILE",
     "time_factor": "FACTOR",
     "older_than": "AGE",
+    "group": "GROUP",
+    "pause_after": "REGION",
+    "timeout": "SECONDS",
+    "reason": "TEXT",
+    "action": "ACTION",
 }
 
 _ORIGINAL: Callable[[ParserContext, str], tuple[str, str]] | None = None
