@@ -56,7 +56,7 @@ from orchestrator.execute.resume import (
 from orchestrator.execute.secretstate import observe_secrets
 from orchestrator.execute.undo import RestoreSettings, automatic_rollback
 from orchestrator.notify import Notifier, read_notify
-from orchestrator.plan.config import release_id
+from orchestrator.plan.config import Secrets, release_id
 from orchestrator.plan.eta import duration_text, estimate
 from orchestrator.plan.fleet import Fleet, observe
 from orchestrator.plan.graph import build_plan, spec_waves
@@ -157,7 +157,19 @@ async def plan_with_fleet(
     async with connect(settings) as conn:
         fleet = await observe_fleet(conn)
         secrets = await observe_secrets(conn.client, conn.app, settings.root)
-    planned = build_plan(
+    planned = _deploy_plan(spec, fleet, regions, image, secrets)
+    return _with_address_note(settings, planned), fleet
+
+
+def _deploy_plan(
+    spec: DeploySpec,
+    fleet: Fleet,
+    regions: Sequence[str],
+    image: str | None,
+    secrets: Secrets | None,
+) -> Plan:
+    """Plan a deploy: the regions asked (or all), the image, the secrets, the release command."""
+    return build_plan(
         spec,
         fleet,
         regions=list(regions) or None,
@@ -165,7 +177,6 @@ async def plan_with_fleet(
         secrets=secrets,
         release_command=True,
     )
-    return _with_address_note(settings, planned), fleet
 
 
 def _with_address_note(settings: Settings, plan: Plan) -> Plan:
@@ -327,14 +338,7 @@ async def deploy(
         secrets = await observe_secrets(conn.client, conn.app, settings.root)
         if request.dry_run:
             fleet = await observe_fleet(conn)
-            planned = build_plan(
-                spec,
-                fleet,
-                regions=list(regions) or None,
-                image=image,
-                secrets=secrets,
-                release_command=True,
-            )
+            planned = _deploy_plan(spec, fleet, regions, image, secrets)
             return DryRun(_with_address_note(settings, planned), fleet)
         with (
             Journal.open(settings.root) as journal,
@@ -378,14 +382,7 @@ async def deploy(
                             conn, finished, expected=spec.primary_region
                         )
                 fleet = await observe_fleet(conn)
-                the_plan = build_plan(
-                    spec,
-                    fleet,
-                    regions=list(regions) or None,
-                    image=image,
-                    secrets=secrets,
-                    release_command=True,
-                )
+                the_plan = _deploy_plan(spec, fleet, regions, image, secrets)
                 if resumed is not None:
                     the_plan = with_health_gates(
                         the_plan,
