@@ -14,9 +14,10 @@ from orchestrator.drill.events import DrillBus, DrillNote
 from orchestrator.errors import DrillError
 from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.events import Event, EventBus, GateResult, Note, StepFinished
-from orchestrator.execute.executor import DeployResult, Executor
+from orchestrator.execute.executor import DeployResult
 from orchestrator.execute.journal import Journal
 from orchestrator.execute.probe import AppProbe
+from orchestrator.execute.run import RunContext
 from orchestrator.fly.client import FlyClient
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import StepKind
@@ -76,18 +77,17 @@ class PlanRunner:
         if not plan.steps():
             return None
         events = EventBus(self._bridge(what, on_gate))
-        executor = Executor(
-            self.client,
-            plan,
-            journal=self.journal,
+        executor = RunContext(
+            client=self.client,
             probe=self.probe,
+            journal=self.journal,
             bus=events,
+            app=plan.app,
             image=self.image,
             spec_digest=self.spec_digest,
             max_unavailable=self.max_unavailable,
             options=self.options,
-            command="drill",
-        )
+        ).executor(plan, command="drill")
         result = await executor.run()
         if result.run is not None:
             self.runs.append(result.run)

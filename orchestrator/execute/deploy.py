@@ -27,19 +27,18 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
 from orchestrator.connect import Connection, connect, ensure_app
-from orchestrator.errors import ConfigError, FlyNotFound
+from orchestrator.errors import ConfigError
 from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.control import RunControl
 from orchestrator.execute.events import EventBus, Note
 from orchestrator.execute.executor import (
     DeployResult,
-    Executor,
     Failure,
     RollbackHook,
     RollbackReport,
 )
 from orchestrator.execute.expected import durations_for, wave_timings
-from orchestrator.execute.journal import Journal, RunRecord
+from orchestrator.execute.journal import RunRecord
 from orchestrator.execute.ledger import Ledger, RemoteRun, read_ledger, remote_resumable
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.logtail import MACHINE_LOGS
@@ -53,13 +52,14 @@ from orchestrator.execute.resume import (
     unbaked_regions,
     with_health_gates,
 )
+from orchestrator.execute.run import open_run
 from orchestrator.execute.secretstate import observe_secrets
-from orchestrator.execute.undo import RestoreSettings, automatic_rollback
+from orchestrator.execute.undo import automatic_rollback
 from orchestrator.notify import Notifier, read_notify
 from orchestrator.plan.config import Secrets, release_id
 from orchestrator.plan.eta import duration_text, estimate
-from orchestrator.plan.fleet import Fleet, observe
-from orchestrator.plan.graph import build_plan, spec_waves
+from orchestrator.plan.fleet import Fleet, observe_fleet
+from orchestrator.plan.graph import build_plan
 from orchestrator.plan.model import Plan
 from orchestrator.settings import NO_APP_URL, Settings
 from orchestrator.spec.load import load_spec
@@ -70,7 +70,6 @@ __all__ = [
     "DryRun",
     "deploy",
     "load_checked_spec",
-    "observe_fleet",
     "plan",
     "plan_with_fleet",
     "with_health_gates",
@@ -134,14 +133,6 @@ def started_local_note(conn: Connection) -> str:
     )
 
 
-async def observe_fleet(conn: Connection) -> Fleet:
-    """Observe the app's machines and volumes; an app that does not exist yet has none."""
-    try:
-        return await observe(conn.client, conn.app)
-    except FlyNotFound:
-        return Fleet(app=conn.app)
-
-
 async def plan(
     settings: Settings, *, regions: Sequence[str] = (), image: str | None = None
 ) -> Plan:
@@ -155,7 +146,7 @@ async def plan_with_fleet(
     """Return the plan a deploy would run now and the fleet it was made from (reads only)."""
     spec = load_checked_spec(settings, regions=regions, image=image)
     async with connect(settings) as conn:
-        fleet = await observe_fleet(conn)
+        fleet = await observe_fleet(conn.client, conn.app)
         secrets = await observe_secrets(conn.client, conn.app, settings.root)
     planned = _deploy_plan(spec, fleet, regions, image, secrets)
     return _with_address_note(settings, planned), fleet
@@ -337,36 +328,20 @@ async def deploy(
             bus.emit(Note(started_local_note(conn)))
         secrets = await observe_secrets(conn.client, conn.app, settings.root)
         if request.dry_run:
-            fleet = await observe_fleet(conn)
+            fleet = await observe_fleet(conn.client, conn.app)
             planned = _deploy_plan(spec, fleet, regions, image, secrets)
             return DryRun(_with_address_note(settings, planned), fleet)
-        with (
-            Journal.open(settings.root) as journal,
-            DeployLock(
-                conn.settings, conn.app, release=release_id(spec, secrets), command="deploy"
-            ) as lock,
-        ):
-            if lock.stale is not None:
-                bus.emit(
-                    Note(
-                        f"took over a stale lock: {lock.stale.describe()} (no longer running)",
-                        level="warning",
-                    )
-                )
+        with open_run(
+            conn,
+            spec,
+            bus=bus,
+            options=resume_options(options) if resumed is not None else options,
+            release=release_id(spec, secrets),
+            command="deploy",
+        ) as (how, lock):
+            journal = how.journal
             ledger = Ledger(lock, settings, "deploy")
             bus.subscribe(ledger)
-            how = RestoreSettings(
-                client=conn.client,
-                probe=conn.probe,
-                journal=journal,
-                bus=bus,
-                app=conn.app,
-                image=spec.image,
-                spec_digest=spec.digest,
-                max_unavailable={code: r.max_unavailable for code, r in spec.regions.items()},
-                options=resume_options(options) if resumed is not None else options,
-                wave_specs=spec_waves(spec),
-            )
             notifier = Notifier(
                 read_notify(settings.root), os.environ, app=conn.app, command="deploy", bus=bus
             )
@@ -381,7 +356,7 @@ async def deploy(
                         return await gate_writable_primary(
                             conn, finished, expected=spec.primary_region
                         )
-                fleet = await observe_fleet(conn)
+                fleet = await observe_fleet(conn.client, conn.app)
                 the_plan = _deploy_plan(spec, fleet, regions, image, secrets)
                 if resumed is not None:
                     the_plan = with_health_gates(
@@ -397,16 +372,8 @@ async def deploy(
                 if the_plan.mutating_steps:
                     await ensure_app(conn)
                 control = _control(conn, the_plan, request.pause_after, lock, ledger, notifier, bus)
-                executor = Executor(
-                    conn.client,
+                executor = how.executor(
                     the_plan,
-                    journal=journal,
-                    probe=conn.probe,
-                    bus=bus,
-                    image=spec.image,
-                    spec_digest=spec.digest,
-                    max_unavailable=how.max_unavailable,
-                    options=options,
                     command="deploy",
                     resumed_from=resumed.run if resumed is not None and resumed.run else None,
                     rollback=_after(before_rollback, automatic_rollback(how)),

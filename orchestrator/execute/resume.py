@@ -25,8 +25,8 @@ from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.events import Note, utcnow
 from orchestrator.execute.journal import Journal, RunRecord, iso
 from orchestrator.execute.results import DeployResult
+from orchestrator.execute.run import RunContext
 from orchestrator.execute.undo import (
-    RestoreSettings,
     chain_rows,
     changed_regions,
     restore,
@@ -70,7 +70,7 @@ def _failed_steps(journal: Journal, run: int) -> list[Step]:
 
 
 async def finish_rollback(
-    how: RestoreSettings, journal: Journal, resumed: RunRecord
+    how: RunContext, journal: Journal, resumed: RunRecord
 ) -> DeployResult | None:
     """Finish the rollback ``resumed`` was doing, or was due to do; ``None`` if there is none.
 

@@ -38,18 +38,18 @@ from typing import Any
 from orchestrator.connect import connect
 from orchestrator.errors import ConfigError
 from orchestrator.execute.context import ExecuteOptions
-from orchestrator.execute.deploy import load_checked_spec, observe_fleet
+from orchestrator.execute.deploy import load_checked_spec
 from orchestrator.execute.events import EventBus, Note
-from orchestrator.execute.executor import DeployResult, Executor
+from orchestrator.execute.executor import DeployResult
 from orchestrator.execute.history import META_PREV_RELEASE, fly_history, previous_from_fly
 from orchestrator.execute.journal import Journal, MachineConfigRecord, RunRecord
 from orchestrator.execute.ledger import Ledger
-from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.primaries import gate_writable_primary, refuse_split
+from orchestrator.execute.run import open_run
 from orchestrator.execute.undo import config_release
 from orchestrator.notify import Notifier, read_notify
 from orchestrator.plan.config import META_LAUNCH_ID, META_SLOT
-from orchestrator.plan.fleet import Fleet
+from orchestrator.plan.fleet import Fleet, observe_fleet
 from orchestrator.plan.graph import spec_waves
 from orchestrator.plan.restore import build_restore_plan
 from orchestrator.settings import Settings
@@ -231,29 +231,20 @@ async def rollback(
     async with connect(settings, timeout=(options or ExecuteOptions()).api_timeout_s) as conn:
         if request.to is not None:
             # An unknown release is bad input: found by reads alone, before the lock is taken.
-            seen = await observe_fleet(conn)
+            seen = await observe_fleet(conn.client, conn.app)
             with Journal.open(settings.root) as journal:
                 known = [
                     *await fly_history(conn.client, conn.app, seen, regions),
                     *journal.machine_history(conn.app),
                 ]
             resolve_release(known, request.to)
-        with (
-            Journal.open(settings.root) as journal,
-            DeployLock(
-                conn.settings, conn.app, release=request.to or "", command="rollback"
-            ) as lock,
-        ):
-            if lock.stale is not None:
-                bus.emit(
-                    Note(
-                        f"took over a stale lock: {lock.stale.describe()} (no longer running)",
-                        level="warning",
-                    )
-                )
+        with open_run(
+            conn, spec, bus=bus, options=options, release=request.to or "", command="rollback"
+        ) as (run, lock):
+            journal = run.journal
             await refuse_split(conn, expected=spec.primary_region, command="rollback")
             bus.subscribe(Ledger(lock, settings, "rollback"))
-            fleet = await observe_fleet(conn)
+            fleet = await observe_fleet(conn.client, conn.app)
             # What Fly kept (each machine's versions) first, then this directory's journal:
             # a fresh checkout rolls back as well as the one that deployed.
             history = [
@@ -278,17 +269,10 @@ async def rollback(
             for note in (*notes, *plan.notes):
                 bus.emit(Note(note))
             images = {str(t.get("image")) for t in targets.values() if t.get("image")}
-            executor = Executor(
-                conn.client,
+            executor = run.executor(
                 plan,
-                journal=journal,
-                probe=conn.probe,
-                bus=bus,
-                image=images.pop() if len(images) == 1 else spec.image,
-                spec_digest=spec.digest,
-                max_unavailable={code: r.max_unavailable for code, r in spec.regions.items()},
-                options=options,
                 command="rollback",
+                image=images.pop() if len(images) == 1 else spec.image,
                 resumed_from=resumed_from,
                 fleet=fleet,
             )

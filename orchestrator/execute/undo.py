@@ -28,24 +28,19 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.errors import FlyNotFound
-from orchestrator.execute.context import ExecuteOptions
-from orchestrator.execute.events import EventBus, Note
+from orchestrator.execute.events import Note
 from orchestrator.execute.executor import (
-    Executor,
     Failure,
     Restoring,
     RollbackHook,
     RollbackReport,
 )
 from orchestrator.execute.journal import Journal, MachineConfigRecord
-from orchestrator.execute.probe import AppProbe
-from orchestrator.fly.client import FlyClient
+from orchestrator.execute.run import RunContext
 from orchestrator.plan.config import META_LAUNCH_ID, META_RELEASE
-from orchestrator.plan.fleet import Fleet, observe
+from orchestrator.plan.fleet import Fleet, observe_fleet
 from orchestrator.plan.restore import build_restore_plan
 from orchestrator.plan.steps import Step
-from orchestrator.spec.model import WaveSpec
 
 __all__ = [
     "NO_RELEASE",
@@ -168,44 +163,8 @@ def chain_rows(journal: Journal, run: int) -> list[MachineConfigRecord]:
     return sorted(rows, key=lambda r: r.id)
 
 
-@dataclass(frozen=True, slots=True)
-class RestoreSettings:
-    """What a restore run needs besides the journal and the regions.
-
-    Attributes:
-        client: the Machines API client.
-        probe: the app through the proxy.
-        journal: the journal.
-        bus: where events go (the view).
-        app: the app.
-        image: the spec's image (for the journal).
-        spec_digest: the spec's digest (for the journal).
-        max_unavailable: region → machines that may be down at once.
-        options: timeouts and lease settings.
-        wave_specs: the rollout waves (restore order).
-    """
-
-    client: FlyClient
-    probe: AppProbe
-    journal: Journal
-    bus: EventBus
-    app: str
-    image: str
-    spec_digest: str
-    max_unavailable: Mapping[str, int]
-    options: ExecuteOptions | None
-    wave_specs: Sequence[WaveSpec]
-
-
-async def _observe(client: FlyClient, app: str) -> Fleet:
-    try:
-        return await observe(client, app)
-    except FlyNotFound:
-        return Fleet(app=app)
-
-
 async def restore(
-    how: RestoreSettings,
+    how: RunContext,
     *,
     deploy_run: int,
     regions: Sequence[str],
@@ -222,7 +181,7 @@ async def restore(
         OrchestratorError: the journal cannot be written, or the API cannot be reached to
             observe the fleet.
     """
-    fleet = await _observe(how.client, how.app)
+    fleet = await observe_fleet(how.client, how.app)
     undo = undo_targets(chain_rows(how.journal, deploy_run), fleet, regions)
     plan = build_restore_plan(
         fleet,
@@ -235,17 +194,10 @@ async def restore(
     for note in plan.notes:
         how.bus.emit(Note(f"rollback: {note}"))
     images = {str(c.get("image")) for c in undo.targets.values() if c.get("image")}
-    executor = Executor(
-        how.client,
+    executor = how.executor(
         plan,
-        journal=how.journal,
-        probe=how.probe,
-        bus=how.bus,
-        image=images.pop() if len(images) == 1 else how.image,
-        spec_digest=how.spec_digest,
-        max_unavailable=how.max_unavailable,
-        options=how.options,
         command="rollback",
+        image=images.pop() if len(images) == 1 else how.image,
         resumed_from=resumed_from,
         restoring=Restoring(
             failed_release=failed_release,
@@ -269,7 +221,7 @@ async def restore(
     )
 
 
-def automatic_rollback(how: RestoreSettings) -> RollbackHook:
+def automatic_rollback(how: RunContext) -> RollbackHook:
     """Return the executor's rollback hook: undo the failed deploy where its policy says."""
 
     async def hook(failure: Failure) -> RollbackReport:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from orchestrator.errors import FlyNotFound
 from orchestrator.fly.models import Machine, Volume
 from orchestrator.plan.config import META_CONFIG_DIGEST, META_RELEASE, META_SLOT
 
@@ -26,6 +27,7 @@ __all__ = [
     "ObservedVolume",
     "fleet_from_api",
     "observe",
+    "observe_fleet",
 ]
 
 # Machines in these states are on their way out (or never came up: launch_failed ends in
@@ -278,3 +280,11 @@ async def observe(client: FleetClient, app: str) -> Fleet:
     machines = await client.list_machines(app)
     volumes = await client.list_volumes(app)
     return fleet_from_api(app, machines, volumes)
+
+
+async def observe_fleet(client: FleetClient, app: str) -> Fleet:
+    """Observe the app's machines and volumes; an app that does not exist yet has none."""
+    try:
+        return await observe(client, app)
+    except FlyNotFound:
+        return Fleet(app=app)

@@ -27,15 +27,15 @@ from typing import Any
 from orchestrator.connect import Connection, connect, ensure_app
 from orchestrator.errors import ConfigError, FlyNotFound, OrchestratorError
 from orchestrator.execute.context import ExecuteOptions
-from orchestrator.execute.deploy import load_checked_spec, observe_fleet
+from orchestrator.execute.deploy import load_checked_spec
 from orchestrator.execute.events import EventBus, Note, utcnow
-from orchestrator.execute.executor import DeployResult, Executor, StepReport
-from orchestrator.execute.journal import Journal, iso
-from orchestrator.execute.lock import DeployLock
+from orchestrator.execute.executor import DeployResult, StepReport
+from orchestrator.execute.journal import iso
 from orchestrator.execute.primaries import gate_writable_primary, refuse_split
+from orchestrator.execute.run import open_run
 from orchestrator.execute.secretstate import scale_secrets
 from orchestrator.plan.config import release_id
-from orchestrator.plan.fleet import GONE_MACHINE_STATES, Fleet, fleet_from_api
+from orchestrator.plan.fleet import GONE_MACHINE_STATES, Fleet, fleet_from_api, observe_fleet
 from orchestrator.plan.graph import build_plan, spec_waves
 from orchestrator.plan.groups import group_fleet
 from orchestrator.plan.model import Plan
@@ -343,7 +343,7 @@ async def preview_impact(settings: Settings, request: ScaleRequest) -> ScaleImpa
     """
     edits = check_scale(settings, request)
     async with connect(settings) as conn:
-        fleet = await observe_fleet(conn)
+        fleet = await observe_fleet(conn.client, conn.app)
     return scale_impact(fleet, edits, destroy_volumes=request.destroy_volumes)
 
 
@@ -366,7 +366,7 @@ async def run_scale(
     if request.dry_run:
         edits = check_scale(settings, request)
         spec = _with_regions(load_checked_spec(settings, regions=regions), settings, edits)
-        fleet = await observe_fleet(conn)
+        fleet = await observe_fleet(conn.client, conn.app)
         secrets = await scale_secrets(conn.client, conn.app, settings.root)
         plan = build_plan(
             spec, fleet, regions=regions, destroy_volumes=request.destroy_volumes, secrets=secrets
@@ -378,24 +378,16 @@ async def run_scale(
     # is not confirmed leaves no trace on Fly. Under the lock the fleet is read again.
     confirmed = _confirm(
         scale_impact(
-            await observe_fleet(conn),
+            await observe_fleet(conn.client, conn.app),
             check_scale(settings, request),
             destroy_volumes=request.destroy_volumes,
         ),
         confirm,
     )
-    with (
-        Journal.open(settings.root) as journal,
-        DeployLock(conn.settings, conn.app, release=release_id(spec), command="scale") as lock,
-    ):
-        if lock.stale is not None:
-            bus.emit(
-                Note(
-                    f"took over a stale lock: {lock.stale.describe()} (no longer running)",
-                    level="warning",
-                )
-            )
-        fleet = await observe_fleet(conn)
+    with open_run(
+        conn, spec, bus=bus, options=options, release=release_id(spec), command="scale"
+    ) as (run, _):
+        fleet = await observe_fleet(conn.client, conn.app)
         await refuse_split(conn, expected=spec.primary_region, command="scale")
         # The region files are written only once the fleet has reached them (below): a scale
         # that fails, is interrupted or is killed leaves them describing the fleet as it was,
@@ -418,18 +410,7 @@ async def run_scale(
         reports, error = await _extend_volumes(conn, plan, extends, bus)
         if error is not None:
             return ScaleResult(edits, _failed_before_plan(plan, reports, error))
-        executor = Executor(
-            conn.client,
-            plan,
-            journal=journal,
-            probe=conn.probe,
-            bus=bus,
-            image=spec.image,
-            spec_digest=spec.digest,
-            max_unavailable={code: r.max_unavailable for code, r in spec.regions.items()},
-            options=options,
-            command="scale",
-        )
+        executor = run.executor(plan, command="scale")
         result = await executor.run()
         result = await gate_writable_primary(conn, result, expected=spec.primary_region)
         if result.ok:

@@ -21,7 +21,8 @@ from orchestrator.execute.events import Event, EventBus, Note, RollbackStarted
 from orchestrator.execute.executor import DeployResult, Executor
 from orchestrator.execute.journal import Journal
 from orchestrator.execute.probe import AppProbe
-from orchestrator.execute.undo import RestoreSettings, automatic_rollback
+from orchestrator.execute.run import RunContext
+from orchestrator.execute.undo import automatic_rollback
 from orchestrator.fly.client import FlyClient
 from orchestrator.plan.config import META_LAUNCH_ID, META_SLOT, desired_config, release_id
 from orchestrator.plan.fleet import Fleet, observe
@@ -348,7 +349,7 @@ def test_a_failure_to_reach_fly_rolls_nothing_back_whatever_the_policy(
             AppProbe(fleet.endpoint.proxy_url, APP, host_header=True) as probe,
         ):
             with Journal.open(fleet.root) as journal:
-                how = RestoreSettings(
+                how = RunContext(
                     client=client,
                     probe=probe,
                     journal=journal,
