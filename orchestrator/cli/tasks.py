@@ -81,6 +81,22 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+def _watched(coro: Coroutine[Any, Any, T], bus: EventBus, view: Console | None) -> T:
+    """Run ``coro`` with its events shown live on ``view`` (``None``: no live view)."""
+    if view is None:
+        return _run(coro)
+    with LiveView(view) as live:
+        bus.subscribe(live)
+        return _run(coro)
+
+
+def _run_view(console: Console, json_: bool) -> Console | None:
+    """Return where a run's live view goes: none for --json, but stderr in CI beside it."""
+    if json_ and not in_ci():
+        return None
+    return make_console(stderr=True) if json_ else console
+
+
 def _settings(c: Context) -> Settings:
     return load_settings(find_root(), os.environ, c.config.get("fly"))
 
@@ -182,13 +198,11 @@ def deploy(
     gates = _gate_log(bus)
     with _errors():
         settings, options = _settings(c), _options(c)
-        if json_ and not in_ci():
-            result = _run(deploying.deploy(settings, request, bus=bus, options=options))
-        else:
-            # In CI the log lines go to stderr beside --json's result on stdout.
-            with LiveView(make_console(stderr=True) if json_ else console) as view:
-                bus.subscribe(view)
-                result = _run(deploying.deploy(settings, request, bus=bus, options=options))
+        result = _watched(
+            deploying.deploy(settings, request, bus=bus, options=options),
+            bus,
+            _run_view(console, json_),
+        )
     if isinstance(result, deploying.DryRun):
         if json_:
             print(to_json_text(result.plan), end="")
@@ -262,12 +276,11 @@ def rollback(c, region=None, to=None, json_=False, report=None):
     gates = _gate_log(bus)
     with _errors():
         settings, options = _settings(c), _options(c)
-        if json_ and not in_ci():
-            result = _run(rolling.rollback(settings, request, bus=bus, options=options))
-        else:
-            with LiveView(make_console(stderr=True) if json_ else console) as view:
-                bus.subscribe(view)
-                result = _run(rolling.rollback(settings, request, bus=bus, options=options))
+        result = _watched(
+            rolling.rollback(settings, request, bus=bus, options=options),
+            bus,
+            _run_view(console, json_),
+        )
     _write_report(report, result, "rollback", gates, json_)
     _finish_run(console, result, json_, "rollback")
 
@@ -352,16 +365,11 @@ def scale(
         bus = EventBus()
         confirm = _confirm_scale(console, settings, request, yes=yes, json_=json_)
         gates = _gate_log(bus)
-        if json_ or dry_run:
-            result = _run(
-                scaling.scale(settings, request, bus=bus, options=_options(c), confirm=confirm)
-            )
-        else:
-            with LiveView(console) as view:
-                bus.subscribe(view)
-                result = _run(
-                    scaling.scale(settings, request, bus=bus, options=_options(c), confirm=confirm)
-                )
+        result = _watched(
+            scaling.scale(settings, request, bus=bus, options=_options(c), confirm=confirm),
+            bus,
+            None if json_ or dry_run else console,
+        )
     if json_:
         _print_json(result.to_json())
     elif isinstance(result, scaling.ScaleDryRun):
@@ -613,14 +621,11 @@ def secrets(c, action, stage=False, json_=False):
         parse = appsecrets.parse_set if action == "set" else appsecrets.parse_unset
         change = parse(words, stage=stage)
         bus = EventBus()
-        if json_ or stage:
-            result = _run(appsecrets.change_secrets(settings, change, bus=bus, options=_options(c)))
-        else:
-            with LiveView(console) as view:
-                bus.subscribe(view)
-                result = _run(
-                    appsecrets.change_secrets(settings, change, bus=bus, options=_options(c))
-                )
+        result = _watched(
+            appsecrets.change_secrets(settings, change, bus=bus, options=_options(c)),
+            bus,
+            None if json_ or stage else console,
+        )
     if json_:
         _print_json(result.to_json())
     else:

@@ -79,7 +79,7 @@ from orchestrator.fly.client import CONTROL_ROLE_KEY, LOCK_ROLE, FlyClient
 from orchestrator.fly.models import Lease, Machine
 from orchestrator.localfly.statedir import read_server_info
 from orchestrator.settings import Settings
-from orchestrator.spec.load import REGIONS_DIR
+from orchestrator.spec.load import REGIONS_DIR, primary_roles
 from orchestrator.spec.regions import REGIONS, RETIRED, nearest_region
 
 __all__ = [
@@ -819,14 +819,7 @@ def _placement(root: Path) -> tuple[str, str]:
 
 def _primary_from_region_files(root: Path) -> str | None:
     """Return the one region whose file says ``role = "primary"`` (fly.toml left it out)."""
-    found = []
-    for path in sorted((root / REGIONS_DIR).glob("*.toml")):
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-            continue
-        if data.get("role") == "primary":
-            found.append(path.stem)
+    found = primary_roles(root, sorted(p.stem for p in (root / REGIONS_DIR).glob("*.toml")))
     return found[0] if len(found) == 1 else None
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -52,6 +52,7 @@ __all__ = [
     "REGIONS_DIR",
     "WAVES_TOML",
     "load_spec",
+    "primary_roles",
     "spec_digest",
 ]
 
@@ -652,19 +653,29 @@ def load_spec(
     return replace(spec, digest=spec_digest(spec))
 
 
+def primary_roles(
+    root: Path, codes: Sequence[str], overlay: Mapping[str, str] | None = None
+) -> list[str]:
+    """Return the regions among ``codes`` whose file says ``role = "primary"``.
+
+    A file that cannot be read is left out: it is reported when read for the region itself.
+    """
+    found = []
+    for code in codes:
+        try:
+            data = read_toml(root, f"{REGIONS_DIR}/{code}.toml", overlay or {})
+        except ConfigError:
+            continue
+        if data.get("role") == "primary":
+            found.append(code)
+    return found
+
+
 def _primary_from_roles(
     root: Path, codes: list[str], overlay: Mapping[str, str], problems: list[ConfigError]
 ) -> str | None:
     """Return the one region whose file says ``role = "primary"`` (fly.toml left it out)."""
-    found = []
-    for code in codes:
-        rel = f"{REGIONS_DIR}/{code}.toml"
-        try:
-            data = read_toml(root, rel, overlay)
-        except ConfigError:
-            continue  # reported when the file is read for the region itself
-        if data.get("role") == "primary":
-            found.append(code)
+    found = primary_roles(root, codes, overlay)
     if len(found) == 1:
         return found[0]
     if not found:
