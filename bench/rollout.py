@@ -5,7 +5,7 @@ One run, everything side by side on one local Fly this script starts (and stops)
 1. write a synthetic fleet (``fly.toml``, ``regions/*.toml``, ``regions/waves.toml``) on the
    sample app image ``v1`` in a temporary directory, and start a local Fly on it with the
    ``realistic`` latency profile at ``--time-factor``;
-2. deploy it through the product (``orchestrator.execute.deploy.deploy``, in a child process, so
+2. deploy it through the product (``orchestrator.commands.deploy.deploy``, in a child process, so
    the orchestrator's CPU and peak RSS are its own);
 3. deploy image ``v2`` the same way: this is the measured rollout (``wall_s``), compared with
    ``bound_s``, the makespan of the same plan when every step takes exactly the profile's
@@ -94,10 +94,10 @@ _SCRUBBED_ENV = ("FLY_API_TOKEN", "FLY_FLAPS_BASE_URL", "FLY_APP_NAME", "FLY_ACC
 
 async def _child_deploy(root: Path, image: str, poll_s: float) -> dict[str, Any]:
     """Deploy ``image`` from the fleet at ``root`` through the product; return the figures."""
+    from orchestrator.commands.deploy import DeployRequest, DryRun, deploy
     from orchestrator.connect import load_settings
     from orchestrator.execute import journal as journal_module
     from orchestrator.execute.context import ExecuteOptions
-    from orchestrator.execute.deploy import DeployRequest, DryRun, deploy
 
     # Count the journal's transactions (each one commit, fsynced): what the journal costs per
     # machine. The product is not changed; its write path is wrapped in this process only.

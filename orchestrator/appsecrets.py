@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.commands.deploy import DeployRequest, deploy
 from orchestrator.connect import Connection, connect, ensure_app
 from orchestrator.errors import ConfigError, DeployError, FlyAPIError, FlyNotFound
 from orchestrator.execute.context import ExecuteOptions
-from orchestrator.execute.deploy import DeployRequest, deploy
 from orchestrator.execute.events import EventBus, Note
 from orchestrator.execute.results import DeployResult
 from orchestrator.execute.secretstate import remember_version

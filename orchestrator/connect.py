@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ConfigError, FlyNotFound, LocalFlyError, LocalFlyNotRunning
-from orchestrator.execute.probe import AppProbe
 from orchestrator.fly.client import FlyClient
+from orchestrator.fly.proxy import AppProbe
 from orchestrator.settings import NO_APP_URL, Settings, Token, resolve_settings
 
 __all__ = [

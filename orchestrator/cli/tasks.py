@@ -24,10 +24,10 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 from rich.console import Console
 
+from orchestrator.commands import deploy as deploying
 from orchestrator.connect import connect, find_root, load_settings
 from orchestrator.cost import cost_json, status_cost
 from orchestrator.errors import OrchestratorError
-from orchestrator.execute import deploy as deploying
 from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.events import EventBus
 from orchestrator.execute.status import collect_status
@@ -268,7 +268,7 @@ def _finish_run(console: Console, result: Any, json_: bool, command: str = "depl
 )
 def rollback(c, region=None, to=None, json_=False, report=None):
     """Put the previous (or a named) release back on the fleet, from the journal."""
-    from orchestrator.execute import rollback as rolling
+    from orchestrator.commands import rollback as rolling
 
     request = rolling.RollbackRequest(regions=tuple(region or ()), to=to)
     console = make_console()
@@ -320,7 +320,7 @@ def scale(
     group=None,
 ):
     """Show desired beside observed size per region, or change a region's count and size."""
-    from orchestrator import scale as scaling
+    from orchestrator.commands import scale as scaling
     from orchestrator.errors import ConfigError
     from orchestrator.render.scale import edits_view, extends_view, scale_report_view
 
@@ -389,7 +389,7 @@ def _confirm_scale(
     console: Console, settings: Settings, request: Any, *, yes: bool, json_: bool
 ) -> Any:
     """Return how a large or destructive scale is confirmed: --yes, a question, or not at all."""
-    from orchestrator import scale as scaling
+    from orchestrator.commands import scale as scaling
 
     if yes or request.dry_run:
         return lambda impact: True

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from orchestrator.drill.measure import Ack, Sample
-from orchestrator.execute.probe import AppProbe
+from orchestrator.fly.proxy import AppProbe
 
 __all__ = ["CanaryWriter", "canary_n"]
 

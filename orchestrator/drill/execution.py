@@ -16,9 +16,9 @@ from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.events import Event, EventBus, GateResult, Note, StepFinished
 from orchestrator.execute.executor import DeployResult
 from orchestrator.execute.journal import Journal
-from orchestrator.execute.probe import AppProbe
 from orchestrator.execute.run import RunContext
 from orchestrator.fly.client import FlyClient
+from orchestrator.fly.proxy import AppProbe
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import StepKind
 

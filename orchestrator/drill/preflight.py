@@ -23,9 +23,9 @@ from typing import Any
 
 from orchestrator.drill.probes import fleet_health, live_machines, machine_status
 from orchestrator.errors import ConfigError, FlyAPIError, FlyTransportError
-from orchestrator.execute.probe import AppProbe
 from orchestrator.fly.client import FlyClient
 from orchestrator.fly.models import Snapshot
+from orchestrator.fly.proxy import AppProbe
 from orchestrator.plan.config import META_SLOT
 from orchestrator.plan.fleet import Fleet
 from orchestrator.plan.graph import build_plan

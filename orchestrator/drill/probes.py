@@ -21,9 +21,9 @@ from typing import Any
 
 from orchestrator.drill.measure import Sample, TrafficStats, traffic_stats
 from orchestrator.errors import FlyAPIError, FlyTransportError
-from orchestrator.execute.probe import AppProbe, ProbeAnswer
 from orchestrator.fly.client import FlyClient
 from orchestrator.fly.models import Machine
+from orchestrator.fly.proxy import AppProbe, ProbeAnswer
 
 __all__ = [
     "ProbeLoop",

@@ -80,8 +80,8 @@ from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.journal import Journal
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.primaries import refuse_split
-from orchestrator.execute.probe import AppProbe
 from orchestrator.execute.testhooks import kill_point
+from orchestrator.fly.proxy import AppProbe
 from orchestrator.plan.config import release_id
 from orchestrator.plan.fleet import observe
 from orchestrator.plan.graph import spec_waves

@@ -10,9 +10,9 @@ from typing import Any
 from orchestrator.errors import ConfigError
 from orchestrator.execute.events import EventBus, Note, NoteLevel
 from orchestrator.execute.journal import Journal
-from orchestrator.execute.probe import AppProbe
 from orchestrator.fly.client import FlyClient
 from orchestrator.fly.models import Volume
+from orchestrator.fly.proxy import AppProbe
 from orchestrator.plan.fleet import ObservedMachine
 
 __all__ = ["ExecuteOptions", "RunState", "StepContext"]

@@ -61,7 +61,6 @@ from orchestrator.execute.machines import (
     destroy_machine,
     update_machine,
 )
-from orchestrator.execute.probe import AppProbe
 from orchestrator.execute.release import run_release_command
 from orchestrator.execute.results import (
     DeployResult,
@@ -75,6 +74,7 @@ from orchestrator.execute.results import (
 from orchestrator.execute.testhooks import kill_point
 from orchestrator.execute.volumes import ensure_volume, replicate
 from orchestrator.fly.client import FlyClient
+from orchestrator.fly.proxy import AppProbe
 from orchestrator.plan.fleet import Fleet
 from orchestrator.plan.steps import Step, StepKind
 from orchestrator.spec.model import OnFailure, WaveSpec

@@ -34,8 +34,8 @@ from orchestrator.execute.context import StepContext
 from orchestrator.execute.events import StepProgress
 from orchestrator.execute.logtail import output
 from orchestrator.execute.metrics import MetricsFigures, Scrape, Window, judge, parse_scrape
-from orchestrator.execute.probe import AppProbe, ProbeAnswer
 from orchestrator.fly.models import Machine
+from orchestrator.fly.proxy import AppProbe, ProbeAnswer
 from orchestrator.plan.config import META_RELEASE, META_SLOT
 from orchestrator.plan.steps import Step
 

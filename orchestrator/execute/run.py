@@ -13,9 +13,9 @@ from orchestrator.execute.events import EventBus, Note
 from orchestrator.execute.executor import Executor, PlanLike
 from orchestrator.execute.journal import Journal
 from orchestrator.execute.lock import DeployLock
-from orchestrator.execute.probe import AppProbe
 from orchestrator.execute.results import Restoring, RollbackHook
 from orchestrator.fly.client import FlyClient
+from orchestrator.fly.proxy import AppProbe
 from orchestrator.plan.fleet import Fleet
 from orchestrator.plan.graph import spec_waves
 from orchestrator.spec.model import DeploySpec, WaveSpec

@@ -20,10 +20,10 @@ from typing import Any
 
 from orchestrator.errors import DeployError, FlyNotFound
 from orchestrator.execute.context import StepContext
-from orchestrator.execute.probe import ProbeAnswer
 from orchestrator.execute.testhooks import kill_point
 from orchestrator.fly.client import trace_calls
 from orchestrator.fly.models import Machine, Volume
+from orchestrator.fly.proxy import ProbeAnswer
 from orchestrator.plan.config import META_SLOT
 from orchestrator.plan.steps import Step
 

@@ -10,7 +10,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.scale.apply import VolumeExtend
+from orchestrator.commands.scale import VolumeExtend
 from orchestrator.scale.report import SIZE_KEYS, RegionScale, ScaleReport
 from orchestrator.scale.usage import CPU_LIMIT_PCT, MEMORY_LIMIT_PCT, VOLUME_LIMIT_PCT, RegionUsage
 from orchestrator.spec.edit import RegionEdit

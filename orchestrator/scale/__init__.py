@@ -1,26 +1,11 @@
-"""Per-region scaling: desired beside observed, and changes rolled out like a deploy.
+"""Per-region scaling: desired beside observed, the request's shape, its cost and usage.
 
-``show_scale`` reads ``regions/*.toml`` and the Machines API and returns a :class:`ScaleReport`
-(``invoke scale``); ``parse_scale_flags`` checks the command line's shape; ``scale`` writes the
-region files and rolls the change out through the deploy planner and executor
-(``invoke scale --region R --count N ...``). docs/scaling.md is the operators' guide.
+The command itself (``show_scale``, ``scale``) is `orchestrator.commands.scale`;
+docs/scaling.md is the operators' guide.
 """
 
 from __future__ import annotations
 
-from orchestrator.scale.apply import (
-    VOLUME_EXTEND,
-    ScaleDryRun,
-    ScaleResult,
-    VolumeExtend,
-    check_scale,
-    fleet_regions,
-    plan_extends,
-    preview_impact,
-    run_scale,
-    scale,
-    show_scale,
-)
 from orchestrator.scale.report import (
     SIZE_KEYS,
     DesiredSize,
@@ -35,23 +20,12 @@ from orchestrator.scale.request import CHANGE_FLAGS, ScaleRequest, parse_scale_f
 __all__ = [
     "CHANGE_FLAGS",
     "SIZE_KEYS",
-    "VOLUME_EXTEND",
     "DesiredSize",
     "ObservedSize",
     "RegionScale",
-    "ScaleDryRun",
     "ScaleReport",
     "ScaleRequest",
-    "ScaleResult",
     "SizeGroup",
-    "VolumeExtend",
     "build_report",
-    "check_scale",
-    "fleet_regions",
     "parse_scale_flags",
-    "plan_extends",
-    "preview_impact",
-    "run_scale",
-    "scale",
-    "show_scale",
 ]

@@ -30,8 +30,8 @@ from typing import Any
 import httpx
 
 from orchestrator.connect import Connection
-from orchestrator.execute.probe import FORCE_INSTANCE_HEADER
 from orchestrator.fly.models import Machine, Volume
+from orchestrator.fly.proxy import FORCE_INSTANCE_HEADER
 
 __all__ = [
     "CPU_LIMIT_PCT",

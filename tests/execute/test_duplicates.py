@@ -20,8 +20,8 @@ from orchestrator.execute.context import ExecuteOptions, RunState, StepContext
 from orchestrator.execute.events import EventBus
 from orchestrator.execute.journal import Journal
 from orchestrator.execute.machines import _drop_duplicates
-from orchestrator.execute.probe import AppProbe
 from orchestrator.fly.client import FlyClient
+from orchestrator.fly.proxy import AppProbe
 from orchestrator.plan.steps import Step, StepKind
 
 from .localfleet import APP, LocalFleet, copy_fleet

@@ -20,10 +20,10 @@ from orchestrator.errors import ErrorKind
 from orchestrator.execute.events import Event, EventBus, Note, RollbackStarted
 from orchestrator.execute.executor import DeployResult, Executor
 from orchestrator.execute.journal import Journal
-from orchestrator.execute.probe import AppProbe
 from orchestrator.execute.run import RunContext
 from orchestrator.execute.undo import automatic_rollback
 from orchestrator.fly.client import FlyClient
+from orchestrator.fly.proxy import AppProbe
 from orchestrator.plan.config import META_LAUNCH_ID, META_SLOT, desired_config, release_id
 from orchestrator.plan.fleet import Fleet, observe
 from orchestrator.plan.model import Plan

@@ -16,10 +16,10 @@ from plan.plan_helpers import (
     with_image,
 )
 
+from orchestrator.commands.deploy import with_health_gates
+from orchestrator.commands.rollback import previous_release, release_targets, resolve_release
 from orchestrator.errors import ConfigError
-from orchestrator.execute.deploy import with_health_gates
 from orchestrator.execute.journal import MachineConfigRecord, RunRecord
-from orchestrator.execute.rollback import previous_release, release_targets, resolve_release
 from orchestrator.execute.undo import rollback_regions, undo_targets
 from orchestrator.plan import StepKind, build_plan, build_restore_plan, release_id
 from orchestrator.plan.steps import Step

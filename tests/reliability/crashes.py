@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.execute import deploy as deploying
+from orchestrator.commands import deploy as deploying
 from orchestrator.plan.steps import StepKind
 
 from .harness import RecordWriter, Rig, check_converged

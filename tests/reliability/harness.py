@@ -53,9 +53,9 @@ from execute.localfleet import (
     wait_for,
 )
 
+from orchestrator.commands import deploy as deploying
 from orchestrator.connect import load_settings
 from orchestrator.errors import OrchestratorError
-from orchestrator.execute import deploy as deploying
 from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.journal import JOURNAL_DIR, JOURNAL_FILE
 from orchestrator.plan.config import (
@@ -287,7 +287,7 @@ class Rig:
 
     def scale(self, region: str, **flags: Any) -> RunOutcome:
         """Run ``invoke scale --region REGION --FLAG VALUE...`` in this process."""
-        from orchestrator import scale as scaling
+        from orchestrator.commands import scale as scaling
 
         settings = self.settings()
         try:
@@ -305,7 +305,7 @@ class Rig:
 
     def rollback(self, regions: Sequence[str] = (), to: str | None = None) -> RunOutcome:
         """Run ``invoke rollback [--region R]... [--to RELEASE]`` in this process."""
-        from orchestrator.execute import rollback as rolling
+        from orchestrator.commands import rollback as rolling
 
         request = rolling.RollbackRequest(regions=tuple(regions), to=to)
         try:
@@ -489,7 +489,7 @@ _PRELOAD = [
     "reliability.harness",
     "orchestrator.render.live",
     "orchestrator.render.summary",
-    "orchestrator.scale",
+    "orchestrator.commands.scale",
     "orchestrator.drill",
 ]
 _forkserver_lock = threading.Lock()

@@ -35,10 +35,10 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.commands.deploy import load_checked_spec
 from orchestrator.connect import connect
 from orchestrator.errors import ConfigError
 from orchestrator.execute.context import ExecuteOptions
-from orchestrator.execute.deploy import load_checked_spec
 from orchestrator.execute.events import EventBus, Note
 from orchestrator.execute.executor import DeployResult
 from orchestrator.execute.history import META_PREV_RELEASE, fly_history, previous_from_fly

@@ -9,7 +9,7 @@ A failed step makes the executor apply the failed wave's ``on_failure`` through 
 hook (`orchestrator.execute.undo.automatic_rollback`).
 
 ``--resume`` finishes what the newest unfinished (killed) or failed deploy or rollback of the
-app was doing (`orchestrator.execute.resume`):
+app was doing (`orchestrator.commands.resume`):
 
 - a deploy that had not failed is re-planned and run again (what it finished drops out of the
   plan); every region it covers gets a health gate, and a metrics gate where the killed chain
@@ -26,6 +26,15 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
+from orchestrator.commands.resume import (
+    chain_volumes,
+    finish_rollback,
+    owes_rollback,
+    resumable,
+    resume_options,
+    unbaked_regions,
+    with_health_gates,
+)
 from orchestrator.connect import Connection, connect, ensure_app
 from orchestrator.errors import ConfigError
 from orchestrator.execute.context import ExecuteOptions
@@ -43,15 +52,6 @@ from orchestrator.execute.ledger import Ledger, RemoteRun, read_ledger, remote_r
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.logtail import MACHINE_LOGS
 from orchestrator.execute.primaries import gate_writable_primary, refuse_split
-from orchestrator.execute.resume import (
-    chain_volumes,
-    finish_rollback,
-    owes_rollback,
-    resumable,
-    resume_options,
-    unbaked_regions,
-    with_health_gates,
-)
 from orchestrator.execute.run import open_run
 from orchestrator.execute.secretstate import observe_secrets
 from orchestrator.execute.undo import automatic_rollback
@@ -266,7 +266,7 @@ async def deploy(
     if remote is not None:
         # Another host's (or directory's) run, killed or failed: its intent is on Fly.
         bus.emit(Note(f"resuming {remote.describe()} in {', '.join(remote.intent.regions)}"))
-        from orchestrator.execute.rollback import RollbackRequest, rollback
+        from orchestrator.commands.rollback import RollbackRequest, rollback
 
         if remote.owes_rollback or remote.intent.command == "rollback":
             if request.dry_run:
@@ -306,7 +306,7 @@ async def deploy(
         if resumed.command == "rollback" and resumed.rollback_of is None:
             # A killed `invoke rollback`: run it again. (Imported here: the rollback command
             # module builds on this one.)
-            from orchestrator.execute.rollback import RollbackRequest, rollback
+            from orchestrator.commands.rollback import RollbackRequest, rollback
 
             again = RollbackRequest(regions=tuple(resumed.regions), to=resumed.release)
             return await rollback(

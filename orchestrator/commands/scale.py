@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.commands.deploy import load_checked_spec
 from orchestrator.connect import Connection, connect, ensure_app
 from orchestrator.errors import ConfigError, FlyNotFound, OrchestratorError
 from orchestrator.execute.context import ExecuteOptions
-from orchestrator.execute.deploy import load_checked_spec
 from orchestrator.execute.events import EventBus, Note, utcnow
 from orchestrator.execute.executor import DeployResult, StepReport
 from orchestrator.execute.journal import iso
@@ -42,7 +42,7 @@ from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import StepKind
 from orchestrator.scale.cost import ScaleImpact, scale_impact
 from orchestrator.scale.report import ScaleReport, build_report
-from orchestrator.scale.request import ScaleRequest
+from orchestrator.scale.request import ScaleRequest, parse_scale_flags
 from orchestrator.scale.usage import measure_usage
 from orchestrator.settings import Settings
 from orchestrator.spec.edit import RegionEdit, update_region_file
@@ -57,6 +57,7 @@ __all__ = [
     "VolumeExtend",
     "check_scale",
     "fleet_regions",
+    "parse_scale_flags",
     "plan_extends",
     "preview_impact",
     "run_scale",
