@@ -25,12 +25,12 @@ from invoke.tasks import task
 from rich.console import Console
 
 from orchestrator.commands import deploy as deploying
+from orchestrator.commands.status import fleet_status
 from orchestrator.connect import connect, find_root, load_settings
-from orchestrator.cost import cost_json, status_cost
+from orchestrator.cost import cost_json
 from orchestrator.errors import OrchestratorError
 from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.events import EventBus
-from orchestrator.execute.status import collect_status
 from orchestrator.plan.serialize import to_dot, to_json_text, to_mermaid
 from orchestrator.render.cost import cost_lines
 from orchestrator.render.errors import error_text, run_failure_text
@@ -99,16 +99,6 @@ def _run_view(console: Console, json_: bool) -> Console | None:
 
 def _settings(c: Context) -> Settings:
     return load_settings(find_root(), os.environ, c.config.get("fly"))
-
-
-def _spec_primary(settings: Settings) -> str | None:
-    """Return the spec's primary region, or ``None`` when the spec cannot be read."""
-    from orchestrator.spec.load import load_spec
-
-    try:
-        return load_spec(settings.root, app_override=settings.app).primary_region
-    except OrchestratorError:
-        return None
 
 
 def _options(c: Context) -> ExecuteOptions:
@@ -417,14 +407,7 @@ def status(c, region=None, json_=False):
             validate_region(region, "--region")
         settings = _settings(c)
 
-        async def gather():
-            async with connect(settings, start=False) as conn:
-                found = await collect_status(
-                    conn, region=region, expected_primary=_spec_primary(settings)
-                )
-                return found, await status_cost(conn, found, region=region)
-
-        fleet, cost = _run(gather())
+        fleet, cost = _run(fleet_status(settings, region=region))
     if json_:
         _print_json({**fleet.to_json(), "monthly_cost": cost_json(cost)})
     else:
@@ -529,7 +512,8 @@ def drill(
     """Run a disaster-recovery drill: take a region down, fail over, measure, fail back."""
     from pathlib import Path
 
-    from orchestrator.drill import DrillBus, DrillRequest, run_drill, write_reports
+    from orchestrator.commands.drill import run_drill
+    from orchestrator.drill import DrillBus, DrillRequest, write_reports
     from orchestrator.render.drill import DrillView, drill_summary
 
     if resume and abort:
