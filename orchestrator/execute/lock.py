@@ -782,8 +782,7 @@ class DeployLock:
         self.release()
         if self.lost is not None and (exc is None or isinstance(exc, asyncio.CancelledError)):
             raise DeployLockLost(
-                f"lost the deploy lock of {self.app!r} ({self.lost}); stopped at once. "
-                "Run `invoke deploy --resume` to finish what this run started",
+                f"lost the deploy lock of {self.app!r} ({self.lost}); stopped at once",
                 reason=self.lost,
             )
 

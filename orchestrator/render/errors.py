@@ -8,6 +8,7 @@ hint never depends on guessing from an error's text.
 from __future__ import annotations
 
 from orchestrator.errors import ErrorKind, FlyAuthError, LocalFlyNotRunning, OrchestratorError
+from orchestrator.execute.lock import DeployLockLost
 from orchestrator.execute.results import DeployResult
 
 __all__ = ["error_text", "run_failure_text"]
@@ -20,6 +21,8 @@ def _one_line(text: str) -> str:
 def error_text(exc: OrchestratorError) -> str:
     """Return the lines an exception ends a command with (``error: ...`` and a next step)."""
     text = f"error: {_one_line(str(exc))}"
+    if isinstance(exc, DeployLockLost):
+        text += ". Run `invoke deploy --resume` to finish what this run started"
     if isinstance(exc, FlyAuthError):
         text += "\nFly refused the token: check FLY_API_TOKEN (`fly tokens create deploy`)"
     elif exc.kind is ErrorKind.FLY and not isinstance(exc, LocalFlyNotRunning):
