@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.plan import desired_config
-from orchestrator.spec.model import (
+from orchestrator.fleetconfig.model import (
     DeploySpec,
     MountSpec,
     RegionSpec,
@@ -31,6 +30,7 @@ from orchestrator.spec.model import (
     VMSize,
     WaveSpec,
 )
+from orchestrator.plan import desired_config
 
 __all__ = [
     "APP",

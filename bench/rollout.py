@@ -60,13 +60,13 @@ from bench.common import emit, log, tree_rss_mb
 from bench.fleet import APP, IMAGE_V1, IMAGE_V2, IMAGE_V3, REGION_ORDER, FleetShape, write_fleet
 from bench.picture import in_flight, write_timeline
 from bench.trace import machine_phases, read_requests
+from orchestrator.fleetconfig.load import load_spec
 from orchestrator.fly.client import FlyClient
 from orchestrator.fly.models import Machine
 from orchestrator.localfly import control
 from orchestrator.localfly.profiles import get_profile
 from orchestrator.plan import build_plan, observe
 from orchestrator.plan.model import Plan
-from orchestrator.spec.load import load_spec
 
 SIZES: Mapping[str, FleetShape] = {
     "s": FleetShape(

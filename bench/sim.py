@@ -42,10 +42,10 @@ from bench.fleet import (
     write_fleet,
 )
 from bench.picture import write_timeline
+from orchestrator.fleetconfig.load import load_spec
 from orchestrator.localfly.state import AppRecord, MachineRecord, Store, VolumeRecord
 from orchestrator.localfly.statedir import prepare_state_dir
 from orchestrator.localfly.util import iso_now
-from orchestrator.spec.load import load_spec
 
 __all__ = ["GOALS", "SWEEP", "run_sim", "sim_shape", "sweep"]
 

@@ -23,11 +23,11 @@ from pathlib import Path
 
 from orchestrator.connect import Connection
 from orchestrator.errors import ConfigError, FlyNotFound, OrchestratorError
+from orchestrator.fleetconfig.regions import validate_region
 from orchestrator.fly.models import Machine
 from orchestrator.plan.config import META_PROCESS_GROUP, META_SLOT
 from orchestrator.plan.fleet import GONE_MACHINE_STATES
 from orchestrator.settings import Settings
-from orchestrator.spec.regions import validate_region
 
 __all__ = [
     "DEFAULT_LINES",

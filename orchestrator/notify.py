@@ -41,7 +41,7 @@ from orchestrator.execute.events import (
     StepFinished,
     StepStarted,
 )
-from orchestrator.spec.values import Table, read_toml
+from orchestrator.fleetconfig.values import Table, read_toml
 
 __all__ = ["Notifier", "NotifySpec", "read_notify"]
 

@@ -15,10 +15,10 @@ from typing import Any
 
 from orchestrator.connect import Connection, connect
 from orchestrator.errors import ConfigError, DeployError, FlyNotFound
+from orchestrator.fleetconfig.regions import validate_region
 from orchestrator.fly.models import ExecResult, Machine, ProcessStat
 from orchestrator.plan.config import META_SLOT
 from orchestrator.settings import Settings
-from orchestrator.spec.regions import validate_region
 
 __all__ = ["Inspection", "SshResult", "inspect_machine", "pick_machine", "run_command"]
 

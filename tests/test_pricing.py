@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from orchestrator import pricing
+from orchestrator.fleetconfig.sizes import PRESETS
 from orchestrator.pricing import (
     FLY_PRICES,
     format_usd,
@@ -15,7 +16,6 @@ from orchestrator.pricing import (
     snapshots_per_month,
     volumes_per_month,
 )
-from orchestrator.spec.sizes import PRESETS
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ from orchestrator.cost import cost_json
 from orchestrator.errors import OrchestratorError
 from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.events import EventBus
+from orchestrator.fleetconfig.regions import validate_region
 from orchestrator.plan.serialize import to_dot, to_json_text, to_mermaid
 from orchestrator.render.cost import cost_lines
 from orchestrator.render.errors import error_text, run_failure_text
@@ -40,7 +41,6 @@ from orchestrator.render.local import local_down_view, local_status_view, local_
 from orchestrator.render.plan import plan_tree
 from orchestrator.render.summary import deploy_summary, outcome_line, status_view
 from orchestrator.settings import Settings
-from orchestrator.spec.regions import validate_region
 
 T = TypeVar("T")
 
@@ -443,8 +443,8 @@ def logs(c, region=None, machine=None, follow=False, lines=None, since=None, gro
     from datetime import UTC, datetime
 
     from orchestrator.errors import ConfigError
+    from orchestrator.fleetconfig.ages import parse_since
     from orchestrator.logs import DEFAULT_LINES, log_sources, require_local, stream_logs
-    from orchestrator.spec.ages import parse_since
 
     with _errors():
         settings = _settings(c)
@@ -708,8 +708,8 @@ def volumes_prune(c, region=None, older_than=None, yes=False, force=False, json_
     from orchestrator import volumes as vols
     from orchestrator.errors import ConfigError
     from orchestrator.execute.lock import DeployLock
+    from orchestrator.fleetconfig.ages import parse_age
     from orchestrator.render.volumes import prune_view
-    from orchestrator.spec.ages import parse_age
 
     console = make_console()
     with _errors():

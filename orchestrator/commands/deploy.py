@@ -55,6 +55,8 @@ from orchestrator.execute.primaries import gate_writable_primary, refuse_split
 from orchestrator.execute.run import open_run
 from orchestrator.execute.secretstate import observe_secrets
 from orchestrator.execute.undo import automatic_rollback
+from orchestrator.fleetconfig.load import load_spec
+from orchestrator.fleetconfig.model import DeploySpec
 from orchestrator.notify import Notifier, read_notify
 from orchestrator.plan.config import Secrets, release_id
 from orchestrator.plan.eta import duration_text, estimate
@@ -62,8 +64,6 @@ from orchestrator.plan.fleet import Fleet, observe_fleet
 from orchestrator.plan.graph import build_plan
 from orchestrator.plan.model import Plan
 from orchestrator.settings import NO_APP_URL, Settings
-from orchestrator.spec.load import load_spec
-from orchestrator.spec.model import DeploySpec
 
 __all__ = [
     "DeployRequest",

@@ -32,12 +32,12 @@ from orchestrator.execute.undo import (
     restore,
     rollback_regions,
 )
+from orchestrator.fleetconfig.model import DeploySpec
 from orchestrator.plan.assemble import plan_waves
 from orchestrator.plan.groups import gate_slots
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import Step, StepKind, step_id
 from orchestrator.settings import Settings
-from orchestrator.spec.model import DeploySpec
 
 __all__ = [
     "chain_volumes",

@@ -34,6 +34,9 @@ from orchestrator.execute.journal import iso
 from orchestrator.execute.primaries import gate_writable_primary, refuse_split
 from orchestrator.execute.run import open_run
 from orchestrator.execute.secretstate import scale_secrets
+from orchestrator.fleetconfig.edit import RegionEdit, update_region_file
+from orchestrator.fleetconfig.load import load_spec
+from orchestrator.fleetconfig.model import DeploySpec
 from orchestrator.plan.config import release_id
 from orchestrator.plan.fleet import GONE_MACHINE_STATES, Fleet, fleet_from_api, observe_fleet
 from orchestrator.plan.graph import build_plan, spec_waves
@@ -45,9 +48,6 @@ from orchestrator.scale.report import ScaleReport, build_report
 from orchestrator.scale.request import ScaleRequest, parse_scale_flags
 from orchestrator.scale.usage import measure_usage
 from orchestrator.settings import Settings
-from orchestrator.spec.edit import RegionEdit, update_region_file
-from orchestrator.spec.load import load_spec
-from orchestrator.spec.model import DeploySpec
 
 __all__ = [
     "VOLUME_EXTEND",

@@ -6,8 +6,8 @@ from orchestrator.connect import connect
 from orchestrator.cost import Cost, status_cost
 from orchestrator.errors import OrchestratorError
 from orchestrator.execute.status import FleetStatus, collect_status
+from orchestrator.fleetconfig.load import load_spec
 from orchestrator.settings import Settings
-from orchestrator.spec.load import load_spec
 
 __all__ = ["fleet_status"]
 

@@ -31,8 +31,8 @@ from orchestrator.drill.preflight import choose_promotion
 from orchestrator.drill.probes import fleet_health, read_records, region_writer
 from orchestrator.errors import DrillError
 from orchestrator.execute.testhooks import kill_point
+from orchestrator.fleetconfig.regions import REGIONS, distance_km
 from orchestrator.plan.fleet import observe
-from orchestrator.spec.regions import REGIONS, distance_km
 
 if TYPE_CHECKING:
     from orchestrator.drill.runner import DrillRunner

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from orchestrator.errors import DrillError
+from orchestrator.fleetconfig.model import DeploySpec, WaveSpec
 from orchestrator.plan.assemble import Assembler, VolumePlan, fork_source, without_volumes
 from orchestrator.plan.config import (
     META_CONFIG_DIGEST,
@@ -35,7 +36,6 @@ from orchestrator.plan.config import (
 from orchestrator.plan.fleet import Fleet
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import StepKind, step_id
-from orchestrator.spec.model import DeploySpec, WaveSpec
 
 __all__ = ["converge_plan", "drill_config", "reseed_plan", "scale_up_plan", "spread"]
 

@@ -23,14 +23,14 @@ from typing import Any
 
 from orchestrator.drill.probes import fleet_health, live_machines, machine_status
 from orchestrator.errors import ConfigError, FlyAPIError, FlyTransportError
+from orchestrator.fleetconfig.model import DeploySpec
+from orchestrator.fleetconfig.regions import nearest_region
 from orchestrator.fly.client import FlyClient
 from orchestrator.fly.models import Snapshot
 from orchestrator.fly.proxy import AppProbe
 from orchestrator.plan.config import META_SLOT
 from orchestrator.plan.fleet import Fleet
 from orchestrator.plan.graph import build_plan
-from orchestrator.spec.model import DeploySpec
-from orchestrator.spec.regions import nearest_region
 
 __all__ = ["Preflight", "check_request", "choose_promotion", "preflight"]
 

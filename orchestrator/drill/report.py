@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from orchestrator.drill.measure import RpoResult, RtoResult, TrafficStats
 from orchestrator.drill.phases import PhaseSpan, iso_utc
-from orchestrator.spec.model import DrillObjectives
+from orchestrator.fleetconfig.model import DrillObjectives
 
 __all__ = [
     "GUARD_MIN_SAMPLES",

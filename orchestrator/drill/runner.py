@@ -81,13 +81,13 @@ from orchestrator.execute.journal import Journal
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.primaries import refuse_split
 from orchestrator.execute.testhooks import kill_point
+from orchestrator.fleetconfig.load import load_spec
+from orchestrator.fleetconfig.model import DeploySpec
 from orchestrator.fly.proxy import AppProbe
 from orchestrator.plan.config import release_id
 from orchestrator.plan.fleet import observe
 from orchestrator.plan.graph import spec_waves
 from orchestrator.settings import NO_APP_URL, Settings
-from orchestrator.spec.load import load_spec
-from orchestrator.spec.model import DeploySpec
 
 __all__ = ["DrillRequest", "DrillRunner", "DrillStopped", "Hook", "run_drill"]
 

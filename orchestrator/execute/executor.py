@@ -73,11 +73,11 @@ from orchestrator.execute.results import (
 )
 from orchestrator.execute.testhooks import kill_point
 from orchestrator.execute.volumes import ensure_volume, replicate
+from orchestrator.fleetconfig.model import OnFailure, WaveSpec
 from orchestrator.fly.client import FlyClient
 from orchestrator.fly.proxy import AppProbe
 from orchestrator.plan.fleet import Fleet
 from orchestrator.plan.steps import Step, StepKind
-from orchestrator.spec.model import OnFailure, WaveSpec
 
 if TYPE_CHECKING:
     from orchestrator.execute.control import RunControl

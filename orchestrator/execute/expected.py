@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from orchestrator.execute.results import StepReport, WaveTiming
+from orchestrator.fleetconfig.load import load_spec
 from orchestrator.localfly.profiles import Span, get_profile
 from orchestrator.localfly.statedir import read_server_info
 from orchestrator.plan.eta import FLY_TYPICAL, Durations, Estimate, estimate
 from orchestrator.plan.model import Plan
 from orchestrator.settings import Settings
-from orchestrator.spec.load import load_spec
 
 __all__ = ["durations_for", "plan_estimate", "wave_timings"]
 

@@ -75,12 +75,12 @@ from orchestrator.errors import (
 )
 from orchestrator.execute.events import utcnow
 from orchestrator.execute.journal import iso
+from orchestrator.fleetconfig.load import REGIONS_DIR, primary_roles
+from orchestrator.fleetconfig.regions import REGIONS, RETIRED, nearest_region
 from orchestrator.fly.client import CONTROL_ROLE_KEY, LOCK_ROLE, FlyClient
 from orchestrator.fly.models import Lease, Machine
 from orchestrator.localfly.statedir import read_server_info
 from orchestrator.settings import Settings
-from orchestrator.spec.load import REGIONS_DIR, primary_roles
-from orchestrator.spec.regions import REGIONS, RETIRED, nearest_region
 
 __all__ = [
     "DEFAULT_LOCK_TTL_S",

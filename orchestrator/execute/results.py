@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from orchestrator.errors import EXIT_CODES, ErrorKind
 from orchestrator.execute.events import ReleaseOutcome, StepOutcome
+from orchestrator.fleetconfig.model import OnFailure, WaveSpec
 from orchestrator.plan.steps import Step
-from orchestrator.spec.model import OnFailure, WaveSpec
 
 __all__ = [
     "DeployResult",

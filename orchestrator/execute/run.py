@@ -14,11 +14,11 @@ from orchestrator.execute.executor import Executor, PlanLike
 from orchestrator.execute.journal import Journal
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.results import Restoring, RollbackHook
+from orchestrator.fleetconfig.model import DeploySpec, WaveSpec
 from orchestrator.fly.client import FlyClient
 from orchestrator.fly.proxy import AppProbe
 from orchestrator.plan.fleet import Fleet
 from orchestrator.plan.graph import spec_waves
-from orchestrator.spec.model import DeploySpec, WaveSpec
 
 __all__ = ["RunContext", "open_run"]
 

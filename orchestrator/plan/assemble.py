@@ -14,10 +14,10 @@ from typing import Any
 
 import networkx as nx
 
+from orchestrator.fleetconfig.model import WaveSpec
 from orchestrator.plan.fleet import Fleet, ObservedMachine, ObservedVolume
 from orchestrator.plan.model import MACHINE_KINDS
 from orchestrator.plan.steps import Step, StepKind, step_id
-from orchestrator.spec.model import WaveSpec
 
 __all__ = [
     "Assembler",

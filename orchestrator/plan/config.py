@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.spec.model import (
+from orchestrator.fleetconfig.model import (
     CheckSpec,
     DeploySpec,
     PortSpec,

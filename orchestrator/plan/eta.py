@@ -24,9 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from orchestrator.errors import ConfigError
+from orchestrator.fleetconfig.values import parse_duration
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import Step, StepKind
-from orchestrator.spec.values import parse_duration
 
 __all__ = [
     "FLY_TYPICAL",

@@ -1,6 +1,6 @@
 """Build the deploy graph: which steps bring the fleet to the spec, and in what order.
 
-:func:`build_plan` compares a :class:`~orchestrator.spec.model.DeploySpec` with an observed
+:func:`build_plan` compares a :class:`~orchestrator.fleetconfig.model.DeploySpec` with an observed
 :class:`~orchestrator.plan.fleet.Fleet` and returns a :class:`~orchestrator.plan.model.Plan`: a
 networkx DiGraph of :class:`~orchestrator.plan.steps.Step` nodes grouped in waves. It is pure
 and deterministic; docs/planning.md explains the rules. The rollback counterpart is
@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from orchestrator.errors import ConfigError
+from orchestrator.fleetconfig.model import DeploySpec, WaveSpec
 from orchestrator.plan.assemble import Assembler, VolumePlan, fork_source, plan_waves
 from orchestrator.plan.changes import env_changes
 from orchestrator.plan.config import (
@@ -34,7 +35,6 @@ from orchestrator.plan.groups import check_slot_blocks, group_fleet, slot_base
 from orchestrator.plan.model import Plan
 from orchestrator.plan.restore import build_restore_plan
 from orchestrator.plan.steps import Step, StepKind, step_id
-from orchestrator.spec.model import DeploySpec, WaveSpec
 
 __all__ = ["Plan", "build_plan", "build_restore_plan", "release_command_config", "spec_waves"]
 

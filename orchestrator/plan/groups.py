@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 
 from orchestrator.errors import ConfigError
+from orchestrator.fleetconfig.model import DeploySpec
+from orchestrator.fleetconfig.values import MAX_COUNT
 from orchestrator.plan.config import META_PROCESS_GROUP
 from orchestrator.plan.fleet import Fleet, ObservedMachine
-from orchestrator.spec.model import DeploySpec
-from orchestrator.spec.values import MAX_COUNT
 
 __all__ = [
     "SLOT_BLOCK",

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import networkx as nx
 
+from orchestrator.fleetconfig.model import WaveSpec
 from orchestrator.plan.steps import Step, StepKind
-from orchestrator.spec.model import WaveSpec
 
 __all__ = ["GATE_KINDS", "KIND_ORDER", "MACHINE_KINDS", "Plan", "jsonable"]
 

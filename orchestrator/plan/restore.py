@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.errors import DeployError
+from orchestrator.fleetconfig.model import WaveSpec
 from orchestrator.plan.assemble import (
     Assembler,
     VolumePlan,
@@ -31,7 +32,6 @@ from orchestrator.plan.config import (
 from orchestrator.plan.fleet import Fleet, ObservedMachine, ObservedVolume
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import StepKind, step_id
-from orchestrator.spec.model import WaveSpec
 
 __all__ = ["build_restore_plan"]
 

@@ -11,9 +11,9 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.commands.scale import VolumeExtend
+from orchestrator.fleetconfig.edit import RegionEdit
 from orchestrator.scale.report import SIZE_KEYS, RegionScale, ScaleReport
 from orchestrator.scale.usage import CPU_LIMIT_PCT, MEMORY_LIMIT_PCT, VOLUME_LIMIT_PCT, RegionUsage
-from orchestrator.spec.edit import RegionEdit
 
 __all__ = ["edits_view", "extends_view", "scale_report_view"]
 

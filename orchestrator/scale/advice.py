@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from orchestrator.errors import ConfigError
+from orchestrator.fleetconfig.load import load_spec
 from orchestrator.scale.request import ScaleRequest
 from orchestrator.settings import Settings
-from orchestrator.spec.load import load_spec
 
 __all__ = ["scale_warnings"]
 

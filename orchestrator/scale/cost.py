@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from orchestrator.fleetconfig.edit import RegionEdit
 from orchestrator.plan.fleet import Fleet
 from orchestrator.pricing import FLY_PRICES, format_usd, guest_per_month, volumes_per_month
-from orchestrator.spec.edit import RegionEdit
 
 __all__ = ["ADD_ABOVE", "RegionImpact", "ScaleImpact", "scale_impact"]
 

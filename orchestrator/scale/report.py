@@ -26,10 +26,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.fleetconfig.model import DeploySpec, RegionSpec
 from orchestrator.plan.fleet import Fleet, ObservedGuest
 from orchestrator.plan.groups import group_fleet
 from orchestrator.scale.usage import RegionUsage
-from orchestrator.spec.model import DeploySpec, RegionSpec
 
 __all__ = [
     "SIZE_KEYS",

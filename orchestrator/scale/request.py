@@ -2,8 +2,8 @@
 
 Only the shape of the command is checked here (numbers are numbers, a change names its regions);
 Fly's size rules and the fleet's files are checked by
-:func:`orchestrator.spec.edit.update_region_file`, which names the same flags. Every error is a
-:class:`~orchestrator.errors.ConfigError` (exit code 2) naming the flag.
+:func:`orchestrator.fleetconfig.edit.update_region_file`, which names the same flags. Every
+error is a :class:`~orchestrator.errors.ConfigError` (exit code 2) naming the flag.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import pytest
 
 from orchestrator.drill.preflight import check_request
 from orchestrator.errors import ConfigError
-from orchestrator.spec.model import DeploySpec, GroupSpec, RegionSpec, VMSize
+from orchestrator.fleetconfig.model import DeploySpec, GroupSpec, RegionSpec, VMSize
 
 
 def _spec(groups: tuple[GroupSpec, ...] = ()) -> DeploySpec:

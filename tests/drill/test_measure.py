@@ -15,7 +15,7 @@ from orchestrator.drill.measure import (
     traffic_stats,
 )
 from orchestrator.drill.report import guard_reason
-from orchestrator.spec.model import DrillObjectives
+from orchestrator.fleetconfig.model import DrillObjectives
 
 
 def acks(*pairs: tuple[int, int], start: float = 100.0, step: float = 0.1) -> list[Ack]:

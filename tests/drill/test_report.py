@@ -9,7 +9,7 @@ from orchestrator.drill.document import report_paths, to_html, to_markdown, writ
 from orchestrator.drill.measure import Ack, compute_rpo, compute_rto, traffic_stats
 from orchestrator.drill.phases import Phase, PhaseClock, PhaseSpan
 from orchestrator.drill.report import DrillReport, Integrity, judge
-from orchestrator.spec.model import DrillObjectives
+from orchestrator.fleetconfig.model import DrillObjectives
 
 T = 1_800_000_000.0
 

@@ -22,14 +22,14 @@ from orchestrator.execute.executor import DeployResult, Executor
 from orchestrator.execute.journal import Journal
 from orchestrator.execute.run import RunContext
 from orchestrator.execute.undo import automatic_rollback
+from orchestrator.fleetconfig.load import load_spec
+from orchestrator.fleetconfig.model import DeploySpec, WaveSpec
 from orchestrator.fly.client import FlyClient
 from orchestrator.fly.proxy import AppProbe
 from orchestrator.plan.config import META_LAUNCH_ID, META_SLOT, desired_config, release_id
 from orchestrator.plan.fleet import Fleet, observe
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import Step, StepKind, step_id
-from orchestrator.spec.load import load_spec
-from orchestrator.spec.model import DeploySpec, WaveSpec
 
 from .localfleet import APP, LocalFleet, copy_fleet
 

@@ -12,9 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from orchestrator.fly.models import Machine, Volume
-from orchestrator.plan import Fleet, desired_config, fleet_from_api
-from orchestrator.spec.model import (
+from orchestrator.fleetconfig.model import (
     DeploySpec,
     MountSpec,
     RegionSpec,
@@ -23,6 +21,8 @@ from orchestrator.spec.model import (
     VMSize,
     WaveSpec,
 )
+from orchestrator.fly.models import Machine, Volume
+from orchestrator.plan import Fleet, desired_config, fleet_from_api
 
 APP = "sample-fleet"
 IMAGE_V1 = "registry.fly.io/sample-app:v1"

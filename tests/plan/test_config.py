@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
+from orchestrator.fleetconfig.model import VMSize
 from orchestrator.plan import config_digest, desired_config, release_id
 from orchestrator.plan.config import go_duration, image_tag
-from orchestrator.spec.model import VMSize
 
 from .plan_helpers import IMAGE_V2, region, sample_spec
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
+from orchestrator.fleetconfig.model import WaveSpec
 from orchestrator.plan.eta import Durations, estimate
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import Step, StepKind, step_id
-from orchestrator.spec.model import WaveSpec
 
 D = Durations(api_s=1.0, create_s=10.0, update_s=4.0, stop_s=0.0, check_scale=1.0)
 CHECK = {"status": {"type": "http", "grace_period": "2s"}}

@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 
 from orchestrator.errors import ConfigError
+from orchestrator.fleetconfig.model import WaveSpec
 from orchestrator.plan import StepKind, build_plan, desired_config, to_json_text
-from orchestrator.spec.model import WaveSpec
 
 from .plan_helpers import (
     IMAGE_V2,

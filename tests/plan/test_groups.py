@@ -9,12 +9,12 @@ import pytest
 from rich.console import Console
 
 from orchestrator.errors import ConfigError
+from orchestrator.fleetconfig.model import CheckSpec, DeploySpec, GroupSpec
 from orchestrator.plan.config import desired_config
 from orchestrator.plan.graph import build_plan
 from orchestrator.plan.groups import check_slot_blocks, gate_slots, local_slot, slot_base
 from orchestrator.plan.steps import StepKind
 from orchestrator.render.plan import plan_tree
-from orchestrator.spec.model import CheckSpec, DeploySpec, GroupSpec
 
 from .plan_helpers import fleet_at, machine_json, managed_machine, region, sample_spec, to_fleet
 

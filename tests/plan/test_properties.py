@@ -17,9 +17,9 @@ import networkx as nx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orchestrator.fleetconfig.model import DeploySpec, WaveSpec
 from orchestrator.plan import Plan, StepKind, build_plan, to_json_text
 from orchestrator.plan.model import GATE_KINDS, MACHINE_KINDS
-from orchestrator.spec.model import DeploySpec, WaveSpec
 
 from .plan_helpers import (
     IMAGE_V2,

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 from rich.console import Console
 
+from orchestrator.fleetconfig.model import VMSize
 from orchestrator.plan import Plan, build_plan, to_dot, to_json_text, to_mermaid
 from orchestrator.render.plan import plan_tree
-from orchestrator.spec.model import VMSize
 
 from .plan_helpers import IMAGE_V2, fleet_at, region, sample_spec, to_fleet
 

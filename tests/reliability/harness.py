@@ -58,6 +58,7 @@ from orchestrator.connect import load_settings
 from orchestrator.errors import OrchestratorError
 from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.journal import JOURNAL_DIR, JOURNAL_FILE
+from orchestrator.fleetconfig.load import load_spec
 from orchestrator.plan.config import (
     META_CONFIG_DIGEST,
     META_RELEASE,
@@ -67,7 +68,6 @@ from orchestrator.plan.config import (
     release_id,
 )
 from orchestrator.settings import Settings
-from orchestrator.spec.load import load_spec
 
 __all__ = [
     "FAULT_KINDS",

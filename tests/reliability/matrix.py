@@ -37,7 +37,7 @@ from typing import Any
 
 from execute.localfleet import lock_holder
 
-from orchestrator.spec.load import load_spec
+from orchestrator.fleetconfig.load import load_spec
 
 from .harness import (
     FAULT_KINDS,

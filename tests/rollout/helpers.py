@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 from execute.localfleet import LocalFleet, copy_fleet, wait_for
 
+from orchestrator.fleetconfig.load import load_spec
 from orchestrator.plan.config import release_id
-from orchestrator.spec.load import load_spec
 
 V1 = "registry.fly.io/sample-app:v1"
 SPEC_COUNTS = {"syd": 2, "dfw": 2, "ams": 1}

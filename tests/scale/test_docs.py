@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from execute.localfleet import REPO, LocalFleet, wait_for
 
-from orchestrator.spec.load import load_spec
+from orchestrator.fleetconfig.load import load_spec
 
 from .conftest import deployed_fleet, run_invoke
 

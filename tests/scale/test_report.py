@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from execute.localfleet import copy_fleet
 
+from orchestrator.fleetconfig.load import load_spec
+from orchestrator.fleetconfig.model import DeploySpec
 from orchestrator.plan.fleet import Fleet, ObservedGuest, ObservedMachine, ObservedVolume
 from orchestrator.scale.report import SIZE_KEYS, build_report
-from orchestrator.spec.load import load_spec
-from orchestrator.spec.model import DeploySpec
 
 SMALL = ObservedGuest("shared", 1, 256)
 

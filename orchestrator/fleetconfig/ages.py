@@ -1,6 +1,6 @@
 """Ages on the command line: ``--since 10m``, ``--older-than 7d``.
 
-Go durations (`orchestrator.spec.values.parse_duration`) stop at hours; an operator pruning
+Go durations (`orchestrator.fleetconfig.values.parse_duration`) stop at hours; an operator pruning
 volumes thinks in days, so ages also take ``d`` (24 h) and ``w`` (7 days).
 """
 

@@ -7,9 +7,9 @@
 
 from __future__ import annotations
 
-from orchestrator.spec.edit import FieldChange, RegionEdit, update_region_file
-from orchestrator.spec.load import load_spec, spec_digest
-from orchestrator.spec.model import (
+from orchestrator.fleetconfig.edit import FieldChange, RegionEdit, update_region_file
+from orchestrator.fleetconfig.load import load_spec, spec_digest
+from orchestrator.fleetconfig.model import (
     CheckSpec,
     DeploySpec,
     DrillObjectives,
@@ -23,8 +23,8 @@ from orchestrator.spec.model import (
     VMSize,
     WaveSpec,
 )
-from orchestrator.spec.regions import REGIONS, Region, nearest_region, validate_region
-from orchestrator.spec.sizes import (
+from orchestrator.fleetconfig.regions import REGIONS, Region, nearest_region, validate_region
+from orchestrator.fleetconfig.sizes import (
     FILE_KEYS,
     FLAG_KEYS,
     PRESETS,
@@ -34,7 +34,7 @@ from orchestrator.spec.sizes import (
     parse_preset,
     resolve_vm,
 )
-from orchestrator.spec.values import parse_duration
+from orchestrator.fleetconfig.values import parse_duration
 
 __all__ = [
     "FILE_KEYS",

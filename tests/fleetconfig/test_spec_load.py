@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ConfigError
-from orchestrator.spec import (
+from orchestrator.fleetconfig import (
     DeploySpec,
     DrillObjectives,
     MountSpec,

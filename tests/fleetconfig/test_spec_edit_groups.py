@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ConfigError
-from orchestrator.spec import load_spec
-from orchestrator.spec.edit import update_region_file
+from orchestrator.fleetconfig import load_spec
+from orchestrator.fleetconfig.edit import update_region_file
 
 FLY_TOML = """\
 app = "shop"

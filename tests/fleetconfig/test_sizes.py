@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.errors import ConfigError
-from orchestrator.spec import (
+from orchestrator.fleetconfig import (
     FILE_KEYS,
     FLAG_KEYS,
     PRESETS,

@@ -23,11 +23,11 @@ import tomlkit
 from tomlkit.toml_document import TOMLDocument
 
 from orchestrator.errors import ConfigError
-from orchestrator.spec.load import REGIONS_DIR, load_spec
-from orchestrator.spec.model import RegionSpec, VMSize
-from orchestrator.spec.regions import validate_region
-from orchestrator.spec.sizes import FLAG_KEYS, preset_for, resolve_vm
-from orchestrator.spec.values import MAX_COUNT, MAX_VOLUME_GB
+from orchestrator.fleetconfig.load import REGIONS_DIR, load_spec
+from orchestrator.fleetconfig.model import RegionSpec, VMSize
+from orchestrator.fleetconfig.regions import validate_region
+from orchestrator.fleetconfig.sizes import FLAG_KEYS, preset_for, resolve_vm
+from orchestrator.fleetconfig.values import MAX_COUNT, MAX_VOLUME_GB
 
 __all__ = ["FieldChange", "RegionEdit", "update_region_file"]
 

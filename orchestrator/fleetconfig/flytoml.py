@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from orchestrator.errors import ConfigError, ConfigProblems
-from orchestrator.spec.model import (
+from orchestrator.fleetconfig.model import (
     CheckSpec,
     MountSpec,
     PortSpec,
@@ -31,9 +31,9 @@ from orchestrator.spec.model import (
     ServiceSpec,
     VMSize,
 )
-from orchestrator.spec.regions import validate_region
-from orchestrator.spec.sizes import DEFAULT_PRESET, PRESETS, SizeKeys, resolve_vm
-from orchestrator.spec.values import (
+from orchestrator.fleetconfig.regions import validate_region
+from orchestrator.fleetconfig.sizes import DEFAULT_PRESET, PRESETS, SizeKeys, resolve_vm
+from orchestrator.fleetconfig.values import (
     MAX_COUNT,
     Table,
     check_app_name,

@@ -1,11 +1,11 @@
 """Load and validate ``fly.toml``, ``regions/<code>.toml`` and ``regions/waves.toml``.
 
 :func:`load_spec` reads the three file kinds under a root directory and returns a
-:class:`~orchestrator.spec.model.DeploySpec`, or raises one :class:`ConfigError` whose message is
-a single line naming the file (relative to the root) and the key, and saying what is allowed.
-Nothing here touches the network or the clock; the only I/O is reading the files. fly.toml is
-read by :mod:`orchestrator.spec.flytoml`; this module reads the ``regions/`` files, which are this
-tool's own, so every unknown key there is an error.
+:class:`~orchestrator.fleetconfig.model.DeploySpec`, or raises one :class:`ConfigError` whose
+message is a single line naming the file (relative to the root) and the key, and saying what
+is allowed. Nothing here touches the network or the clock; the only I/O is reading the files.
+fly.toml is read by :mod:`orchestrator.fleetconfig.flytoml`; this module reads the
+``regions/`` files, which are this tool's own, so every unknown key there is an error.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from orchestrator.errors import ConfigError, ConfigProblems
-from orchestrator.spec.flytoml import FLY_TOML, FlyApp, FlyGroup, read_fly_toml
-from orchestrator.spec.model import (
+from orchestrator.fleetconfig.flytoml import FLY_TOML, FlyApp, FlyGroup, read_fly_toml
+from orchestrator.fleetconfig.model import (
     DeploySpec,
     DrillObjectives,
     GroupSpec,
@@ -30,10 +30,10 @@ from orchestrator.spec.model import (
     VMSize,
     WaveSpec,
 )
-from orchestrator.spec.regions import validate_region
-from orchestrator.spec.release import read_release_command
-from orchestrator.spec.sizes import FILE_KEYS, resolve_vm
-from orchestrator.spec.values import (
+from orchestrator.fleetconfig.regions import validate_region
+from orchestrator.fleetconfig.release import read_release_command
+from orchestrator.fleetconfig.sizes import FILE_KEYS, resolve_vm
+from orchestrator.fleetconfig.values import (
     DAY_S,
     MAX_COUNT,
     MAX_VOLUME_GB,

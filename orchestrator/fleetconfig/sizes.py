@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from orchestrator.errors import ConfigError
-from orchestrator.spec.model import VMSize
+from orchestrator.fleetconfig.model import VMSize
 
 __all__ = [
     "CPU_KINDS",

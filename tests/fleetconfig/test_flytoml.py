@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import ConfigError, ConfigProblems
+from orchestrator.fleetconfig import load_spec
+from orchestrator.fleetconfig.model import DeploySpec
 from orchestrator.plan.config import desired_config
 from orchestrator.plan.fleet import Fleet
 from orchestrator.plan.graph import build_plan
 from orchestrator.plan.serialize import to_json_text
-from orchestrator.spec import load_spec
-from orchestrator.spec.model import DeploySpec
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = 'image = "registry.fly.io/shop:v7"'

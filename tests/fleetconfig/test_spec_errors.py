@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ConfigError, ConfigProblems
-from orchestrator.spec import load_spec
+from orchestrator.fleetconfig import load_spec
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The desired state of a deployment: pure, frozen values loaded from the user's TOML files.
 
-``orchestrator.spec.load`` builds a :class:`DeploySpec` from ``fly.toml``, ``regions/<code>.toml``
-and ``regions/waves.toml``; the planner reads it and never touches the files again.
+``orchestrator.fleetconfig.load`` builds a :class:`DeploySpec` from ``fly.toml``,
+``regions/<code>.toml`` and ``regions/waves.toml``; the planner reads it and never touches the
+files again.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ConfigError
-from orchestrator.spec import FieldChange, VMSize, load_spec, update_region_file
+from orchestrator.fleetconfig import FieldChange, VMSize, load_spec, update_region_file
 
 DASH = "\u2013"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.errors import ConfigError
-from orchestrator.spec.values import (
+from orchestrator.fleetconfig.values import (
     check_app_name,
     check_image,
     parse_duration,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.errors import ConfigError
-from orchestrator.spec import REGIONS, nearest_region, validate_region
-from orchestrator.spec.regions import RETIRED
+from orchestrator.fleetconfig import REGIONS, nearest_region, validate_region
+from orchestrator.fleetconfig.regions import RETIRED
 
 
 def test_documented_regions_and_gateways() -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from orchestrator.errors import ConfigError
-from orchestrator.spec.ages import parse_age, parse_since
+from orchestrator.fleetconfig.ages import parse_age, parse_since
 
 NOW = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
 

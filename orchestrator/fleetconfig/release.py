@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from orchestrator.errors import ConfigError
-from orchestrator.spec.model import ReleaseCommand
-from orchestrator.spec.values import Table, read_toml
+from orchestrator.fleetconfig.model import ReleaseCommand
+from orchestrator.fleetconfig.values import Table, read_toml
 
 __all__ = ["DEFAULT_TIMEOUT_S", "read_release_command"]
 

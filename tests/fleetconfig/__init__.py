@@ -1,0 +1,1 @@
+"""Tests for orchestrator.fleetconfig: loading, validating and editing the fleet files."""

@@ -1,1 +1,0 @@
-"""Tests for orchestrator.spec: loading, validating and editing the fleet files."""
