@@ -30,7 +30,7 @@ from orchestrator.drill.plans import converge_plan, scale_up_plan, spread
 from orchestrator.drill.preflight import choose_promotion
 from orchestrator.drill.probes import fleet_health, read_records, region_writer
 from orchestrator.errors import DrillError
-from orchestrator.execute.testhooks import kill_point
+from orchestrator.execute.failpoints import failpoint
 from orchestrator.fleetconfig.regions import REGIONS, distance_km
 from orchestrator.plan.fleet import observe
 
@@ -101,7 +101,7 @@ class FailOver:
             # or aborted knowing which region may have taken writes.
             r.promoting = target
             r.save_state()
-            kill_point("drill_promoting", target)
+            failpoint("drill_promoting", target)
             # From now on the canary writes to the new primary: its first success is the RTO.
             r.canary.retarget(target)
             others = sorted((c for c in r.survivors if c != target), key=lambda c: _km(target, c))

@@ -77,10 +77,10 @@ from orchestrator.drill.report import (
 from orchestrator.drill.state import DrillState
 from orchestrator.errors import ConfigError, DrillError, LocalFlyError, OrchestratorError
 from orchestrator.execute.context import ExecuteOptions
+from orchestrator.execute.failpoints import failpoint
 from orchestrator.execute.journal import Journal
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.primaries import refuse_split
-from orchestrator.execute.testhooks import kill_point
 from orchestrator.fleetconfig.load import load_spec
 from orchestrator.fleetconfig.model import DeploySpec
 from orchestrator.fly.proxy import AppProbe
@@ -609,10 +609,10 @@ class DrillRunner:
         """
         with self.clock.phase(phase) as span:
             self.save_state()
-            kill_point("drill_phase_started", phase.value)
+            failpoint("drill_phase_started", phase.value)
             yield span
         self.save_state()
-        kill_point("drill_phase_finished", phase.value)
+        failpoint("drill_phase_finished", phase.value)
         await self._run_hook(span)
         self._stop_here(phase)
 

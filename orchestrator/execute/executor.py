@@ -53,6 +53,7 @@ from orchestrator.execute.events import (
     StepStarted,
     utcnow,
 )
+from orchestrator.execute.failpoints import failpoint
 from orchestrator.execute.gates import health_gate, metrics_gate
 from orchestrator.execute.journal import Journal, iso
 from orchestrator.execute.machines import (
@@ -71,7 +72,6 @@ from orchestrator.execute.results import (
     RollbackReport,
     StepReport,
 )
-from orchestrator.execute.testhooks import kill_point
 from orchestrator.execute.volumes import ensure_volume, replicate
 from orchestrator.fleetconfig.model import OnFailure, WaveSpec
 from orchestrator.fly.client import FlyClient
@@ -252,7 +252,7 @@ class Executor:
             state=RunState(observed=self._observed),
         )
         if self.restoring is not None:
-            kill_point("rollback_started")
+            failpoint("rollback_started")
             bus.emit(
                 RollbackStarted(
                     release=self.plan.release,
@@ -463,9 +463,9 @@ class Executor:
             await self.control.before_step(step)
         started = self._started[step.id] = utcnow()
         ctx.bus.emit(StepStarted(step, at=started))
-        kill_point("step_started", step.id)
+        failpoint("step_started", step.id)
         outcome = await self._attempt(ctx, step, started)
-        kill_point("step_finished", step.id)
+        failpoint("step_finished", step.id)
         return outcome
 
     async def _attempt(self, ctx: StepContext, step: Step, started: datetime) -> StepOutcome:

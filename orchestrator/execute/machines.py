@@ -42,9 +42,9 @@ from orchestrator.errors import (
     OrchestratorError,
 )
 from orchestrator.execute.context import StepContext
+from orchestrator.execute.failpoints import failpoint
 from orchestrator.execute.gates import wait_healthy
 from orchestrator.execute.history import with_predecessor
-from orchestrator.execute.testhooks import kill_point
 from orchestrator.fly.checks import all_checks
 from orchestrator.fly.models import Machine, MachineConfig
 from orchestrator.plan.config import META_CONFIG_DIGEST, META_LAUNCH_ID, META_SECRETS_VERSION
@@ -411,7 +411,7 @@ async def create_machine(ctx: StepContext, step: Step) -> str:
         config_digest=digest,
     )
     config.setdefault("metadata", {})[META_LAUNCH_ID] = launch_id
-    kill_point("launch_recorded", step.id)
+    failpoint("launch_recorded", step.id)
 
     machine: Machine | None = None
     nonce: str | None = None
@@ -462,7 +462,7 @@ async def create_machine(ctx: StepContext, step: Step) -> str:
         ctx.journal.step_result(
             ctx.run, step.id, {"machine_id": machine.id, "launch_id": launch_id}
         )
-        kill_point("create_sent", step.id)
+        failpoint("create_sent", step.id)
         await _drop_duplicates(ctx, step, launch_id, keep=machine.id)
     except BaseException:
         # Not yet inside `leased`, which would release the creation lease on the way out.
@@ -643,7 +643,7 @@ async def update_machine(ctx: StepContext, step: Step) -> str:
                 f"{now.version}, the plan expected {current_version}; nothing was sent "
                 "(run the deploy again to plan from what runs now)"
             ) from exc
-        kill_point("update_sent", step.id)
+        failpoint("update_sent", step.id)
         expected = updated.version
         if not expected or expected == before_version:
             raise DeployError(

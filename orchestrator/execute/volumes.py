@@ -20,7 +20,7 @@ from typing import Any
 
 from orchestrator.errors import DeployError, FlyNotFound
 from orchestrator.execute.context import StepContext
-from orchestrator.execute.testhooks import kill_point
+from orchestrator.execute.failpoints import failpoint
 from orchestrator.fly.client import trace_calls
 from orchestrator.fly.models import Machine, Volume
 from orchestrator.fly.proxy import ProbeAnswer
@@ -78,7 +78,7 @@ async def ensure_volume(ctx: StepContext, step: Step) -> str:
                     )
                 # Recorded at once, so a run killed while the volume hydrates picks it up again.
                 ctx.journal.step_result(ctx.run, step.id, {"volume_id": volume.id})
-                kill_point("volume_created", step.id)
+                failpoint("volume_created", step.id)
                 known.add(volume.id)
                 if trace.ambiguous:  # an answer was lost: the create may have been done twice
                     await _drop_twins(ctx, step, name, keep=volume.id, known=known)

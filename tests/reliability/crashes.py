@@ -1,6 +1,6 @@
 """The crash matrix: SIGKILL the orchestrator at a step boundary, then ``deploy --resume``.
 
-The kill comes from the orchestrator's test-only hook (`orchestrator.execute.testhooks`,
+The kill comes from the orchestrator's test-only hook (`orchestrator.execute.failpoints`,
 ``ORCH_TEST_KILL_AT``): the process sends itself SIGKILL exactly at the named point, with no
 cleanup, like a power cut of the orchestrator alone. Points of a two-wave rollout of the sample
 fleet (syd, then dfw + ams; five machine updates and three health gates):

@@ -515,9 +515,9 @@ def _child_main(root: str, argv: list[str], env: dict[str, str], out: str, err: 
         os.dup2(target, fd)
         os.close(target)
     # The kill hook reads its variable when imported; the forkserver imported it without one.
-    from orchestrator.execute import testhooks
+    from orchestrator.execute import failpoints
 
-    importlib.reload(testhooks)
+    importlib.reload(failpoints)
     from invoke import Program
 
     Program().run(["invoke", "--search-root", str(REPO), *argv])

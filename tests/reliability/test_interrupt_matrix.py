@@ -2,7 +2,7 @@
 
 Deploy rollouts have their own crash matrix (`test_crashes.py`, `tests/rollout`). Here the
 orchestrator runs as its own process and is stopped at a named point by its test hook
-(`orchestrator.execute.testhooks`): ``kill -9`` (the process SIGKILLs itself, no cleanup) or
+(`orchestrator.execute.failpoints`): ``kill -9`` (the process SIGKILLs itself, no cleanup) or
 ``sigint@`` (it sends itself SIGINT, as an operator's Ctrl-C, and handles it). Then the
 documented recovery runs, and the end conditions are checked:
 

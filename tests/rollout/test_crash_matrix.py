@@ -3,7 +3,7 @@
 The fleet starts with syd alone at v1 (with records on it). The rollout deploys v2 to every
 region: syd's machines are updated (wave 1), dfw's and ams's are created on forks of syd's
 volumes and replicate (wave 2). The deploy process SIGKILLs itself at a chosen point
-(``ORCH_TEST_KILL_AT``, a test-only hook: `orchestrator.execute.testhooks`), and each
+(``ORCH_TEST_KILL_AT``, a test-only hook: `orchestrator.execute.failpoints`), and each
 ``--resume`` is killed at the next point, so every kill starts from the state the previous one
 left: one rollout, ten kills, then a resume that finishes it. A second rollout, of a release
 that fails its health checks in ams, is killed after the failure, as its rollback starts and in

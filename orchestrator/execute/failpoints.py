@@ -1,4 +1,4 @@
-"""TEST ONLY: kill the orchestrator's own process at a named point, to test crash recovery.
+"""Failpoints (tests only; a no-op outside them): kill the process at a named point.
 
 Never set this in production. ``ORCH_TEST_KILL_AT`` names one point; when the running process
 reaches it, it sends itself ``SIGKILL`` (no cleanup, no ``finally``, like a power cut of the
@@ -34,7 +34,7 @@ import os
 import signal
 from collections import Counter
 
-__all__ = ["KILL_ENV", "MARK_ENV", "kill_point"]
+__all__ = ["KILL_ENV", "MARK_ENV", "failpoint"]
 
 KILL_ENV = "ORCH_TEST_KILL_AT"
 MARK_ENV = "ORCH_TEST_KILL_MARK"
@@ -44,7 +44,7 @@ _target: str | None = os.environ.get(KILL_ENV) or None
 _seen: Counter[str] = Counter()
 
 
-def kill_point(event: str, step_id: str | None = None) -> None:
+def failpoint(event: str, step_id: str | None = None) -> None:
     """SIGKILL this process if ``ORCH_TEST_KILL_AT`` names this point (test only)."""
     if _target is None:
         return
