@@ -10,7 +10,7 @@ working connection:
    ``invoke.yaml`` (section ``fly``: ``api_token``, ``flaps_base_url``, ``app_name``,
    ``app_url``); the environment wins.
 3. `connect` starts the embedded local Fly under ``<root>/.localfly`` when there is no token,
-   opens one `FlyClient` and one `AppProbe` (the app through the edge proxy), and closes both.
+   opens one `FlyClient` and one `ProxyClient` (the app through the edge proxy), and closes both.
 
 The token travels from the environment into `Settings.token` (a `Token`, never shown) and from
 there into the client's ``Authorization`` header; nothing here prints, logs or stores it.
@@ -28,7 +28,7 @@ from typing import Any
 
 from orchestrator.errors import ConfigError, FlyNotFound, LocalFlyError, LocalFlyNotRunning
 from orchestrator.fly.client import FlyClient
-from orchestrator.fly.proxy import AppProbe
+from orchestrator.fly.proxy import ProxyClient
 from orchestrator.settings import NO_APP_URL, Settings, Token, resolve_settings
 
 __all__ = [
@@ -116,7 +116,7 @@ class Connection:
     settings: Settings
     app: str
     client: FlyClient
-    probe: AppProbe
+    probe: ProxyClient
     proxy_url: str
     started_local: bool = False
 
@@ -200,7 +200,7 @@ async def connect(
     if settings.base_url is None or settings.token is None:
         raise LocalFlyError("the local Fly gave no API URL or token")
     client = FlyClient(settings.base_url, settings.token, timeout=timeout)
-    probe = AppProbe(proxy_url, app, host_header=host_header, reachable=reachable)
+    probe = ProxyClient(proxy_url, app, host_header=host_header, reachable=reachable)
     try:
         yield Connection(
             settings=settings,

@@ -6,7 +6,7 @@ lock is taken before the fleet is observed, so the plan is made from a fleet nob
 changing. The app is created on the local Fly only when the plan has something to change.
 
 A failed step makes the executor apply the failed wave's ``on_failure`` through the rollback
-hook (`orchestrator.execute.undo.automatic_rollback`).
+hook (`orchestrator.execute.autorollback.automatic_rollback`).
 
 ``--resume`` finishes what the newest unfinished (killed) or failed deploy or rollback of the
 app was doing (`orchestrator.commands.resume`):
@@ -37,13 +37,14 @@ from orchestrator.commands.resume import (
 )
 from orchestrator.connect import Connection, connect, ensure_app
 from orchestrator.errors import ConfigError
+from orchestrator.execute.autorollback import automatic_rollback
 from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.control import RunControl
 from orchestrator.execute.events import EventBus, Note
 from orchestrator.execute.executor import (
     DeployResult,
     Failure,
-    RollbackHook,
+    RollbackAction,
     RollbackReport,
 )
 from orchestrator.execute.expected import durations_for, wave_timings
@@ -54,7 +55,6 @@ from orchestrator.execute.logtail import MACHINE_LOGS
 from orchestrator.execute.primaries import gate_writable_primary, refuse_split
 from orchestrator.execute.run import open_run
 from orchestrator.execute.secretstate import observe_secrets
-from orchestrator.execute.undo import automatic_rollback
 from orchestrator.fleetconfig.load import load_spec
 from orchestrator.fleetconfig.model import DeploySpec
 from orchestrator.notify import Notifier, read_notify
@@ -402,8 +402,8 @@ async def deploy(
 
 def _after(
     first: Callable[[], Awaitable[None]] | None,
-    hook: RollbackHook,
-) -> RollbackHook:
+    hook: RollbackAction,
+) -> RollbackAction:
     """Return ``hook``, run after ``first`` when there is one."""
     if first is None:
         return hook

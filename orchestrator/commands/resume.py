@@ -21,17 +21,17 @@ from typing import Any
 import networkx as nx
 
 from orchestrator.errors import ConfigError, ErrorKind
+from orchestrator.execute.autorollback import (
+    chain_rows,
+    changed_regions,
+    roll_back,
+    rollback_regions,
+)
 from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.events import Note, utcnow
 from orchestrator.execute.journal import Journal, RunRecord, iso
 from orchestrator.execute.results import DeployResult
 from orchestrator.execute.run import RunContext
-from orchestrator.execute.undo import (
-    chain_rows,
-    changed_regions,
-    restore,
-    rollback_regions,
-)
 from orchestrator.fleetconfig.model import DeploySpec
 from orchestrator.plan.assemble import plan_waves
 from orchestrator.plan.groups import gate_slots
@@ -110,7 +110,7 @@ async def finish_rollback(
             level="warning",
         )
     )
-    report = await restore(
+    report = await roll_back(
         how,
         deploy_run=deploy_run.run,
         regions=regions,

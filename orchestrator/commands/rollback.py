@@ -7,7 +7,7 @@ release the app ran can be put back from any checkout, without its spec: for eac
 the chosen regions the newest config (on Fly or journaled) that carries the release
 (``fly_release_id``) becomes its target, matched by machine id, else by
 region and slot (a machine that was replaced since). The targets go through the same graph
-machinery as a deploy (`orchestrator.plan.restore.build_restore_plan`: per region a spearhead,
+machinery as a deploy (`orchestrator.plan.rollback.build_rollback_plan`: per region a spearhead,
 then the rest within ``max_unavailable``, then a health gate; regions in wave order) and the
 same `Executor`, under the same lock, journaled as a ``rollback`` run.
 
@@ -38,6 +38,7 @@ from typing import Any
 from orchestrator.commands.deploy import load_checked_spec
 from orchestrator.connect import connect
 from orchestrator.errors import ConfigError
+from orchestrator.execute.autorollback import config_release
 from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.events import EventBus, Note
 from orchestrator.execute.executor import DeployResult
@@ -46,12 +47,11 @@ from orchestrator.execute.journal import Journal, MachineConfigRecord, RunRecord
 from orchestrator.execute.ledger import Ledger
 from orchestrator.execute.primaries import gate_writable_primary, refuse_split
 from orchestrator.execute.run import open_run
-from orchestrator.execute.undo import config_release
 from orchestrator.notify import Notifier, read_notify
 from orchestrator.plan.config import META_LAUNCH_ID, META_SLOT
 from orchestrator.plan.fleet import Fleet, observe_fleet
 from orchestrator.plan.graph import spec_waves
-from orchestrator.plan.restore import build_restore_plan
+from orchestrator.plan.rollback import build_rollback_plan
 from orchestrator.settings import Settings
 
 __all__ = [
@@ -265,7 +265,7 @@ async def rollback(
                 current = fleet.machine(machine_id)
                 if current is not None and current.release and current.release != release:
                     config.setdefault("metadata", {})[META_PREV_RELEASE] = current.release
-            plan = build_restore_plan(fleet, targets, release=release, spec_waves=waves)
+            plan = build_rollback_plan(fleet, targets, release=release, spec_waves=waves)
             for note in (*notes, *plan.notes):
                 bus.emit(Note(note))
             images = {str(t.get("image")) for t in targets.values() if t.get("image")}

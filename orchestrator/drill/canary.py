@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from orchestrator.drill.measure import Ack, Sample
-from orchestrator.fly.proxy import AppProbe
+from orchestrator.fly.proxy import ProxyClient
 
 __all__ = ["CanaryWriter", "canary_n"]
 
@@ -64,7 +64,7 @@ class CanaryWriter:
 
     def __init__(
         self,
-        probe: AppProbe,
+        probe: ProxyClient,
         drill_id: str,
         *,
         primary_region: str,

@@ -18,7 +18,7 @@ from orchestrator.execute.executor import DeployResult
 from orchestrator.execute.journal import Journal
 from orchestrator.execute.run import RunContext
 from orchestrator.fly.client import FlyClient
-from orchestrator.fly.proxy import AppProbe
+from orchestrator.fly.proxy import ProxyClient
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import StepKind
 
@@ -44,7 +44,7 @@ class PlanRunner:
     def __init__(
         self,
         client: FlyClient,
-        probe: AppProbe,
+        probe: ProxyClient,
         journal: Journal,
         bus: DrillBus,
         *,

@@ -27,7 +27,7 @@ from orchestrator.fleetconfig.model import DeploySpec
 from orchestrator.fleetconfig.regions import nearest_region
 from orchestrator.fly.client import FlyClient
 from orchestrator.fly.models import Snapshot
-from orchestrator.fly.proxy import AppProbe
+from orchestrator.fly.proxy import ProxyClient
 from orchestrator.plan.config import META_SLOT
 from orchestrator.plan.fleet import Fleet
 from orchestrator.plan.graph import build_plan
@@ -141,7 +141,7 @@ class Preflight:
 
 async def preflight(
     client: FlyClient,
-    probe: AppProbe,
+    probe: ProxyClient,
     spec: DeploySpec,
     fleet: Fleet,
     *,
@@ -189,7 +189,7 @@ async def _capacity(client: FlyClient, regions: Sequence[str], found: Preflight)
             found.problems.append(f"region {code} is deprecated: no capacity for new machines")
 
 
-async def _lag(client: FlyClient, probe: AppProbe, spec: DeploySpec, found: Preflight) -> None:
+async def _lag(client: FlyClient, probe: ProxyClient, spec: DeploySpec, found: Preflight) -> None:
     """Read every machine's ``/status``; record each replica's lag behind the primary."""
     machines = await live_machines(client, spec.app)
     answers = await asyncio.gather(*(machine_status(probe, m.id) for m in machines))

@@ -23,7 +23,7 @@ from orchestrator.drill.measure import Sample, TrafficStats, traffic_stats
 from orchestrator.errors import FlyAPIError, FlyTransportError
 from orchestrator.fly.client import FlyClient
 from orchestrator.fly.models import Machine
-from orchestrator.fly.proxy import AppProbe, ProbeAnswer
+from orchestrator.fly.proxy import ProbeAnswer, ProxyClient
 
 __all__ = [
     "ProbeLoop",
@@ -53,7 +53,7 @@ class ProbeLoop:
 
     def __init__(
         self,
-        probe: AppProbe,
+        probe: ProxyClient,
         regions: Sequence[str],
         *,
         interval_s: float = 0.05,
@@ -190,13 +190,15 @@ async def live_machines(client: FlyClient, app: str, *, region: str | None = Non
     return sorted((m for m in machines if m.state not in _GONE), key=lambda m: m.id)
 
 
-async def region_health(client: FlyClient, probe: AppProbe, app: str, region: str) -> RegionHealth:
+async def region_health(
+    client: FlyClient, probe: ProxyClient, app: str, region: str
+) -> RegionHealth:
     """Check one region: machines started, checks passing, the app answering from there."""
     return (await fleet_health(client, probe, app, [region]))[region]
 
 
 async def fleet_health(
-    client: FlyClient, probe: AppProbe, app: str, regions: Sequence[str]
+    client: FlyClient, probe: ProxyClient, app: str, regions: Sequence[str]
 ) -> dict[str, RegionHealth]:
     """Check several regions with one machine list (Fly allows one a second)."""
     try:
@@ -209,7 +211,7 @@ async def fleet_health(
     return {h.region: h for h in checks}
 
 
-async def _region_health(probe: AppProbe, region: str, machines: list[Machine]) -> RegionHealth:
+async def _region_health(probe: ProxyClient, region: str, machines: list[Machine]) -> RegionHealth:
     if not machines:
         return RegionHealth(region, False, 0, f"no machines in {region}")
     for m in machines:
@@ -234,7 +236,7 @@ async def _region_health(probe: AppProbe, region: str, machines: list[Machine]) 
     return RegionHealth(region, True, len(machines))
 
 
-async def region_writer(client: FlyClient, probe: AppProbe, app: str, region: str) -> str:
+async def region_writer(client: FlyClient, probe: ProxyClient, app: str, region: str) -> str:
     """Return the machine of ``region`` that takes writes (``/status`` role ``primary``).
 
     In a region of replicas (or one still electing) it is the lowest machine id.
@@ -254,12 +256,12 @@ async def region_writer(client: FlyClient, probe: AppProbe, app: str, region: st
     return machines[0].id
 
 
-async def machine_status(probe: AppProbe, machine_id: str) -> ProbeAnswer:
+async def machine_status(probe: ProxyClient, machine_id: str) -> ProbeAnswer:
     """Return one machine's ``/status``, asked directly through the proxy."""
     return await probe.status(machine_id=machine_id)
 
 
-async def read_records(probe: AppProbe, machine_id: str) -> list[Mapping[str, Any]]:
+async def read_records(probe: ProxyClient, machine_id: str) -> list[Mapping[str, Any]]:
     """Return every record one machine holds, oldest first, paging ``GET /records``.
 
     Raises:

@@ -83,7 +83,7 @@ from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.primaries import refuse_split
 from orchestrator.fleetconfig.load import load_spec
 from orchestrator.fleetconfig.model import DeploySpec
-from orchestrator.fly.proxy import AppProbe
+from orchestrator.fly.proxy import ProxyClient
 from orchestrator.plan.config import release_id
 from orchestrator.plan.fleet import observe
 from orchestrator.plan.graph import spec_waves
@@ -261,7 +261,7 @@ class DrillRunner:
         self.survivors = [c for c in self.regions if c != self.region]
         self.clock = PhaseClock(bus.emit, now=now)
         self.drill_id = uuid.uuid4().hex[:12]
-        self.traffic = AppProbe(
+        self.traffic = ProxyClient(
             conn.proxy_url, conn.app, host_header=conn.backend == "local", timeout=TRAFFIC_TIMEOUT_S
         )
         self.canary = CanaryWriter(self.traffic, self.drill_id, primary_region=self.primary)

@@ -12,7 +12,7 @@ from orchestrator.execute.events import EventBus, Note, NoteLevel
 from orchestrator.execute.journal import Journal
 from orchestrator.fly.client import FlyClient
 from orchestrator.fly.models import Volume
-from orchestrator.fly.proxy import AppProbe
+from orchestrator.fly.proxy import ProxyClient
 from orchestrator.plan.fleet import ObservedMachine
 
 __all__ = ["ExecuteOptions", "RunState", "StepContext"]
@@ -156,7 +156,7 @@ class StepContext:
     run: int
     journal: Journal
     bus: EventBus
-    probe: AppProbe
+    probe: ProxyClient
     options: ExecuteOptions
     state: RunState
 

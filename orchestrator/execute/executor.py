@@ -24,7 +24,7 @@ every step that never ran is reported ``skipped``. Then, when the release itself
 `GateFailed`: a gate's verdict, checks that keep failing, a machine that cannot run; not an API
 error), `Executor._after_failure` applies the failed wave's ``on_failure``: ``halt`` leaves the
 fleet as it is; the others hand the failure to the ``rollback`` hook
-(`orchestrator.execute.undo.automatic_rollback`), which restores the machines of the regions
+(`orchestrator.execute.autorollback.automatic_rollback`), which restores the machines of the regions
 the policy names from the journal, as a run of its own, whose steps are reported with
 ``phase = "rollback"`` after the deploy's.
 """
@@ -66,16 +66,16 @@ from orchestrator.execute.release import run_release_command
 from orchestrator.execute.results import (
     DeployResult,
     Failure,
-    Phase,
     Restoring,
-    RollbackHook,
+    RollbackAction,
     RollbackReport,
+    RunPhase,
     StepReport,
 )
 from orchestrator.execute.volumes import ensure_volume, replicate
 from orchestrator.fleetconfig.model import OnFailure, WaveSpec
 from orchestrator.fly.client import FlyClient
-from orchestrator.fly.proxy import AppProbe
+from orchestrator.fly.proxy import ProxyClient
 from orchestrator.plan.fleet import Fleet
 from orchestrator.plan.steps import Step, StepKind
 
@@ -86,11 +86,11 @@ __all__ = [
     "DeployResult",
     "Executor",
     "Failure",
-    "Phase",
     "PlanLike",
     "Restoring",
-    "RollbackHook",
+    "RollbackAction",
     "RollbackReport",
+    "RunPhase",
     "StepReport",
 ]
 
@@ -166,7 +166,7 @@ class Executor:
         plan: PlanLike,
         *,
         journal: Journal,
-        probe: AppProbe,
+        probe: ProxyClient,
         bus: EventBus | None = None,
         image: str = "",
         spec_digest: str = "",
@@ -174,7 +174,7 @@ class Executor:
         options: ExecuteOptions | None = None,
         command: str = "deploy",
         resumed_from: int | None = None,
-        rollback: RollbackHook | None = None,
+        rollback: RollbackAction | None = None,
         restoring: Restoring | None = None,
         fleet: Fleet | None = None,
         control: RunControl | None = None,
@@ -194,7 +194,7 @@ class Executor:
         self.rollback = rollback
         self.restoring = restoring
         rolling_back = restoring is not None or command == "rollback"
-        self.phase: Phase = "rollback" if rolling_back else "deploy"
+        self.phase: RunPhase = "rollback" if rolling_back else "deploy"
         self._max_unavailable = dict(max_unavailable or {})
         self._steps = plan.steps()
         self._failed: list[tuple[Step, str]] = []

@@ -35,7 +35,7 @@ from orchestrator.execute.events import StepProgress
 from orchestrator.execute.logtail import output
 from orchestrator.execute.metrics import MetricsFigures, Scrape, Window, judge, parse_scrape
 from orchestrator.fly.models import Machine
-from orchestrator.fly.proxy import AppProbe, ProbeAnswer
+from orchestrator.fly.proxy import ProbeAnswer, ProxyClient
 from orchestrator.plan.config import META_RELEASE, META_SLOT
 from orchestrator.plan.steps import Step
 
@@ -402,7 +402,7 @@ class _Tally:
             self.failed += 1
 
 
-async def _traffic(probe: AppProbe, region: str, rps: float, stop: asyncio.Event) -> _Tally:
+async def _traffic(probe: ProxyClient, region: str, rps: float, stop: asyncio.Event) -> _Tally:
     """Send ``GET /`` to ``region`` through the proxy at about ``rps`` until ``stop`` is set."""
     tally = _Tally()
     if rps <= 0:

@@ -1,7 +1,7 @@
 """What a run reports: each step, the run, and the automatic rollback it may have done.
 
 Value objects only, shared by the executor (`orchestrator.execute.executor`), the rollback
-(`orchestrator.execute.undo`), the command line and the views. ``DeployResult.to_json`` is
+(`orchestrator.execute.autorollback`), the command line and the views. ``DeployResult.to_json`` is
 DESIGN.md's ``invoke deploy --json`` document.
 """
 
@@ -19,15 +19,15 @@ from orchestrator.plan.steps import Step
 __all__ = [
     "DeployResult",
     "Failure",
-    "Phase",
     "Restoring",
-    "RollbackHook",
+    "RollbackAction",
     "RollbackReport",
+    "RunPhase",
     "StepReport",
     "WaveTiming",
 ]
 
-Phase = Literal["deploy", "rollback"]
+RunPhase = Literal["deploy", "rollback"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,7 @@ class StepReport:
     error: str | None = None
     detail: str | None = None
     mutating: bool = False
-    phase: Phase = "deploy"
+    phase: RunPhase = "deploy"
     run: int | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -245,7 +245,7 @@ class Failure:
     wave_specs: tuple[WaveSpec, ...]
 
 
-RollbackHook = Callable[[Failure], Awaitable[RollbackReport]]
+RollbackAction = Callable[[Failure], Awaitable[RollbackReport]]
 
 
 @dataclass(frozen=True, slots=True)

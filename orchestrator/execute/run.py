@@ -13,10 +13,10 @@ from orchestrator.execute.events import EventBus, Note
 from orchestrator.execute.executor import Executor, PlanLike
 from orchestrator.execute.journal import Journal
 from orchestrator.execute.lock import DeployLock
-from orchestrator.execute.results import Restoring, RollbackHook
+from orchestrator.execute.results import Restoring, RollbackAction
 from orchestrator.fleetconfig.model import DeploySpec, WaveSpec
 from orchestrator.fly.client import FlyClient
-from orchestrator.fly.proxy import AppProbe
+from orchestrator.fly.proxy import ProxyClient
 from orchestrator.plan.fleet import Fleet
 from orchestrator.plan.graph import spec_waves
 
@@ -41,7 +41,7 @@ class RunContext:
     """
 
     client: FlyClient
-    probe: AppProbe
+    probe: ProxyClient
     journal: Journal
     bus: EventBus
     app: str
@@ -82,7 +82,7 @@ class RunContext:
         image: str | None = None,
         bus: EventBus | None = None,
         resumed_from: int | None = None,
-        rollback: RollbackHook | None = None,
+        rollback: RollbackAction | None = None,
         restoring: Restoring | None = None,
         fleet: Fleet | None = None,
         control: RunControl | None = None,

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["AppProbe", "ProbeAnswer"]
+__all__ = ["ProbeAnswer", "ProxyClient"]
 
 FORCE_INSTANCE_HEADER = "fly-force-instance-id"
 PREFER_REGION_HEADER = "fly-prefer-region"
@@ -66,7 +66,7 @@ class ProbeAnswer:
         return text
 
 
-class AppProbe:
+class ProxyClient:
     """Call the app through the edge proxy.
 
     Args:
@@ -102,7 +102,7 @@ class AppProbe:
         """Close the connection pool."""
         await self._http.aclose()
 
-    async def __aenter__(self) -> AppProbe:
+    async def __aenter__(self) -> ProxyClient:
         return self
 
     async def __aexit__(

@@ -1,7 +1,7 @@
 """Planning: the observed fleet, desired machine configs, and the pure deploy graph.
 
 ``observe`` (the only I/O here) → :class:`Fleet`; ``build_plan(spec, fleet)`` → :class:`Plan`;
-``build_restore_plan`` for rollbacks; ``serialize`` writes plans as JSON, DOT or Mermaid.
+``build_rollback_plan`` for rollbacks; ``serialize`` writes plans as JSON, DOT or Mermaid.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from orchestrator.plan.fleet import (
 )
 from orchestrator.plan.graph import build_plan, spec_waves
 from orchestrator.plan.model import Plan
-from orchestrator.plan.restore import build_restore_plan
+from orchestrator.plan.rollback import build_rollback_plan
 from orchestrator.plan.serialize import to_dot, to_json_text, to_mermaid
 from orchestrator.plan.steps import MUTATING_KINDS, Step, StepKind, step_id
 
@@ -31,7 +31,7 @@ __all__ = [
     "Step",
     "StepKind",
     "build_plan",
-    "build_restore_plan",
+    "build_rollback_plan",
     "config_digest",
     "desired_config",
     "fleet_from_api",

@@ -1,7 +1,7 @@
 """Put steps into a graph: the per-region building blocks shared by deploy and restore plans.
 
 Internal to ``orchestrator.plan``: :mod:`~orchestrator.plan.graph` decides *what* changes for a
-deploy and :mod:`~orchestrator.plan.restore` for a rollback; both use the blocks here to add the
+deploy and :mod:`~orchestrator.plan.rollback` for a rollback; both use the blocks here to add the
 steps, gates and wave barriers in exactly the same way.
 """
 

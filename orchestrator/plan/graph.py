@@ -4,7 +4,7 @@
 :class:`~orchestrator.plan.fleet.Fleet` and returns a :class:`~orchestrator.plan.model.Plan`: a
 networkx DiGraph of :class:`~orchestrator.plan.steps.Step` nodes grouped in waves. It is pure
 and deterministic; docs/planning.md explains the rules. The rollback counterpart is
-:func:`~orchestrator.plan.restore.build_restore_plan`, re-exported here.
+:func:`~orchestrator.plan.rollback.build_rollback_plan`, re-exported here.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from orchestrator.plan.config import (
 from orchestrator.plan.fleet import Fleet, ObservedGuest, ObservedMachine, ObservedVolume
 from orchestrator.plan.groups import check_slot_blocks, group_fleet, slot_base
 from orchestrator.plan.model import Plan
-from orchestrator.plan.restore import build_restore_plan
+from orchestrator.plan.rollback import build_rollback_plan
 from orchestrator.plan.steps import Step, StepKind, step_id
 
-__all__ = ["Plan", "build_plan", "build_restore_plan", "release_command_config", "spec_waves"]
+__all__ = ["Plan", "build_plan", "build_rollback_plan", "release_command_config", "spec_waves"]
 
 # A stopped machine is fine only when Fly's proxy stops idle machines on purpose (autostop).
 _COLD_STATES = frozenset({"stopped", "suspended", "created"})

@@ -1,7 +1,7 @@
 """The Plan value: a graph of steps in waves, with its execution order and JSON form.
 
 Built by :func:`orchestrator.plan.graph.build_plan` and
-:func:`orchestrator.plan.restore.build_restore_plan`; read by the executor, the renderers and
+:func:`orchestrator.plan.rollback.build_rollback_plan`; read by the executor, the renderers and
 ``invoke plan``.
 """
 

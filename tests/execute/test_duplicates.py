@@ -21,7 +21,7 @@ from orchestrator.execute.events import EventBus
 from orchestrator.execute.journal import Journal
 from orchestrator.execute.machines import _drop_duplicates
 from orchestrator.fly.client import FlyClient
-from orchestrator.fly.proxy import AppProbe
+from orchestrator.fly.proxy import ProxyClient
 from orchestrator.plan.steps import Step, StepKind
 
 from .localfleet import APP, LocalFleet, copy_fleet
@@ -58,7 +58,7 @@ async def _drop(fleet: LocalFleet, launch: str, keep: str) -> list[str]:
     bus.subscribe(lambda event: notes.append(getattr(event, "message", "")))
     async with (
         FlyClient(fleet.endpoint.api_url, fleet.endpoint.token) as client,
-        AppProbe(fleet.endpoint.proxy_url, APP, host_header=True) as probe,
+        ProxyClient(fleet.endpoint.proxy_url, APP, host_header=True) as probe,
     ):
         with Journal.open(fleet.root) as journal:
             ctx = StepContext(

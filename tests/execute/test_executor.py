@@ -17,15 +17,15 @@ import networkx as nx
 import pytest
 
 from orchestrator.errors import ErrorKind
+from orchestrator.execute.autorollback import automatic_rollback
 from orchestrator.execute.events import Event, EventBus, Note, RollbackStarted
 from orchestrator.execute.executor import DeployResult, Executor
 from orchestrator.execute.journal import Journal
 from orchestrator.execute.run import RunContext
-from orchestrator.execute.undo import automatic_rollback
 from orchestrator.fleetconfig.load import load_spec
 from orchestrator.fleetconfig.model import DeploySpec, WaveSpec
 from orchestrator.fly.client import FlyClient
-from orchestrator.fly.proxy import AppProbe
+from orchestrator.fly.proxy import ProxyClient
 from orchestrator.plan.config import META_LAUNCH_ID, META_SLOT, desired_config, release_id
 from orchestrator.plan.fleet import Fleet, observe
 from orchestrator.plan.model import Plan
@@ -95,7 +95,7 @@ def _execute(
             bus.subscribe(events.append)
         async with (
             FlyClient(fleet.endpoint.api_url, fleet.endpoint.token) as client,
-            AppProbe(fleet.endpoint.proxy_url, APP, host_header=True) as probe,
+            ProxyClient(fleet.endpoint.proxy_url, APP, host_header=True) as probe,
         ):
             with Journal.open(fleet.root) as journal:
                 executor = Executor(
@@ -346,7 +346,7 @@ def test_a_failure_to_reach_fly_rolls_nothing_back_whatever_the_policy(
         bus = EventBus(events.append)
         async with (
             FlyClient(fleet.endpoint.api_url, fleet.endpoint.token) as client,
-            AppProbe(fleet.endpoint.proxy_url, APP, host_header=True) as probe,
+            ProxyClient(fleet.endpoint.proxy_url, APP, host_header=True) as probe,
         ):
             with Journal.open(fleet.root) as journal:
                 how = RunContext(
@@ -492,7 +492,7 @@ def test_the_next_update_in_line_takes_its_lease_while_the_current_one_runs(
     async def go() -> DeployResult:
         async with (
             FlyClient(fleet.endpoint.api_url, fleet.endpoint.token) as client,
-            AppProbe(fleet.endpoint.proxy_url, APP, host_header=True) as probe,
+            ProxyClient(fleet.endpoint.proxy_url, APP, host_header=True) as probe,
         ):
             with Journal.open(fleet.root) as journal:
                 # One machine of dfw may be down at a time: the second update waits its turn.

@@ -19,9 +19,9 @@ from plan.plan_helpers import (
 from orchestrator.commands.deploy import with_health_gates
 from orchestrator.commands.rollback import previous_release, release_targets, resolve_release
 from orchestrator.errors import ConfigError
+from orchestrator.execute.autorollback import rollback_regions, undo_targets
 from orchestrator.execute.journal import MachineConfigRecord, RunRecord
-from orchestrator.execute.undo import rollback_regions, undo_targets
-from orchestrator.plan import StepKind, build_plan, build_restore_plan, release_id
+from orchestrator.plan import StepKind, build_plan, build_rollback_plan, release_id
 from orchestrator.plan.steps import Step
 
 V1 = sample_spec()
@@ -178,7 +178,7 @@ def test_undoing_a_scale_up_destroys_the_new_machine_and_checks_the_others_healt
     rows = [_row(1, 9, "dfw", "m-dfw-3", launch="launch-m-dfw-3")]
 
     undo = undo_targets(rows, fleet, {"dfw", "ams"})
-    plan = build_restore_plan(
+    plan = build_rollback_plan(
         fleet, undo.targets, release="none", spec_waves=V1.waves, destroy=undo.destroy
     )
 

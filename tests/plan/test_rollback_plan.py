@@ -1,4 +1,4 @@
-"""build_restore_plan: putting machines back to journaled configs (rollback)."""
+"""build_rollback_plan: putting machines back to journaled configs (rollback)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import DeployError
-from orchestrator.plan import Fleet, StepKind, build_restore_plan, release_id, to_json_text
+from orchestrator.plan import Fleet, StepKind, build_rollback_plan, release_id, to_json_text
 
 from .plan_helpers import IMAGE_V2, fleet_at, sample_spec, to_fleet, with_image
 
@@ -29,7 +29,7 @@ def test_restore_updates_every_machine_back_spearhead_first() -> None:
     before = to_fleet(*fleet_at(V1))
     after = to_fleet(*fleet_at(V2))
     targets = _journal(before)
-    plan = build_restore_plan(after, targets, release=release_id(V1), spec_waves=V1.waves)
+    plan = build_rollback_plan(after, targets, release=release_id(V1), spec_waves=V1.waves)
     assert plan.purpose == "restore"
     assert plan.waves == (("syd",), ("dfw", "ams"))
     updates = [s for s in plan.steps() if s.kind is StepKind.MACHINE_UPDATE]
@@ -52,7 +52,7 @@ def test_machines_already_restored_are_skipped() -> None:
     # Only dfw moved on to v2 before the rollback started.
     mixed = [m for m in fleet_at(V1)[0] if m["region"] != "dfw"]
     mixed += [m for m in machines if m["region"] == "dfw"]
-    plan = build_restore_plan(
+    plan = build_rollback_plan(
         to_fleet(mixed, volumes),
         _journal(before),
         release=release_id(V1),
@@ -67,7 +67,7 @@ def test_a_gone_machine_is_recreated_on_its_old_volume() -> None:
     before = to_fleet(*fleet_at(V1))
     machines, volumes = fleet_at(V2, skip=[("dfw", 2)])
     volumes.append({"id": "vol_dfw_2", "name": "data", "region": "dfw", "size_gb": 1})
-    plan = build_restore_plan(
+    plan = build_rollback_plan(
         to_fleet(machines, volumes),
         _journal(before, "dfw"),
         release=release_id(V1),
@@ -91,7 +91,7 @@ def test_a_gone_machine_is_recreated_on_its_old_volume() -> None:
 def test_a_gone_machine_without_its_volume_gets_a_fork_of_the_primary() -> None:
     before = to_fleet(*fleet_at(V1))
     machines, volumes = fleet_at(V2, skip=[("ams", 1)])
-    plan = build_restore_plan(
+    plan = build_rollback_plan(
         to_fleet(machines, volumes),
         _journal(before, "ams"),
         release=release_id(V1),
@@ -107,7 +107,7 @@ def test_a_gone_machine_of_unknown_region_is_refused() -> None:
     machines, volumes = fleet_at(V2, skip=[("ams", 1)])
     volumes = [v for v in volumes if v["region"] != "ams"]
     with pytest.raises(DeployError, match="m-ams-1"):
-        build_restore_plan(
+        build_rollback_plan(
             to_fleet(machines, volumes),
             _journal(before, "ams"),
             release=release_id(V1),
@@ -118,7 +118,7 @@ def test_a_gone_machine_of_unknown_region_is_refused() -> None:
 def test_machines_the_failed_release_added_are_destroyed_keeping_volumes() -> None:
     before = to_fleet(*fleet_at(V1))
     after = to_fleet(*fleet_at(with_image(sample_spec(dfw=3), IMAGE_V2)))
-    plan = build_restore_plan(
+    plan = build_rollback_plan(
         after,
         _journal(before, "dfw"),
         release=release_id(V1),
@@ -134,10 +134,10 @@ def test_restore_is_deterministic() -> None:
     before = to_fleet(*fleet_at(V1))
     machines, volumes = fleet_at(V2)
     targets = _journal(before)
-    a = build_restore_plan(
+    a = build_rollback_plan(
         to_fleet(machines, volumes), targets, release="v1-x", spec_waves=V1.waves, bake=True
     )
-    b = build_restore_plan(
+    b = build_rollback_plan(
         to_fleet(machines[::-1], volumes[::-1]),
         dict(reversed(targets.items())),
         release="v1-x",

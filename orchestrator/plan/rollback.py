@@ -1,6 +1,6 @@
 """Build a restore plan: put machines back to journaled configs (rollback).
 
-The executor calls :func:`build_restore_plan` for an automatic rollback after a failed gate,
+The executor calls :func:`build_rollback_plan` for an automatic rollback after a failed gate,
 and ``invoke rollback`` for a manual one. The journal holds each machine's config from before
 the deploy changed it; the plan updates the machines that still exist back to it, recreates
 those that are gone, destroys the ones the failed release added, and gates every region it
@@ -33,7 +33,7 @@ from orchestrator.plan.fleet import Fleet, ObservedMachine, ObservedVolume
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import StepKind, step_id
 
-__all__ = ["build_restore_plan"]
+__all__ = ["build_rollback_plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +156,7 @@ def _resolve(
     return _Target(mid, region, slot, config, current)
 
 
-def build_restore_plan(
+def build_rollback_plan(
     fleet: Fleet,
     targets: Mapping[str, Mapping[str, Any]],
     *,

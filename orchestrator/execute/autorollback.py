@@ -12,8 +12,8 @@ guess:
 - `rollback_regions` turns the failed wave's ``on_failure`` into regions: the failed region(s)
   (``rollback_region``), every region of the failed wave (``rollback_wave``), or every region
   the deploy changed (``rollback_all``).
-- `restore` observes the fleet, builds the graph with
-  `orchestrator.plan.restore.build_restore_plan` (updates back, spearhead first; creates;
+- `roll_back` observes the fleet, builds the graph with
+  `orchestrator.plan.rollback.build_rollback_plan` (updates back, spearhead first; creates;
   destroys; a health gate per region) and runs it with the same `Executor`, as a run of its
   own (``command = rollback``, ``rollback_of`` = the deploy's run), announced with
   `RollbackStarted`.
@@ -32,14 +32,14 @@ from orchestrator.execute.events import Note
 from orchestrator.execute.executor import (
     Failure,
     Restoring,
-    RollbackHook,
+    RollbackAction,
     RollbackReport,
 )
 from orchestrator.execute.journal import Journal, MachineConfigRecord
 from orchestrator.execute.run import RunContext
 from orchestrator.plan.config import META_LAUNCH_ID, META_RELEASE
 from orchestrator.plan.fleet import Fleet, observe_fleet
-from orchestrator.plan.restore import build_restore_plan
+from orchestrator.plan.rollback import build_rollback_plan
 from orchestrator.plan.steps import Step
 
 __all__ = [
@@ -48,7 +48,7 @@ __all__ = [
     "automatic_rollback",
     "changed_regions",
     "config_release",
-    "restore",
+    "roll_back",
     "rollback_regions",
     "undo_targets",
 ]
@@ -163,7 +163,7 @@ def chain_rows(journal: Journal, run: int) -> list[MachineConfigRecord]:
     return sorted(rows, key=lambda r: r.id)
 
 
-async def restore(
+async def roll_back(
     how: RunContext,
     *,
     deploy_run: int,
@@ -183,7 +183,7 @@ async def restore(
     """
     fleet = await observe_fleet(how.client, how.app)
     undo = undo_targets(chain_rows(how.journal, deploy_run), fleet, regions)
-    plan = build_restore_plan(
+    plan = build_rollback_plan(
         fleet,
         undo.targets,
         release=undo.release or NO_RELEASE,
@@ -221,7 +221,7 @@ async def restore(
     )
 
 
-def automatic_rollback(how: RunContext) -> RollbackHook:
+def automatic_rollback(how: RunContext) -> RollbackAction:
     """Return the executor's rollback hook: undo the failed deploy where its policy says."""
 
     async def hook(failure: Failure) -> RollbackReport:
@@ -229,7 +229,7 @@ def automatic_rollback(how: RunContext) -> RollbackHook:
         regions = rollback_regions(
             failure.policy, [s for s, _ in failure.failed], failure.waves, changed_regions(rows)
         )
-        return await restore(
+        return await roll_back(
             how,
             deploy_run=failure.run,
             regions=regions,
