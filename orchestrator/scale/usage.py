@@ -27,11 +27,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from orchestrator.connect import Connection
 from orchestrator.fly.models import Machine, Volume
-from orchestrator.fly.proxy import FORCE_INSTANCE_HEADER
+from orchestrator.fly.proxy import ProxyClient
 
 __all__ = [
     "CPU_LIMIT_PCT",
@@ -304,14 +302,13 @@ def summarize_region(
     )
 
 
-async def _read(http: httpx.AsyncClient, machine_id: str) -> MetricsSample | str:
-    try:
-        resp = await http.get("/metrics", headers={FORCE_INSTANCE_HEADER: machine_id})
-    except httpx.HTTPError as exc:
-        return f"/metrics: {type(exc).__name__}"
-    if resp.status_code != 200:
-        return f"/metrics: HTTP {resp.status_code}"
-    return parse_metrics(resp.text, at=time.monotonic())
+async def _read(proxy: ProxyClient, machine_id: str) -> MetricsSample | str:
+    answer = await proxy.metrics(machine_id)
+    if answer.status_code is None:
+        return f"/metrics: {(answer.error or '').split(':')[0]}"  # the exception's name
+    if answer.status_code != 200:
+        return f"/metrics: HTTP {answer.status_code}"
+    return parse_metrics(answer.text, at=time.monotonic())
 
 
 async def measure_usage(
@@ -333,11 +330,9 @@ async def measure_usage(
     """
     by_volume = {v.id: v for v in volumes}
     started = [m for m in machines if m.state == "started"]
-    headers = {"Host": f"{conn.app}.fly.dev"} if conn.backend == "local" else {}
-    async with httpx.AsyncClient(base_url=conn.proxy_url, headers=headers, timeout=5.0) as http:
-        first = await asyncio.gather(*(_read(http, m.id) for m in started))
-        await asyncio.sleep(window_s)
-        second = await asyncio.gather(*(_read(http, m.id) for m in started))
+    first = await asyncio.gather(*(_read(conn.probe, m.id) for m in started))
+    await asyncio.sleep(window_s)
+    second = await asyncio.gather(*(_read(conn.probe, m.id) for m in started))
     samples = {m.id: (a, b) for m, a, b in zip(started, first, second, strict=True)}
     rows: dict[str, list[MachineUsage]] = {}
     for machine in machines:
