@@ -35,6 +35,7 @@ from orchestrator.commands.resume import (
     unbaked_regions,
     with_health_gates,
 )
+from orchestrator.commands.rollback import RollbackRequest, rollback
 from orchestrator.connect import Connection, connect, ensure_app
 from orchestrator.errors import ConfigError
 from orchestrator.execute.autorollback import automatic_rollback
@@ -55,7 +56,7 @@ from orchestrator.execute.logtail import MACHINE_LOGS
 from orchestrator.execute.primaries import gate_writable_primary, refuse_split
 from orchestrator.execute.run import open_run
 from orchestrator.execute.secretstate import observe_secrets
-from orchestrator.fleetconfig.load import load_spec
+from orchestrator.fleetconfig.load import load_checked_spec
 from orchestrator.fleetconfig.model import DeploySpec
 from orchestrator.notify import Notifier, read_notify
 from orchestrator.plan.config import Secrets, release_id
@@ -69,7 +70,6 @@ __all__ = [
     "DeployRequest",
     "DryRun",
     "deploy",
-    "load_checked_spec",
     "plan",
     "plan_with_fleet",
     "with_health_gates",
@@ -104,27 +104,6 @@ class DryRun:
     fleet: Fleet | None = None
 
 
-def load_checked_spec(
-    settings: Settings, *, regions: Sequence[str] = (), image: str | None = None
-) -> DeploySpec:
-    """Load the spec and check the flags against it, before any network call.
-
-    Raises:
-        ConfigError: a bad file or key, an unknown ``--region``, an empty ``--image``.
-    """
-    if image is not None and not image.strip():
-        raise ConfigError("the image reference is empty", where="--image")
-    spec = load_spec(settings.root, app_override=settings.app, image_override=image)
-    unknown = [r for r in regions if r not in spec.regions]
-    if unknown:
-        known = ", ".join(sorted(spec.regions)) or "none"
-        raise ConfigError(
-            f"unknown region {unknown[0]!r}; the fleet has {known} (regions/*.toml)",
-            where="--region",
-        )
-    return spec
-
-
 def started_local_note(conn: Connection) -> str:
     """Say that a local Fly now runs in the background, and how to stop it."""
     return (
@@ -144,7 +123,7 @@ async def plan_with_fleet(
     settings: Settings, *, regions: Sequence[str] = (), image: str | None = None
 ) -> tuple[Plan, Fleet]:
     """Return the plan a deploy would run now and the fleet it was made from (reads only)."""
-    spec = load_checked_spec(settings, regions=regions, image=image)
+    spec = load_checked_spec(settings.root, app=settings.app, regions=regions, image=image)
     async with connect(settings) as conn:
         fleet = await observe_fleet(conn.client, conn.app)
         secrets = await observe_secrets(conn.client, conn.app, settings.root)
@@ -266,8 +245,6 @@ async def deploy(
     if remote is not None:
         # Another host's (or directory's) run, killed or failed: its intent is on Fly.
         bus.emit(Note(f"resuming {remote.describe()} in {', '.join(remote.intent.regions)}"))
-        from orchestrator.commands.rollback import RollbackRequest, rollback
-
         if remote.owes_rollback or remote.intent.command == "rollback":
             if request.dry_run:
                 raise ConfigError(
@@ -304,10 +281,7 @@ async def deploy(
                 where="--dry-run",
             )
         if resumed.command == "rollback" and resumed.rollback_of is None:
-            # A killed `invoke rollback`: run it again. (Imported here: the rollback command
-            # module builds on this one.)
-            from orchestrator.commands.rollback import RollbackRequest, rollback
-
+            # A killed `invoke rollback`: run it again.
             again = RollbackRequest(regions=tuple(resumed.regions), to=resumed.release)
             return await rollback(
                 settings, again, bus=bus, options=resume_options(options), resumed_from=resumed.run
@@ -316,7 +290,8 @@ async def deploy(
             image = image or resumed.image
             regions = regions or resumed.regions
     spec = load_checked_spec(
-        settings,
+        settings.root,
+        app=settings.app,
         regions=regions if resumed is None or resumed.command == "deploy" else (),
         image=image,
     )

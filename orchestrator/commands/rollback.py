@@ -35,7 +35,6 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.commands.deploy import load_checked_spec
 from orchestrator.connect import connect
 from orchestrator.errors import ConfigError
 from orchestrator.execute.autorollback import config_release
@@ -47,6 +46,7 @@ from orchestrator.execute.journal import Journal, MachineConfigRecord, RunRecord
 from orchestrator.execute.ledger import Ledger
 from orchestrator.execute.primaries import gate_writable_primary, refuse_split
 from orchestrator.execute.run import open_run
+from orchestrator.fleetconfig.load import load_checked_spec
 from orchestrator.notify import Notifier, read_notify
 from orchestrator.plan.config import META_LAUNCH_ID, META_SLOT
 from orchestrator.plan.fleet import Fleet, observe_fleet
@@ -223,7 +223,7 @@ async def rollback(
         OrchestratorError: the API or the local Fly could not be reached.
     """
     bus = bus or EventBus()
-    spec = load_checked_spec(settings, regions=request.regions)
+    spec = load_checked_spec(settings.root, app=settings.app, regions=request.regions)
     read_notify(settings.root)  # a bad [notify] is bad input, found before any call
     waves = spec_waves(spec)
     order = [r for w in waves for r in w.regions]

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.commands.deploy import load_checked_spec
 from orchestrator.connect import Connection, connect, ensure_app
 from orchestrator.errors import ConfigError, FlyNotFound, OrchestratorError
 from orchestrator.execute.context import ExecuteOptions
@@ -35,7 +34,7 @@ from orchestrator.execute.primaries import gate_writable_primary, refuse_split
 from orchestrator.execute.run import open_run
 from orchestrator.execute.secretstate import scale_secrets
 from orchestrator.fleetconfig.edit import RegionEdit, update_region_file
-from orchestrator.fleetconfig.load import load_spec
+from orchestrator.fleetconfig.load import load_checked_spec, load_spec
 from orchestrator.fleetconfig.model import DeploySpec
 from orchestrator.plan.config import release_id
 from orchestrator.plan.fleet import GONE_MACHINE_STATES, Fleet, fleet_from_api, observe_fleet
@@ -274,7 +273,7 @@ async def show_scale(
         ConfigError: a bad file, a ``--region`` the fleet does not have, or a ``--group``
             fly.toml does not define.
     """
-    spec = load_checked_spec(settings, regions=regions)
+    spec = load_checked_spec(settings.root, app=settings.app, regions=regions)
     if group is not None and group not in spec.group_names:
         raise ConfigError(
             f"{group!r} is not a process group: fly.toml defines {', '.join(spec.group_names)}",
@@ -330,7 +329,7 @@ async def scale(
         raise ConfigError("nothing to change: give --region and a change", where="--region")
     check_scale(settings, request)
     # The app name and the other files are checked too, still before any network call.
-    load_checked_spec(settings, regions=request.regions)
+    load_checked_spec(settings.root, app=settings.app, regions=request.regions)
     timeout = (options or ExecuteOptions()).api_timeout_s
     async with connect(settings, timeout=timeout) as conn:
         return await run_scale(conn, request, bus=bus, options=options, confirm=confirm)
@@ -366,7 +365,8 @@ async def run_scale(
     regions = list(request.regions)
     if request.dry_run:
         edits = check_scale(settings, request)
-        spec = _with_regions(load_checked_spec(settings, regions=regions), settings, edits)
+        spec = load_checked_spec(settings.root, app=settings.app, regions=regions)
+        spec = _with_regions(spec, settings, edits)
         fleet = await observe_fleet(conn.client, conn.app)
         secrets = await scale_secrets(conn.client, conn.app, settings.root)
         plan = build_plan(
@@ -374,7 +374,7 @@ async def run_scale(
         )
         return ScaleDryRun(edits, plan, _extends(spec, fleet, request, plan))
 
-    spec = load_checked_spec(settings, regions=regions)
+    spec = load_checked_spec(settings.root, app=settings.app, regions=regions)
     # Ask (or refuse without --yes) from reads alone, before the lock is taken: a change that
     # is not confirmed leaves no trace on Fly. Under the lock the fleet is read again.
     confirmed = _confirm(

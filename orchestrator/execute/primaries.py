@@ -20,13 +20,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from orchestrator.connect import Connection
 from orchestrator.errors import DeployError, ErrorKind
 from orchestrator.execute.results import DeployResult
-from orchestrator.execute.status import MachineStatus, collect_status
+from orchestrator.execute.status import PrimaryView, assess, collect_status
 from orchestrator.settings import NO_APP_URL
 
 __all__ = [
@@ -61,81 +60,6 @@ class SplitBrain(DeployError):
         self.view = view
         self.command = command
         super().__init__(f"{command} refused: {view.split_description()}; {SPLIT_BRAIN_HELP}")
-
-
-@dataclass(frozen=True, slots=True)
-class PrimaryView:
-    """Who claims the primary role, and which primary region each machine was configured with.
-
-    Attributes:
-        primaries: the machines whose ``/status`` says ``role: primary``.
-        configured: ``(machine id, region, PRIMARY_REGION)`` of every machine whose config names
-            one (a machine without it counts as following the spec).
-        expected: the spec's ``primary_region``.
-    """
-
-    primaries: tuple[MachineStatus, ...]
-    configured: tuple[tuple[str, str, str], ...]
-    expected: str
-
-    @property
-    def primary_regions(self) -> tuple[str, ...]:
-        """Return the distinct regions the machines are configured to follow, sorted."""
-        return tuple(sorted({p for _, _, p in self.configured}))
-
-    @property
-    def split(self) -> bool:
-        """Tell whether more than one machine claims the primary, or the configs disagree."""
-        return len(self.primaries) > 1 or len(self.primary_regions) > 1
-
-    def split_description(self) -> str:
-        """Return one line naming the machines on each side."""
-        parts: list[str] = []
-        if len(self.primaries) > 1:
-            claims = ", ".join(f"{m.id} ({m.region})" for m in self.primaries)
-            parts.append(f"split brain: {len(self.primaries)} machines claim the primary: {claims}")
-        if len(self.primary_regions) > 1:
-            sides = "; ".join(
-                f"PRIMARY_REGION={p} on "
-                + ", ".join(f"{mid} ({reg})" for mid, reg, q in self.configured if q == p)
-                for p in self.primary_regions
-            )
-            parts.append(f"machines disagree on the primary region: {sides}")
-        return "; ".join(parts)
-
-    def writable_problem(self) -> str | None:
-        """Return why no region takes writes as the spec says, or ``None`` when one does."""
-        if self.split:
-            return self.split_description()
-        if not self.primaries:
-            return (
-                f"no machine is the primary: no region takes writes (expected one in "
-                f"{self.expected})"
-            )
-        primary = self.primaries[0]
-        if not primary.healthy:
-            return (
-                f"the primary {primary.id} ({primary.region}) is not serving: state "
-                f"{primary.state}, /status {primary.app_error or primary.app_status}"
-            )
-        if primary.region != self.expected:
-            return (
-                f"the primary is {primary.id} in {primary.region}, not in the spec's "
-                f"primary_region {self.expected}"
-            )
-        return None
-
-
-def assess(machines: Iterable[MachineStatus], *, expected: str) -> PrimaryView:
-    """Return who claims the primary among ``machines`` and what their configs say."""
-    rows = list(machines)
-    primaries = tuple(m for m in rows if m.role == "primary" and m.state == "started")
-    configured = tuple(
-        (m.id, m.region, m.configured_primary or expected)
-        for m in rows
-        if m.slot is not None and m.state not in ("destroyed", "destroying")
-    )
-    return PrimaryView(primaries=primaries, configured=configured, expected=expected)
 
 
 async def observe_primaries(conn: Connection, *, expected: str) -> PrimaryView:

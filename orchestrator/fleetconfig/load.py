@@ -51,6 +51,7 @@ __all__ = [
     "ON_FAILURE",
     "REGIONS_DIR",
     "WAVES_TOML",
+    "load_checked_spec",
     "load_spec",
     "primary_roles",
     "spec_digest",
@@ -651,6 +652,31 @@ def load_spec(
         ]
         spec = replace(spec, ignored_keys=tuple(sorted(ignored)), notes=tuple(kept))
     return replace(spec, digest=spec_digest(spec))
+
+
+def load_checked_spec(
+    root: Path,
+    *,
+    app: str | None = None,
+    regions: Sequence[str] = (),
+    image: str | None = None,
+) -> DeploySpec:
+    """Load the spec and check the command's regions and image against it (no network call).
+
+    Raises:
+        ConfigError: a bad file or key, an unknown ``--region``, an empty ``--image``.
+    """
+    if image is not None and not image.strip():
+        raise ConfigError("the image reference is empty", where="--image")
+    spec = load_spec(root, app_override=app, image_override=image)
+    unknown = [r for r in regions if r not in spec.regions]
+    if unknown:
+        known = ", ".join(sorted(spec.regions)) or "none"
+        raise ConfigError(
+            f"unknown region {unknown[0]!r}; the fleet has {known} (regions/*.toml)",
+            where="--region",
+        )
+    return spec
 
 
 def primary_roles(

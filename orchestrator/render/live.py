@@ -35,6 +35,7 @@ from orchestrator.execute.events import (
     StepStarted,
 )
 from orchestrator.plan.steps import Step
+from orchestrator.render.fit import FitWidth
 
 __all__ = [
     "STATUS_STYLE",
@@ -302,8 +303,6 @@ class LiveView(LivePanel):
         return line
 
     def _render(self) -> RenderableType:
-        from orchestrator.render.summary import FitWidth  # summary builds on this module
-
         table = FitWidth(lambda: self._table(), lambda width: self._table(width=width))
         return Group(Text(self._title, style="bold"), table, *self._notes[-5:])
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 
 from rich import box
-from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -14,30 +13,10 @@ from orchestrator.execute.executor import DeployResult, StepReport
 from orchestrator.execute.status import FleetStatus, MachineStatus
 from orchestrator.plan.eta import duration_text
 from orchestrator.plan.groups import local_slot
+from orchestrator.render.fit import NARROW, FitWidth
 from orchestrator.render.live import STATUS_STYLE, format_elapsed
 
 __all__ = ["NARROW", "FitWidth", "deploy_summary", "outcome_line", "status_view"]
-
-# At or below this many columns the tables take their narrow form (an 80-column terminal).
-NARROW = 100
-
-
-class FitWidth:
-    """A renderable that picks its wide or narrow form by the width it is given."""
-
-    def __init__(
-        self,
-        wide: Callable[[], RenderableType],
-        narrow: Callable[[int], RenderableType],
-        *,
-        at: int = NARROW,
-    ) -> None:
-        self.wide, self.narrow, self.at = wide, narrow, at
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        """Yield the narrow form (given the width) up to ``at`` columns, else the wide one."""
-        width = options.max_width
-        yield self.narrow(width) if width <= self.at else self.wide()
 
 
 _OUTCOME_STYLE = {
