@@ -1,22 +1,6 @@
-"""Run ``invoke deploy`` end to end: validate, connect, lock, observe, plan, execute.
+"""``invoke deploy`` (and ``--resume``): check the input, lock, observe, plan, run.
 
-The order is deliberate. Everything that can be wrong with the input (the TOML files, a region
-flag, the image) is checked before the first API call, so bad input never reaches Fly. The
-lock is taken before the fleet is observed, so the plan is made from a fleet nobody else is
-changing. The app is created on the local Fly only when the plan has something to change.
-
-A failed step makes the executor apply the failed wave's ``on_failure`` through the rollback
-hook (`orchestrator.execute.autorollback.automatic_rollback`).
-
-``--resume`` finishes what the newest unfinished (killed) or failed deploy or rollback of the
-app was doing (`orchestrator.commands.resume`):
-
-- a deploy that had not failed is re-planned and run again (what it finished drops out of the
-  plan); every region it covers gets a health gate, and a metrics gate where the killed chain
-  changed the region without a metrics gate passing, with wave barriers between them;
-- a deploy with a failed step in a wave whose ``on_failure`` rolls back, or its automatic
-  rollback that was killed or failed, is rolled back (again): the rollback is finished;
-- a killed ``invoke rollback`` is run again to the same release.
+The order of the steps and what ``--resume`` finishes: docs/deploys.md and docs/rollouts.md.
 """
 
 from __future__ import annotations

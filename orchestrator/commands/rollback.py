@@ -1,30 +1,6 @@
-"""Run ``invoke rollback``: put the previous (or a named) release back, from Fly's history.
+"""``invoke rollback``: put the previous (or a named) release back, from Fly's history.
 
-Fly keeps every config each machine had (its versions) and the executor names each machine's
-previous release in its metadata (`orchestrator.execute.history`); the journal keeps every
-machine's full config before each change and after it (`orchestrator.execute.journal`). So any
-release the app ran can be put back from any checkout, without its spec: for each machine of
-the chosen regions the newest config (on Fly or journaled) that carries the release
-(``fly_release_id``) becomes its target, matched by machine id, else by
-region and slot (a machine that was replaced since). The targets go through the same graph
-machinery as a deploy (`orchestrator.plan.rollback.build_rollback_plan`: per region a spearhead,
-then the rest within ``max_unavailable``, then a health gate; regions in wave order) and the
-same `Executor`, under the same lock, journaled as a ``rollback`` run.
-
-Which release:
-
-- ``--to RELEASE``: that release (the full id ``v1-f80252c7``, or its tag ``v1`` when only one
-  journaled release has it);
-- otherwise the release the machines ran before their current one: the chosen regions must
-  all run one release, which their ``orch_prev_release`` metadata names; failing that, the
-  newest journaled config from before the deploy (or the manual
-  rollback) that put that release on them names the previous one. A release an automatic
-  rollback took off is never "the previous one", and a second ``invoke rollback`` goes
-  forward again.
-
-Machine counts are not part of a release, so a rollback changes configs only: machines without
-a journaled config of the release are left alone (the plan's notes say so), and machines that
-are gone are not recreated. ``invoke deploy`` remains the way to change counts.
+Which release, and what a rollback changes (configs, never machine counts): docs/rollouts.md.
 """
 
 from __future__ import annotations

@@ -1,24 +1,8 @@
-"""Put machines back from the journal: automatic rollback after a failed step, and its resume.
+"""Automatic rollback: put the machines of a failed deploy back from the journal.
 
-A deploy journals every machine's full config *before* changing it, and the launch id of every
-machine it creates (`orchestrator.execute.journal`). Undoing a deploy is therefore a plan, not a
-guess:
-
-- `undo_targets` reads the journal rows of a deploy (and of the runs it resumed) and returns,
-  for the regions being rolled back, each changed machine's config from before the deploy
-  first touched it, and the machines the deploy created (by id, or by launch id when the answer
-  to the create was lost), which are destroyed, their volumes kept. A machine the deploy
-  destroyed is in the targets too; the restore plan recreates it on its kept volume.
-- `rollback_regions` turns the failed wave's ``on_failure`` into regions: the failed region(s)
-  (``rollback_region``), every region of the failed wave (``rollback_wave``), or every region
-  the deploy changed (``rollback_all``).
-- `roll_back` observes the fleet, builds the graph with
-  `orchestrator.plan.rollback.build_rollback_plan` (updates back, spearhead first; creates;
-  destroys; a health gate per region) and runs it with the same `Executor`, as a run of its
-  own (``command = rollback``, ``rollback_of`` = the deploy's run), announced with
-  `RollbackStarted`.
-- `automatic_rollback` is the executor's rollback hook built from those; `resume_restore`
-  finishes a rollback a killed run had begun (``invoke deploy --resume``).
+`automatic_rollback` is the executor's rollback action for a wave's ``on_failure``;
+`roll_back` plans and runs it; `commands.resume` finishes one a killed run began. What it
+puts back, and where: docs/rollouts.md.
 """
 
 from __future__ import annotations

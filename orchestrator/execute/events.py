@@ -1,8 +1,9 @@
 """Typed events the executor emits while it runs a plan, and the bus that delivers them.
 
-The executor never prints and never writes the journal directly from inside a step: it emits
-events, and subscribers (the rich view in ``orchestrator.render``, the journal recorder, tests)
-do what they want with them. Subscribers are plain callables run synchronously on the event
+The executor never prints: it emits events, and subscribers (the rich view in
+``orchestrator.render``, the journal recorder, tests) do what they want with them. (The step
+handlers also write each machine's config to the journal before they change it: the journal
+is write-ahead.) Subscribers are plain callables run synchronously on the event
 loop, in subscription order, so a journal subscriber added first has written a step's start
 before any view shows it.
 
