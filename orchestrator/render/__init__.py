@@ -1,0 +1,1 @@
+"""Rich views of plans, runs, status, drills and reports: they consume events."""
