@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from orchestrator.drill.fault import fence
 from orchestrator.drill.measure import record_digest
@@ -40,21 +40,22 @@ from orchestrator.drill.probes import (
     region_health,
 )
 from orchestrator.drill.report import Integrity
+from orchestrator.drill.state import DrillState
+from orchestrator.drill.steps import Drill
 from orchestrator.errors import DrillError, FlyNotFound
 from orchestrator.plan.fleet import Fleet, observe
 from orchestrator.plan.graph import build_plan, spec_waves
-
-if TYPE_CHECKING:
-    from orchestrator.drill.runner import DrillRunner
+from orchestrator.spec.model import DeploySpec
 
 __all__ = ["FailBack"]
 
 
 class FailBack:
-    """The drill's second half; see the module docstring."""
+    """The drill's second half: it writes what it does into ``state``."""
 
-    def __init__(self, runner: DrillRunner) -> None:
-        self.r = runner
+    def __init__(self, drill: Drill, state: DrillState) -> None:
+        self.r = drill
+        self.s = state
 
     @property
     def _app(self) -> str:
@@ -65,11 +66,11 @@ class FailBack:
 
     async def run(self) -> str | None:
         """Restore the fleet; return the region that is primary afterwards (``None``: untouched)."""
-        r = self.r
-        if not r.fault_injected:
+        r, s = self.r, self.s
+        if not s.fault_injected:
             return None
-        new = r.promoted
-        replace = new is not None and (bool(r.canary.acks_from(new)) or r.new_primary_wrote)
+        new = s.promoting
+        replace = new is not None and (bool(r.canary.acks_from(new)) or s.new_primary_wrote)
         if new is not None and not replace:
             # Nothing reached the new primary: the old one keeps its data and takes writes again.
             r.canary.retarget(r.primary)
@@ -94,26 +95,26 @@ class FailBack:
         return final
 
     def _why_no_reseed(self) -> str:
-        r = self.r
-        if r.promoted is None:
+        r, s = self.r, self.s
+        if s.promoting is None:
             return (
                 f"{r.region} was a replica: its data is a prefix of the primary's, and "
                 "replication catches it up"
             )
-        return f"no write reached {r.promoted}: {r.region} kept every record and stays primary"
+        return f"no write reached {s.promoting}: {r.region} kept every record and stays primary"
 
     async def _restore(self, replace: bool) -> None:
-        r = self.r
+        r, s = self.r, self.s
         async with r.phase(Phase.RESTORE) as span:
             if replace and r.fault.kind == "stop-and-cordon":
                 span.detail = f"{r.region}'s machines stay stopped and cordoned until replaced"
                 return
             parts = (
                 [f"{r.region} already back"]
-                if r.fault_cleared
+                if s.fault_cleared
                 else [await r.fault.clear(r.region, fenced=replace)]
             )
-            r.fault_cleared = True
+            s.fault_cleared = True
             if replace:
                 fenced = await fence(r.conn.client, self._app, r.region)
                 parts.append(
@@ -132,14 +133,14 @@ class FailBack:
             span.detail = "; ".join(parts)
 
     async def _reseed(self, new: str) -> None:
-        r = self.r
+        r, s = self.r, self.s
         async with r.phase(Phase.RESEED) as span:
             fleet = await self._fleet()
             old = sorted({m.volume_id for m in fleet.machines_in(r.region) if m.volume_id})
             plan = reseed_plan(r.spec, fleet, region=r.region, primary=new)
             await r.plans.run(plan, f"re-seed {r.region}")
-            r.extra_details["old_volumes"] = old
-            r.extra_details["old_volumes_destroyed"] = r.request.destroy_old_volumes
+            s.extra_details["old_volumes"] = old
+            s.extra_details["old_volumes_destroyed"] = r.request.destroy_old_volumes
             fate = "kept (they hold the writes the new primary never got)"
             if r.request.destroy_old_volumes:
                 for vid in old:
@@ -183,8 +184,8 @@ class FailBack:
         return r.region
 
     async def _revert(self) -> str:
-        r = self.r
-        if r.promoted is None:
+        r, s = self.r, self.s
+        if s.promoting is None:
             await r.skip(Phase.FAILBACK, f"the primary never moved from {r.primary}")
             return r.primary
         async with r.phase(Phase.FAILBACK) as span:
@@ -193,7 +194,7 @@ class FailBack:
             # The spec's counts: machines added while the region was down go in the same plan.
             plan = converge_plan(r.spec, fleet, primary=r.primary, order=order)
             await r.plans.run(plan, f"revert to {r.primary}")
-            span.detail = f"{r.promoted} demoted; every survivor follows {r.primary} again"
+            span.detail = f"{s.promoting} demoted; every survivor follows {r.primary} again"
         return r.primary
 
     async def _scale_back(self, primary: str) -> None:
@@ -255,11 +256,11 @@ class FailBack:
         return result
 
     def _expect_spec(self) -> bool:
-        r = self.r
-        return r.request.failback or r.promoted is None
+        r, s = self.r, self.s
+        return r.request.failback or s.promoting is None
 
     async def _integrity(self, final: str) -> Integrity:
-        r = self.r
+        r, s = self.r, self.s
         machines = await live_machines(r.conn.client, self._app)
         answers = await asyncio.gather(*(machine_status(r.traffic, m.id) for m in machines))
         status = {m.id: a for m, a in zip(machines, answers, strict=True)}
@@ -299,10 +300,10 @@ class FailBack:
             if digest != lead_digest:
                 mismatched[m.id] = f"records differ from the primary's (digest {digest[:12]})"
         if orphaned:
-            r.extra_details["orphaned_records"] = orphaned
+            s.extra_details["orphaned_records"] = orphaned
         fleet = await self._fleet()
         problems = (
-            _spec_problems(r, fleet)
+            _spec_problems(r.spec, fleet)
             if self._expect_spec()
             else (
                 f"the primary was left in {final} (--no-failback); fly.toml still says "
@@ -321,8 +322,8 @@ class FailBack:
         )
 
 
-def _spec_problems(r: DrillRunner, fleet: Fleet) -> tuple[str, ...]:
-    plan = build_plan(r.spec, fleet)
+def _spec_problems(spec: DeploySpec, fleet: Fleet) -> tuple[str, ...]:
+    plan = build_plan(spec, fleet)
     return tuple(f"{s.id} pending" for s in plan.mutating_steps)
 
 
