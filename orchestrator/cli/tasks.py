@@ -521,8 +521,9 @@ def drill(
     """Run a disaster-recovery drill: take a region down, fail over, measure, fail back."""
     from pathlib import Path
 
-    from orchestrator.drill import DrillBus, DrillRequest, run_drill, write_reports
+    from orchestrator.drill import DrillBus, DrillRequest, run_drill
     from orchestrator.render.drill import DrillView, drill_summary
+    from orchestrator.render.drill_report import write_reports
 
     if resume and abort:
         raise Exit("error: --abort: give --resume or --abort, not both", 2)

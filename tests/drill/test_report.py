@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 from orchestrator.drill.clock import PhaseClock
-from orchestrator.drill.document import report_paths, to_html, to_markdown, write_reports
 from orchestrator.drill.measure import Ack, compute_rpo, compute_rto, traffic_stats
 from orchestrator.drill.phases import Phase, PhaseSpan
 from orchestrator.drill.report import DrillReport, Integrity, judge
+from orchestrator.render.drill_report import report_paths, to_html, to_markdown, write_reports
 from orchestrator.spec.model import DrillObjectives
 
 T = 1_800_000_000.0
