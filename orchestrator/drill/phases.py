@@ -13,8 +13,6 @@ from enum import StrEnum
 from typing import Any, Literal
 
 __all__ = [
-    "FAILBACK_PHASES",
-    "FAILOVER_PHASES",
     "Phase",
     "PhaseOutcome",
     "PhaseSpan",
@@ -60,14 +58,6 @@ _TITLES = {
     Phase.SCALE_BACK: "scale back",
     Phase.INTEGRITY: "integrity",
 }
-
-# The phases between the fault and a recovered service, and those that put the fleet back.
-FAILOVER_PHASES = frozenset(
-    {Phase.FAULT, Phase.DETECT, Phase.PROMOTE, Phase.SCALE_UP, Phase.VERIFY}
-)
-FAILBACK_PHASES = frozenset(
-    {Phase.RESTORE, Phase.RESEED, Phase.FAILBACK, Phase.SCALE_BACK, Phase.INTEGRITY}
-)
 
 
 def iso_utc(epoch: float) -> str:
