@@ -1,26 +1,9 @@
-"""Put the fleet back after a drill: restore the region, re-seed it, fail back, check integrity.
+"""The drill's second half: restore the region, re-seed it, scale back, fail back, check integrity.
 
-How the region that went down gets its data back depends on what it was:
-
-- **A replica region** never took writes, so its data is a prefix of the primary's history:
-  once it runs again, the app's replication catches it up. Nothing is replaced.
-- **The old primary, after a promotion that took writes**, holds records the new primary
-  never got (the RPO) under the same sequence numbers the new primary has since given to new
-  writes. Its machines are *replaced*: each old machine is destroyed, a fresh volume is forked
-  from the new primary's volume, and a new machine follows the new primary from there. A fork
-  is a copy of the new primary's history, checked by the executor's replication step, so
-  nothing depends on the app noticing that two histories diverged; and the old volumes are
-  kept, unattached, with the lost writes on them for anyone who needs to recover them (unless
-  ``--destroy-old-volumes``). Letting replication "catch up" the old volume instead would rest
-  the data's integrity on the app's divergence handling, and mix the lost writes into a live
-  database.
-- **The old primary, when no write reached the promoted region** (the drill was aborted
-  during the promotion): it kept every record, so it simply becomes the primary again and the
-  survivors follow it.
-
-Moving the primary back is a planned switch-over: the canary pauses, the old primary region
-catches up with the new one, the new primary is demoted *first* (so two regions never take
-writes at once), then the old one is promoted and the rest follow it.
+An old primary that another region took writes from is replaced on fresh forks of the new
+primary's volume (its own volumes kept); a replica region, or an old primary nothing reached,
+is simply brought back. Why, and what each phase does: docs/drills.md ("What a drill does to
+your fleet").
 """
 
 from __future__ import annotations
@@ -51,7 +34,7 @@ __all__ = ["FailBack"]
 
 
 class FailBack:
-    """The drill's second half: it writes what it does into ``state``."""
+    """Run the drill's second half, writing what it does into ``state``."""
 
     def __init__(self, drill: Drill, state: DrillState) -> None:
         self.r = drill

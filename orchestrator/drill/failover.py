@@ -1,21 +1,8 @@
-"""Take the region down and fail over: baseline, fault, detection, promotion, verification.
+"""The drill's first half: baseline, fault, detection, promotion, scale-up, verification.
 
-`FailOver.run` is the drill's first half, run under the guard (which may cancel it at any
-await):
-
-- **steady state**: the canary and the probes run for ``[drill] baseline``; their numbers are
-  the baseline.
-- **fault** (T0): the region goes down (``orchestrator.drill.fault``). **detect**: the probes
-  steered to the region stop being served from it.
-- **promote**, when the region held the primary: the nearest healthy survivor (or
-  ``--promote``) gets ``PRIMARY_REGION`` set to itself on its machines first, through the
-  deploy executor (leases, expected versions, health); then the other survivors follow it.
-  The canary writes to it from the start of the promotion, so its first acknowledged write is
-  the moment the service takes writes again: the RTO.
-- **scale up** (``[drill] scale_survivors``): the lost region's machine count is added to the
-  surviving replica regions, on forks of the primary's volume.
-- **verify**: writes acknowledged again, survivors healthy, writes steadily served; then the
-  RPO is read from the new primary's records.
+`FailOver.run` runs under the runner's guard, which may cancel it at any await; what each phase
+does and measures is told in docs/drills.md ("What a drill does to your fleet",
+"What it measures").
 """
 
 from __future__ import annotations
@@ -42,7 +29,7 @@ STEADY_RUN = 10
 
 
 class FailOver:
-    """The drill's first half: it writes what it does and measures into ``state``."""
+    """Run the drill's first half, writing what it does and measures into ``state``."""
 
     def __init__(self, drill: Drill, state: DrillState) -> None:
         self.r = drill

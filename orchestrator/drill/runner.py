@@ -1,33 +1,8 @@
 """Run a disaster-recovery drill end to end: preflight, fail over, measure, fail back, report.
 
-`run_drill` is what ``invoke drill`` calls. The order is deliberate:
-
-1. Everything that can be wrong with the input is checked before the first API call
-   (`check_request`, exit 2); the app's deploy lock is taken (no deploy runs during a drill).
-2. **preflight**: the fleet is at the spec and healthy, a primary volume has a snapshot, the
-   replicas' lag is known. Any problem stops the drill before it changes anything.
-3. **steady state**: the canary writes to the primary every 100 ms and the probes read from
-   every region; this is the baseline.
-4. **fault** (T0): the region goes down. **detect**: the probes see it. **promote** (when it
-   held the primary): the nearest healthy region (or ``--promote``) takes over, then the other
-   survivors follow it. **scale up** (``[drill] scale_survivors``). **verify**: survivors
-   healthy, writes acknowledged again (the RTO), and the RPO read from the new primary.
-5. **restore**, **re-seed**, **scale back**, **fail back**, **integrity**: the region comes
-   back, the old primary's machines move onto fresh forks of the new primary's data, the
-   extra machines go, the primary moves back (unless ``--no-failback``), and the fleet is
-   checked: exactly one primary, every replica holding the primary's records.
-
-A guard watches the fail-over: when the survivors' error rate passes ``max_error_rate`` or the
-drill passes ``max_duration``, it aborts the fail-over at once and the restore runs, with the
-reason in the report (verdict ``aborted``).
-
-Stopping a drill (docs/drills.md, "Interrupting a drill"): the first Ctrl-C stops it at the next
-phase boundary, where at most one region takes writes; a second Ctrl-C, or SIGTERM, stops it at
-once. Either way the fleet is made safe before the command exits (a region taken down before
-any promotion comes back; an old primary that another region has taken over from stays down
-and fenced) and the drill's state stays in ``.orchestrator/drill.json`` (`DrillState`), so
-``invoke drill --resume`` finishes it and ``invoke drill --abort`` returns the fleet to the
-pre-drill primary. ``kill -9`` leaves the same file, as of the last phase boundary.
+`run_drill` is what ``invoke drill`` calls (and ``--resume``/``--abort``); `DrillRunner` runs
+the phases in order, under the guard, with a `DrillState` as its record. What each phase does,
+the guard, and how a drill is stopped and taken up again: docs/drills.md.
 """
 
 from __future__ import annotations
@@ -207,7 +182,7 @@ def _stop_on_signals(runner: DrillRunner) -> Iterator[None]:
 
 
 class DrillRunner:
-    """One drill, from preflight to report. See the module docstring for the sequence."""
+    """Run one drill, from preflight to report (the sequence: docs/drills.md)."""
 
     def __init__(
         self,
