@@ -513,8 +513,9 @@ def drill(
     from pathlib import Path
 
     from orchestrator.commands.drill import run_drill
-    from orchestrator.drill import DrillBus, DrillRequest, write_reports
+    from orchestrator.drill import DrillBus, DrillRequest
     from orchestrator.render.drill import DrillView, drill_summary
+    from orchestrator.render.drill_report import write_reports
 
     if resume and abort:
         raise Exit("error: --abort: give --resume or --abort, not both", 2)

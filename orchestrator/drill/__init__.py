@@ -1,14 +1,14 @@
 """Disaster-recovery drills: take a region down, fail over, measure RTO and RPO, fail back.
 
 ``run_drill(settings, DrillRequest(region=...))`` runs one and returns a `DrillReport`
-(``to_json()`` is ``invoke drill --json``; `write_reports` writes the Markdown and HTML
-reports). The drill emits events on a `DrillBus`; ``orchestrator.render.drill`` draws them.
+(``to_json()`` is ``invoke drill --json``; ``orchestrator.render.drill_report`` writes it as
+Markdown and HTML). The drill emits events on a `DrillBus`; ``orchestrator.render.drill``
+draws them.
 docs/drills.md explains what a drill does to a fleet and how to read its report.
 """
 
 from __future__ import annotations
 
-from orchestrator.drill.document import report_paths, to_html, to_markdown, write_reports
 from orchestrator.drill.events import (
     DrillBus,
     DrillEvent,
@@ -46,10 +46,6 @@ __all__ = [
     "compute_rpo",
     "compute_rto",
     "judge",
-    "report_paths",
     "run_drill",
     "shell_hook",
-    "to_html",
-    "to_markdown",
-    "write_reports",
 ]

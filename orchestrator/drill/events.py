@@ -1,19 +1,18 @@
 """Typed events a drill emits while it runs, and the bus that delivers them.
 
-The drill core never prints: it emits these, and subscribers (the rich view in
-``orchestrator.render.drill``, the ``--hook`` runner, tests) do what they want with them.
-Subscribers are plain callables run synchronously on the event loop, in subscription order.
-Every event carries ``at``, the wall-clock time (epoch seconds) it was emitted.
+The drill core never prints: it emits these on a `DrillBus` (the generic ``orchestrator.bus``),
+and subscribers (the rich view in ``orchestrator.render.drill``, tests) do what they want with
+them. Every event carries ``at``, the wall-clock time (epoch seconds) it was emitted.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from orchestrator.bus import Bus
 from orchestrator.drill.phases import Phase, PhaseOutcome
 
 __all__ = [
@@ -28,8 +27,6 @@ __all__ = [
     "PhaseStarted",
     "Subscriber",
 ]
-
-log = logging.getLogger(__name__)
 
 NoteLevel = Literal["info", "warning", "error"]
 
@@ -135,26 +132,13 @@ DrillEvent = DrillStarted | PhaseStarted | PhaseFinished | DrillProgress | Drill
 Subscriber = Callable[[DrillEvent], None]
 
 
-class DrillBus:
-    """Deliver drill events to subscribers, in the order they subscribed."""
+class DrillBus(Bus[DrillEvent]):
+    """Deliver drill events (`orchestrator.bus.Bus`); a failing subscriber is logged and skipped.
 
-    def __init__(self, *subscribers: Subscriber) -> None:
-        self._subscribers: list[Subscriber] = list(subscribers)
+    A broken view must never stop a drill half-way, with a region down.
+    """
 
-    def subscribe(self, subscriber: Subscriber) -> None:
-        """Add a subscriber; it sees every event emitted from now on."""
-        self._subscribers.append(subscriber)
-
-    def emit(self, event: DrillEvent) -> None:
-        """Hand ``event`` to every subscriber; a failing subscriber is logged and skipped.
-
-        A broken view must never stop a drill half-way, with a region down.
-        """
-        for subscriber in self._subscribers:
-            try:
-                subscriber(event)
-            except Exception:
-                log.exception("drill subscriber %r failed on %s", subscriber, type(event).__name__)
+    what = "drill"
 
     def note(self, message: str, level: NoteLevel = "info") -> None:
         """Emit a `DrillNote`."""

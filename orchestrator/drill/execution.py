@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from orchestrator.drill.events import DrillBus, DrillNote
+from orchestrator.drill.events import DrillBus
 from orchestrator.errors import DrillError
 from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.events import Event, EventBus, GateResult, Note, StepFinished
@@ -99,13 +99,13 @@ class PlanRunner:
         def forward(event: Event) -> None:
             if isinstance(event, StepFinished) and event.step.mutating:
                 if event.outcome == "failed":
-                    self.bus.emit(DrillNote(f"{what}: {event.step.id}: {event.error}", "error"))
+                    self.bus.note(f"{what}: {event.step.id}: {event.error}", "error")
                 elif event.outcome == "succeeded" and event.detail:
-                    self.bus.emit(DrillNote(f"{what}: {event.detail}"))
+                    self.bus.note(f"{what}: {event.detail}")
             elif isinstance(event, GateResult) and event.step.kind is StepKind.GATE_HEALTH:
                 if event.passed and on_gate is not None:
                     on_gate(event.step.region, event.at.timestamp())
             elif isinstance(event, Note) and event.level != "info":
-                self.bus.emit(DrillNote(f"{what}: {event.message}", event.level))
+                self.bus.note(f"{what}: {event.message}", event.level)
 
         return forward

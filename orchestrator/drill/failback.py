@@ -1,33 +1,16 @@
-"""Put the fleet back after a drill: restore the region, re-seed it, fail back, check integrity.
+"""The drill's second half: restore the region, re-seed it, scale back, fail back, check integrity.
 
-How the region that went down gets its data back depends on what it was:
-
-- **A replica region** never took writes, so its data is a prefix of the primary's history:
-  once it runs again, the app's replication catches it up. Nothing is replaced.
-- **The old primary, after a promotion that took writes**, holds records the new primary
-  never got (the RPO) under the same sequence numbers the new primary has since given to new
-  writes. Its machines are *replaced*: each old machine is destroyed, a fresh volume is forked
-  from the new primary's volume, and a new machine follows the new primary from there. A fork
-  is a copy of the new primary's history, checked by the executor's replication step, so
-  nothing depends on the app noticing that two histories diverged; and the old volumes are
-  kept, unattached, with the lost writes on them for anyone who needs to recover them (unless
-  ``--destroy-old-volumes``). Letting replication "catch up" the old volume instead would rest
-  the data's integrity on the app's divergence handling, and mix the lost writes into a live
-  database.
-- **The old primary, when no write reached the promoted region** (the drill was aborted
-  during the promotion): it kept every record, so it simply becomes the primary again and the
-  survivors follow it.
-
-Moving the primary back is a planned switch-over: the canary pauses, the old primary region
-catches up with the new one, the new primary is demoted *first* (so two regions never take
-writes at once), then the old one is promoted and the rest follow it.
+An old primary that another region took writes from is replaced on fresh forks of the new
+primary's volume (its own volumes kept); a replica region, or an old primary nothing reached,
+is simply brought back. Why, and what each phase does: docs/drills.md ("What a drill does to
+your fleet").
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from orchestrator.drill.fault import fence
 from orchestrator.drill.measure import record_digest
@@ -40,21 +23,22 @@ from orchestrator.drill.probes import (
     region_health,
 )
 from orchestrator.drill.report import Integrity
+from orchestrator.drill.state import DrillState
+from orchestrator.drill.steps import Drill
 from orchestrator.errors import DrillError, FlyNotFound
+from orchestrator.fleetconfig.model import DeploySpec
 from orchestrator.plan.fleet import Fleet, observe
 from orchestrator.plan.graph import build_plan, spec_waves
-
-if TYPE_CHECKING:
-    from orchestrator.drill.runner import DrillRunner
 
 __all__ = ["FailBack"]
 
 
 class FailBack:
-    """The drill's second half; see the module docstring."""
+    """Run the drill's second half, writing what it does into ``state``."""
 
-    def __init__(self, runner: DrillRunner) -> None:
-        self.r = runner
+    def __init__(self, drill: Drill, state: DrillState) -> None:
+        self.r = drill
+        self.s = state
 
     @property
     def _app(self) -> str:
@@ -65,11 +49,11 @@ class FailBack:
 
     async def run(self) -> str | None:
         """Restore the fleet; return the region that is primary afterwards (``None``: untouched)."""
-        r = self.r
-        if not r.fault_injected:
+        r, s = self.r, self.s
+        if not s.fault_injected:
             return None
-        new = r.promoted
-        replace = new is not None and (bool(r.canary.acks_from(new)) or r.new_primary_wrote)
+        new = s.promoting
+        replace = new is not None and (bool(r.canary.acks_from(new)) or s.new_primary_wrote)
         if new is not None and not replace:
             # Nothing reached the new primary: the old one keeps its data and takes writes again.
             r.canary.retarget(r.primary)
@@ -94,26 +78,26 @@ class FailBack:
         return final
 
     def _why_no_reseed(self) -> str:
-        r = self.r
-        if r.promoted is None:
+        r, s = self.r, self.s
+        if s.promoting is None:
             return (
                 f"{r.region} was a replica: its data is a prefix of the primary's, and "
                 "replication catches it up"
             )
-        return f"no write reached {r.promoted}: {r.region} kept every record and stays primary"
+        return f"no write reached {s.promoting}: {r.region} kept every record and stays primary"
 
     async def _restore(self, replace: bool) -> None:
-        r = self.r
+        r, s = self.r, self.s
         async with r.phase(Phase.RESTORE) as span:
             if replace and r.fault.kind == "stop-and-cordon":
                 span.detail = f"{r.region}'s machines stay stopped and cordoned until replaced"
                 return
             parts = (
                 [f"{r.region} already back"]
-                if r.fault_cleared
+                if s.fault_cleared
                 else [await r.fault.clear(r.region, fenced=replace)]
             )
-            r.fault_cleared = True
+            s.fault_cleared = True
             if replace:
                 fenced = await fence(r.conn.client, self._app, r.region)
                 parts.append(
@@ -132,14 +116,14 @@ class FailBack:
             span.detail = "; ".join(parts)
 
     async def _reseed(self, new: str) -> None:
-        r = self.r
+        r, s = self.r, self.s
         async with r.phase(Phase.RESEED) as span:
             fleet = await self._fleet()
             old = sorted({m.volume_id for m in fleet.machines_in(r.region) if m.volume_id})
             plan = reseed_plan(r.spec, fleet, region=r.region, primary=new)
             await r.plans.run(plan, f"re-seed {r.region}")
-            r.extra_details["old_volumes"] = old
-            r.extra_details["old_volumes_destroyed"] = r.request.destroy_old_volumes
+            s.extra_details["old_volumes"] = old
+            s.extra_details["old_volumes_destroyed"] = r.request.destroy_old_volumes
             fate = "kept (they hold the writes the new primary never got)"
             if r.request.destroy_old_volumes:
                 for vid in old:
@@ -183,8 +167,8 @@ class FailBack:
         return r.region
 
     async def _revert(self) -> str:
-        r = self.r
-        if r.promoted is None:
+        r, s = self.r, self.s
+        if s.promoting is None:
             await r.skip(Phase.FAILBACK, f"the primary never moved from {r.primary}")
             return r.primary
         async with r.phase(Phase.FAILBACK) as span:
@@ -193,7 +177,7 @@ class FailBack:
             # The spec's counts: machines added while the region was down go in the same plan.
             plan = converge_plan(r.spec, fleet, primary=r.primary, order=order)
             await r.plans.run(plan, f"revert to {r.primary}")
-            span.detail = f"{r.promoted} demoted; every survivor follows {r.primary} again"
+            span.detail = f"{s.promoting} demoted; every survivor follows {r.primary} again"
         return r.primary
 
     async def _scale_back(self, primary: str) -> None:
@@ -255,11 +239,11 @@ class FailBack:
         return result
 
     def _expect_spec(self) -> bool:
-        r = self.r
-        return r.request.failback or r.promoted is None
+        r, s = self.r, self.s
+        return r.request.failback or s.promoting is None
 
     async def _integrity(self, final: str) -> Integrity:
-        r = self.r
+        r, s = self.r, self.s
         machines = await live_machines(r.conn.client, self._app)
         answers = await asyncio.gather(*(machine_status(r.traffic, m.id) for m in machines))
         status = {m.id: a for m, a in zip(machines, answers, strict=True)}
@@ -299,10 +283,10 @@ class FailBack:
             if digest != lead_digest:
                 mismatched[m.id] = f"records differ from the primary's (digest {digest[:12]})"
         if orphaned:
-            r.extra_details["orphaned_records"] = orphaned
+            s.extra_details["orphaned_records"] = orphaned
         fleet = await self._fleet()
         problems = (
-            _spec_problems(r, fleet)
+            _spec_problems(r.spec, fleet)
             if self._expect_spec()
             else (
                 f"the primary was left in {final} (--no-failback); fly.toml still says "
@@ -321,8 +305,8 @@ class FailBack:
         )
 
 
-def _spec_problems(r: DrillRunner, fleet: Fleet) -> tuple[str, ...]:
-    plan = build_plan(r.spec, fleet)
+def _spec_problems(spec: DeploySpec, fleet: Fleet) -> tuple[str, ...]:
+    plan = build_plan(spec, fleet)
     return tuple(f"{s.id} pending" for s in plan.mutating_steps)
 
 

@@ -1,27 +1,13 @@
-"""Take the region down and fail over: baseline, fault, detection, promotion, verification.
+"""The drill's first half: baseline, fault, detection, promotion, scale-up, verification.
 
-`FailOver.run` is the drill's first half, run under the guard (which may cancel it at any
-await):
-
-- **steady state**: the canary and the probes run for ``[drill] baseline``; their numbers are
-  the baseline.
-- **fault** (T0): the region goes down (``orchestrator.drill.fault``). **detect**: the probes
-  steered to the region stop being served from it.
-- **promote**, when the region held the primary: the nearest healthy survivor (or
-  ``--promote``) gets ``PRIMARY_REGION`` set to itself on its machines first, through the
-  deploy executor (leases, expected versions, health); then the other survivors follow it.
-  The canary writes to it from the start of the promotion, so its first acknowledged write is
-  the moment the service takes writes again: the RTO.
-- **scale up** (``[drill] scale_survivors``): the lost region's machine count is added to the
-  surviving replica regions, on forks of the primary's volume.
-- **verify**: writes acknowledged again, survivors healthy, writes steadily served; then the
-  RPO is read from the new primary's records.
+`FailOver.run` runs under the runner's guard, which may cancel it at any await; what each phase
+does and measures is told in docs/drills.md ("What a drill does to your fleet",
+"What it measures").
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from orchestrator.drill.canary import canary_n
 from orchestrator.drill.measure import RpoResult, compute_rpo
@@ -29,13 +15,12 @@ from orchestrator.drill.phases import Phase
 from orchestrator.drill.plans import converge_plan, scale_up_plan, spread
 from orchestrator.drill.preflight import choose_promotion
 from orchestrator.drill.probes import fleet_health, read_records, region_writer
+from orchestrator.drill.state import DrillState
+from orchestrator.drill.steps import Drill
 from orchestrator.errors import DrillError
 from orchestrator.execute.failpoints import failpoint
 from orchestrator.fleetconfig.regions import REGIONS, distance_km
 from orchestrator.plan.fleet import observe
-
-if TYPE_CHECKING:
-    from orchestrator.drill.runner import DrillRunner
 
 __all__ = ["STEADY_RUN", "FailOver"]
 
@@ -44,14 +29,15 @@ STEADY_RUN = 10
 
 
 class FailOver:
-    """The drill's first half; see the module docstring."""
+    """Run the drill's first half, writing what it does and measures into ``state``."""
 
-    def __init__(self, runner: DrillRunner) -> None:
-        self.r = runner
+    def __init__(self, drill: Drill, state: DrillState) -> None:
+        self.r = drill
+        self.s = state
 
     async def run(self) -> None:
         """Measure the baseline, take the region down, fail over, and verify the recovery."""
-        r = self.r
+        r, s = self.r, self.s
         r.canary.start()
         r.probes.start()
         async with r.phase(Phase.STEADY_STATE) as span:
@@ -61,23 +47,23 @@ class FailOver:
                 raise DrillError(
                     f"the primary acknowledged none of {r.canary.attempted} canary writes"
                 )
-            r.baseline = r.probes.stats(start, r.now())
+            s.baseline = r.probes.stats(start, r.now())
             span.detail = (
                 f"{len(r.canary.acks)} writes acknowledged; reads: error rate "
-                f"{r.baseline.error_rate:.3f}, p95 {r.baseline.p95_ms or 0:.0f} ms"
+                f"{s.baseline.error_rate:.3f}, p95 {s.baseline.p95_ms or 0:.0f} ms"
             )
         async with r.phase(Phase.FAULT) as span:
-            r.t0 = r.now()
-            r.fault_injected = True  # set first: a half-applied fault is still cleared
+            s.t0 = r.now()
+            s.fault_injected = True  # set first: a half-applied fault is still cleared
             span.detail = await r.fault.inject(r.region)
-            r.fault_applied_at = r.now()
-        t0 = r.t0
+            s.fault_applied_at = r.now()
+        t0 = s.t0
         async with r.phase(Phase.DETECT) as span:
-            r.detected_at = await r.until(
+            s.detected_at = await r.until(
                 f"the probes to see {r.region} down",
                 lambda: r.probes.region_down_at(r.region, t0),
             )
-            span.detail = f"{r.region} seen down {r.detected_at - t0:.2f}s after T0"
+            span.detail = f"{r.region} seen down {s.detected_at - t0:.2f}s after T0"
         if r.region == r.primary:
             await self._promote()
         else:
@@ -88,7 +74,7 @@ class FailOver:
         await self._verify(t0)
 
     async def _promote(self) -> None:
-        r = self.r
+        r, s = self.r, self.s
         conn = r.conn
         async with r.phase(Phase.PROMOTE) as span:
             checks = await fleet_health(conn.client, conn.probe, conn.app, r.survivors)
@@ -96,10 +82,9 @@ class FailOver:
             target = choose_promotion(r.spec, r.region, r.request.promote, healthy)
             if target is None:
                 raise DrillError("no surviving region to promote")
-            r.promoted = target
             # Saved before the first machine changes: a drill killed from here on is resumed
             # or aborted knowing which region may have taken writes.
-            r.promoting = target
+            s.promoting = target
             r.save_state()
             failpoint("drill_promoting", target)
             # From now on the canary writes to the new primary: its first success is the RTO.
@@ -109,36 +94,36 @@ class FailOver:
             plan = converge_plan(r.spec, fleet, primary=target, order=[[target], others])
 
             def gate_passed(region: str, at: float) -> None:
-                if region == target and r.promoted_at is None:
-                    r.promoted_at = at
+                if region == target and s.promoted_at is None:
+                    s.promoted_at = at
 
             await r.plans.run(plan, f"promote {target}", on_gate=gate_passed)
-            if r.promoted_at is None:
-                r.promoted_at = r.now()
+            if s.promoted_at is None:
+                s.promoted_at = r.now()
             span.detail = (
                 f"{target} promoted (PRIMARY_REGION={target} on every survivor); "
                 f"{', '.join(others) or 'no other region'} follow it"
             )
 
     async def _scale_up(self) -> None:
-        r = self.r
+        r, s = self.r, self.s
         if not r.spec.drill.scale_survivors:
             await r.skip(Phase.SCALE_UP, "[drill] scale_survivors is off")
             return
-        primary = r.promoted or r.primary
+        primary = s.promoting or r.primary
         replicas = sorted((c for c in r.survivors if c != primary), key=lambda c: _km(r.region, c))
         extra = spread(r.spec.regions[r.region].count, replicas or [primary])
         async with r.phase(Phase.SCALE_UP) as span:
             fleet = await observe(r.conn.client, r.conn.app)
             plan = scale_up_plan(r.spec, fleet, extra=extra, primary=primary)
-            r.scaled = dict(extra)
+            s.scaled = dict(extra)
             await r.plans.run(plan, "scale up survivors")
             span.detail = "added " + ", ".join(f"{n} in {r}" for r, n in sorted(extra.items()))
 
     async def _verify(self, t0: float) -> None:
-        r = self.r
+        r, s = self.r, self.s
         conn = r.conn
-        target = r.promoted or r.primary
+        target = s.promoting or r.primary
         async with r.phase(Phase.VERIFY) as span:
             first = await r.until(
                 f"a write acknowledged by {target}",
@@ -151,7 +136,7 @@ class FailOver:
                     lambda: r.probes.served_elsewhere_at(r.region, t0),
                 )
                 first = max(first, served)
-            r.first_write_at = first
+            s.first_write_at = first
 
             async def survivors_healthy() -> float | None:
                 checks = await fleet_health(conn.client, conn.probe, conn.app, r.survivors)
@@ -162,22 +147,22 @@ class FailOver:
                 f"{STEADY_RUN} writes in a row acknowledged by {target}",
                 lambda: r.canary.steady_since(t0, run=STEADY_RUN, region=target),
             )
-            r.steady_at = max(healthy_at, steady + STEADY_RUN * r.canary.interval_s)
-            r.rpo = await self._measure_rpo(target)
-            r.verified_at = r.now()
-            r.during = r.probes.stats(t0, r.verified_at, targets=r.survivors)
+            s.steady_at = max(healthy_at, steady + STEADY_RUN * r.canary.interval_s)
+            s.rpo = await self._measure_rpo(target)
+            s.verified_at = r.now()
+            s.during = r.probes.stats(t0, s.verified_at, targets=r.survivors)
             # Probes sent between T0 and the fault taking effect were still served by the
             # region itself; who served it *while down* counts from the fault's completion.
-            r.served_by = r.probes.answered_by(r.region, r.fault_applied_at or t0)
+            s.served_by = r.probes.answered_by(r.region, s.fault_applied_at or t0)
             span.detail = (
                 f"writes acknowledged by {target} {first - t0:.2f}s after T0; RPO "
-                f"{r.rpo.records} record(s) / {r.rpo.seconds:.2f}s; {r.region}'s "
-                f"traffic served by {', '.join(r.served_by) or 'nobody'}"
+                f"{s.rpo.records} record(s) / {s.rpo.seconds:.2f}s; {r.region}'s "
+                f"traffic served by {', '.join(s.served_by) or 'nobody'}"
             )
 
     async def _measure_rpo(self, target: str) -> RpoResult:
         """Compare what the old primary acknowledged with what ``target`` holds now."""
-        r = self.r
+        r, s = self.r, self.s
         conn = r.conn
         # The machine that acknowledged the newest write holds the history that counts; a
         # follower in the same region may be a pull behind.
@@ -191,7 +176,7 @@ class FailOver:
         acked = r.canary.acks_from(r.primary)
         records = await read_records(r.traffic, writer)
         present = {
-            int(rec["seq"]): canary_n(rec.get("data"), r.drill_id)
+            int(rec["seq"]): canary_n(rec.get("data"), s.drill_id)
             for rec in records
             if isinstance(rec.get("seq"), int)
         }

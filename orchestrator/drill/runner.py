@@ -1,33 +1,8 @@
 """Run a disaster-recovery drill end to end: preflight, fail over, measure, fail back, report.
 
-`run_drill` is what ``invoke drill`` calls. The order is deliberate:
-
-1. Everything that can be wrong with the input is checked before the first API call
-   (`check_request`, exit 2); the app's deploy lock is taken (no deploy runs during a drill).
-2. **preflight**: the fleet is at the spec and healthy, a primary volume has a snapshot, the
-   replicas' lag is known. Any problem stops the drill before it changes anything.
-3. **steady state**: the canary writes to the primary every 100 ms and the probes read from
-   every region; this is the baseline.
-4. **fault** (T0): the region goes down. **detect**: the probes see it. **promote** (when it
-   held the primary): the nearest healthy region (or ``--promote``) takes over, then the other
-   survivors follow it. **scale up** (``[drill] scale_survivors``). **verify**: survivors
-   healthy, writes acknowledged again (the RTO), and the RPO read from the new primary.
-5. **restore**, **re-seed**, **scale back**, **fail back**, **integrity**: the region comes
-   back, the old primary's machines move onto fresh forks of the new primary's data, the
-   extra machines go, the primary moves back (unless ``--no-failback``), and the fleet is
-   checked: exactly one primary, every replica holding the primary's records.
-
-A guard watches the fail-over: when the survivors' error rate passes ``max_error_rate`` or the
-drill passes ``max_duration``, it aborts the fail-over at once and the restore runs, with the
-reason in the report (verdict ``aborted``).
-
-Stopping a drill (docs/drills.md, "Interrupting a drill"): the first Ctrl-C stops it at the next
-phase boundary, where at most one region takes writes; a second Ctrl-C, or SIGTERM, stops it at
-once. Either way the fleet is made safe before the command exits (a region taken down before
-any promotion comes back; an old primary that another region has taken over from stays down
-and fenced) and the drill's state stays in ``.orchestrator/drill.json`` (`DrillState`), so
-``invoke drill --resume`` finishes it and ``invoke drill --abort`` returns the fleet to the
-pre-drill primary. ``kill -9`` leaves the same file, as of the last phase boundary.
+`run_drill` is what ``invoke drill`` calls (and ``--resume``/``--abort``); `DrillRunner` runs
+the phases in order, under the guard, with a `DrillState` as its record. What each phase does,
+the guard, and how a drill is stopped and taken up again: docs/drills.md.
 """
 
 from __future__ import annotations
@@ -39,10 +14,10 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
 
 from orchestrator.connect import Connection, connect
 from orchestrator.drill.canary import CanaryWriter, canary_n
+from orchestrator.drill.clock import PhaseClock
 from orchestrator.drill.events import (
     DrillBus,
     DrillEvent,
@@ -57,14 +32,13 @@ from orchestrator.drill.failover import FailOver
 from orchestrator.drill.fault import LocalOutage, RegionFault, StopAndCordon
 from orchestrator.drill.hooks import shell_hook
 from orchestrator.drill.measure import (
-    RpoResult,
     TrafficStats,
     compute_rto,
     record_digest,
 )
-from orchestrator.drill.phases import Phase, PhaseClock, PhaseSpan, iso_utc
+from orchestrator.drill.phases import Phase, PhaseSpan, iso_utc
 from orchestrator.drill.plans import converge_plan
-from orchestrator.drill.preflight import Preflight, check_request, choose_promotion, preflight
+from orchestrator.drill.preflight import check_request, choose_promotion, preflight
 from orchestrator.drill.probes import ProbeLoop, live_machines, read_records, region_writer
 from orchestrator.drill.report import (
     DrillReport,
@@ -74,7 +48,7 @@ from orchestrator.drill.report import (
     guard_reason,
     judge,
 )
-from orchestrator.drill.state import DrillState
+from orchestrator.drill.state import DrillRequest, DrillState
 from orchestrator.errors import ConfigError, DrillError, LocalFlyError, OrchestratorError
 from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.failpoints import failpoint
@@ -98,29 +72,6 @@ Hook = Callable[[PhaseSpan], Awaitable[None]]
 TRAFFIC_TIMEOUT_S = 2.0
 WAIT_TIMEOUT_S = 120.0
 GUARD_WINDOW_S = 3.0
-
-
-@dataclass(frozen=True, slots=True)
-class DrillRequest:
-    """What the operator asked for.
-
-    Attributes:
-        region: the region to take down.
-        promote: the region to promote when ``region`` holds the primary (default: nearest).
-        dry_run: run the preflight, say what would happen, change nothing.
-        failback: move the primary back to ``region`` at the end.
-        destroy_old_volumes: destroy the old primary's volumes once replaced (default: keep).
-        hook: a shell command run after each phase (see ``orchestrator.drill.hooks``).
-    """
-
-    region: str
-    promote: str | None = None
-    dry_run: bool = False
-    failback: bool = True
-    destroy_old_volumes: bool = False
-    hook: str | None = None
-    resume: bool = False
-    abort: bool = False
 
 
 class DrillStopped(DrillError):
@@ -205,7 +156,7 @@ def _stop_on_signals(runner: DrillRunner) -> Iterator[None]:
     main = asyncio.current_task()
 
     def interrupt() -> None:
-        if runner.stop_requested is None:
+        if runner.state.stop_requested is None:
             runner.request_stop("Ctrl-C")
         elif main is not None:
             runner.stop_now("a second Ctrl-C")
@@ -231,7 +182,7 @@ def _stop_on_signals(runner: DrillRunner) -> Iterator[None]:
 
 
 class DrillRunner:
-    """One drill, from preflight to report. See the module docstring for the sequence."""
+    """Run one drill, from preflight to report (the sequence: docs/drills.md)."""
 
     def __init__(
         self,
@@ -251,7 +202,10 @@ class DrillRunner:
         self.bus = bus
         if hook is None and request.hook:
             hook = shell_hook(
-                request.hook, app=conn.app, region=request.region, promoted=lambda: self.promoted
+                request.hook,
+                app=conn.app,
+                region=request.region,
+                promoted=lambda: self.state.promoting,
             )
         self.hook = hook
         self.now = now
@@ -260,11 +214,11 @@ class DrillRunner:
         self.regions = sorted(c for c, r in spec.regions.items() if r.count > 0)
         self.survivors = [c for c in self.regions if c != self.region]
         self.clock = PhaseClock(bus.emit, now=now)
-        self.drill_id = uuid.uuid4().hex[:12]
+        drill_id = uuid.uuid4().hex[:12]
         self.traffic = ProxyClient(
             conn.proxy_url, conn.app, host_header=conn.backend == "local", timeout=TRAFFIC_TIMEOUT_S
         )
-        self.canary = CanaryWriter(self.traffic, self.drill_id, primary_region=self.primary)
+        self.canary = CanaryWriter(self.traffic, drill_id, primary_region=self.primary)
         self.probes = ProbeLoop(self.traffic, self.regions)
         self.plans = PlanRunner(
             conn.client,
@@ -277,40 +231,10 @@ class DrillRunner:
             options=options,
         )
         self.fault = self._fault()
-        self.notes: list[str] = []
         bus.subscribe(self._collect_note)
-        # What happened, for the report and for the restore.
-        self.started_at = 0.0
-        self.t0: float | None = None
-        self.fault_injected = False
-        # When the fault call returned: from then on the region is down for every new request.
-        self.fault_applied_at: float | None = None
-        self.promoted: str | None = None
-        self.detected_at: float | None = None
-        self.promoted_at: float | None = None
-        self.first_write_at: float | None = None
-        self.steady_at: float | None = None
-        self.verified_at: float | None = None
-        self.baseline: TrafficStats | None = None
-        self.during: TrafficStats | None = None
-        self.rpo: RpoResult | None = None
-        self.preflight: Preflight | None = None
-        self.scaled: dict[str, int] = {}
-        self.abort_reason: str | None = None
-        self.failure: str | None = None
-        self.served_by: dict[str, int] = {}
-        self.extra_details: dict[str, object] = {}
-        # Stopping (see the module docstring) and what survives the process.
-        self.stop_requested: str | None = None
-        self.stopped: str | None = None
-        self.hard_stop: str | None = None
-        self.promoting: str | None = None
-        self.new_primary_wrote = False
-        self.fault_cleared = False
-        # Phases a stopped run finished (a resumed drill does not run them again).
-        self.prior_phases: list[str] = []
+        # Everything the drill does and measures goes here; FailOver and FailBack write to it.
         self.state = DrillState(
-            drill_id=self.drill_id,
+            drill_id=drill_id,
             app=conn.app,
             region=self.region,
             primary=self.primary,
@@ -331,13 +255,13 @@ class DrillRunner:
 
     def _collect_note(self, event: DrillEvent) -> None:
         if isinstance(event, DrillNote) and event.level != "info":
-            self.notes.append(f"{event.level}: {event.message}")
+            self.state.notes.append(f"{event.level}: {event.message}")
 
     # -- the whole drill --------------------------------------------------------------------
 
     async def run(self) -> DrillReport:
         """Run the drill and return its report (never raises for a failed drill)."""
-        self.started_at = self.now()
+        self.state.run_started_at = self.now()
         self.bus.emit(
             DrillStarted(
                 app=self.conn.app,
@@ -346,7 +270,7 @@ class DrillRunner:
                 primary_region=self.primary,
                 promote=choose_promotion(self.spec, self.region, self.request.promote),
                 dry_run=self.request.dry_run,
-                at=self.started_at,
+                at=self.state.run_started_at,
             )
         )
 
@@ -355,7 +279,7 @@ class DrillRunner:
             if not ready or self.request.dry_run:
                 return Integrity()
             await self._fail_over_guarded()
-            if self.stopped is not None:
+            if self.state.stopped is not None:
                 return Integrity()
             return await self._put_back()
 
@@ -363,25 +287,25 @@ class DrillRunner:
 
     async def finish(self) -> DrillReport:
         """Finish (``--resume``) or undo (``--abort``) a drill from its saved state."""
-        self.started_at = self.now()
+        self.state.run_started_at = self.now()
         self.bus.emit(
             DrillStarted(
                 app=self.conn.app,
                 backend=self.conn.backend,
                 region=self.region,
                 primary_region=self.primary,
-                promote=self.promoted,
-                at=self.started_at,
+                promote=self.state.promoting,
+                at=self.state.run_started_at,
             )
         )
 
         async def body() -> Integrity:
-            if not self.fault_injected:
+            if not self.state.fault_injected:
                 if self.request.abort:
                     return await self._abort_split()
-                return await FailBack(self).integrity(self.primary)
-            if self.promoted is not None:
-                self.new_primary_wrote = await self._took_over(self.promoted)
+                return await FailBack(self, self.state).integrity(self.primary)
+            if self.state.promoting is not None:
+                self.state.new_primary_wrote = await self._took_over(self.state.promoting)
             return await self._put_back()
 
         return await self._drive(body)
@@ -393,17 +317,17 @@ class DrillRunner:
             try:
                 integrity = await body()
             except DrillStopped as exc:
-                self.stopped = str(exc)
+                self.state.stopped = str(exc)
             except (asyncio.CancelledError, KeyboardInterrupt):
                 # A second Ctrl-C or SIGTERM: stop now, but never leave two writable regions
                 # nor a region down that nothing replaced (`_make_safe`).
                 self._uncancel()
-                self.stopped = f"stopped at once ({self.hard_stop or 'interrupted'})"
-            if self.stopped is not None:
-                self.bus.note(f"{self.stopped}; making the fleet safe", "error")
+                self.state.stopped = f"stopped at once ({self.state.hard_stop or 'interrupted'})"
+            if self.state.stopped is not None:
+                self.bus.note(f"{self.state.stopped}; making the fleet safe", "error")
                 await self._make_safe()
             elif integrity.checked:
-                self.extra_details["lost_writes"] = await self._lost_writes(integrity)
+                self.state.extra_details["lost_writes"] = await self._lost_writes(integrity)
         finally:
             progress.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -424,7 +348,7 @@ class DrillRunner:
 
     async def _put_back(self) -> Integrity:
         """Restore, re-seed, scale back and fail back; then check the fleet's integrity."""
-        fail_back = FailBack(self)
+        fail_back = FailBack(self, self.state)
         try:
             final_primary = await fail_back.run()
         except DrillStopped:
@@ -439,12 +363,12 @@ class DrillRunner:
 
     async def _last_resort(self) -> None:
         """After a failed restore, bring the region back, fenced if another took over."""
-        if not self.fault_injected or self.fault_cleared:
+        if not self.state.fault_injected or self.state.fault_cleared:
             return
-        fenced = self.promoting is not None
+        fenced = self.state.promoting is not None
         try:
             self.bus.note(await self.fault.clear(self.region, fenced=fenced), "warning")
-            self.fault_cleared = True
+            self.state.fault_cleared = True
         except Exception as exc:
             self.bus.note(
                 f"could not bring {self.region} back ({exc}); see docs/drills.md for doing it "
@@ -460,11 +384,11 @@ class DrillRunner:
         down and fenced: it may lack writes the new primary took, and ``--resume`` or
         ``--abort`` replaces it from there.
         """
-        if not self.fault_injected or self.fault_cleared:
+        if not self.state.fault_injected or self.state.fault_cleared:
             return
-        if self.promoting is not None:
+        if self.state.promoting is not None:
             self.bus.note(
-                f"{self.region} stays down and fenced: {self.promoting} was being promoted; "
+                f"{self.region} stays down and fenced: {self.state.promoting} was being promoted; "
                 "run `invoke drill --resume` to finish the drill or `invoke drill --abort` to "
                 f"return the primary to {self.primary}",
                 "warning",
@@ -472,7 +396,7 @@ class DrillRunner:
             return
         try:
             self.bus.note(await self.fault.clear(self.region), "warning")
-            self.fault_cleared = True
+            self.state.fault_cleared = True
         except (OrchestratorError, asyncio.CancelledError) as exc:
             self.bus.note(f"could not bring {self.region} back yet: {_say(exc)}", "error")
 
@@ -483,7 +407,7 @@ class DrillRunner:
 
     async def _abort_split(self) -> Integrity:
         """With no drill saved: make the spec's primary region the only primary again."""
-        fail_back = FailBack(self)
+        fail_back = FailBack(self, self.state)
         async with self.phase(Phase.FAILBACK) as span:
             fleet = await observe(self.conn.client, self.conn.app)
             order = [list(w.regions) for w in spec_waves(self.spec)]
@@ -518,7 +442,7 @@ class DrillRunner:
         except OrchestratorError as exc:
             return {"count": None, "seqs": [], "error": _say(exc)}
         present = {
-            int(r["seq"]): canary_n(r.get("data"), self.drill_id)
+            int(r["seq"]): canary_n(r.get("data"), self.state.drill_id)
             for r in records
             if isinstance(r.get("seq"), int)
         }
@@ -532,22 +456,16 @@ class DrillRunner:
         if self.request.dry_run:
             return
         st = self.state
-        current = self.clock.spans[-1].phase.value if self.clock.spans else None
-        st.phase = current
-        st.finished_phases = self.prior_phases + [
+        # What the phase clock, the fault and the canary keep themselves, copied in.
+        st.phase = self.clock.spans[-1].phase.value if self.clock.spans else None
+        st.finished_phases = st.prior_phases + [
             sp.phase.value
             for sp in self.clock.spans
             if sp.finished_at and sp.outcome in ("ok", "skipped")
         ]
-        st.fault_injected = self.fault_injected
-        st.fault_cleared = self.fault_cleared
-        st.promoting = self.promoting or self.promoted
         st.stopped_machines = list(getattr(self.fault, "stopped", []))
         st.set_acks(list(self.canary.acks))
-        st.started_at = st.started_at or self.started_at
-        st.t0 = self.t0
-        st.stopped = self.stopped
-        st.stop_requested = self.stop_requested
+        st.started_at = st.started_at or st.run_started_at
         try:
             st.save(self.conn.settings.root)
         except OSError as exc:
@@ -556,8 +474,9 @@ class DrillRunner:
     def _settle_state(self, integrity: Integrity) -> None:
         if self.request.dry_run:
             return
-        changed = self.fault_injected and not self.fault_cleared
-        if (not changed and self.promoting is None) or (self.stopped is None and integrity.checked):
+        st = self.state
+        changed = st.fault_injected and not st.fault_cleared
+        if (not changed and st.promoting is None) or (st.stopped is None and integrity.checked):
             # Finished, or the fleet is as it was: nothing to resume.
             DrillState.clear(self.conn.settings.root)
             return
@@ -566,14 +485,10 @@ class DrillRunner:
     def restore(self, state: DrillState) -> None:
         """Take up a saved drill: its id, what it had done, its acknowledged writes."""
         self.state = state
-        self.drill_id = state.drill_id
+        # How the stopped run was stopped is history: this run has not been asked to stop.
+        state.stopped = state.stop_requested = None
+        state.prior_phases = list(state.finished_phases)
         self.canary.drill_id = state.drill_id
-        self.fault_injected = state.fault_injected
-        self.fault_cleared = state.fault_cleared
-        self.prior_phases = list(state.finished_phases)
-        self.promoted = state.promoting
-        self.promoting = state.promoting
-        self.t0 = state.t0
         self.canary.acks.extend(state.ack_list())
         stopped = getattr(self.fault, "stopped", None)
         if isinstance(stopped, list):
@@ -581,7 +496,7 @@ class DrillRunner:
 
     def request_stop(self, why: str) -> None:
         """Stop at the next phase boundary (the first Ctrl-C)."""
-        self.stop_requested = why
+        self.state.stop_requested = why
         current = self.clock.current
         where = f"after {current.phase.label}" if current else "at the next phase"
         self.bus.note(
@@ -592,13 +507,13 @@ class DrillRunner:
 
     def stop_now(self, why: str) -> None:
         """Record why the drill is being cancelled at once (a second Ctrl-C, SIGTERM)."""
-        self.stop_requested = self.stop_requested or why
-        self.hard_stop = why
+        self.state.stop_requested = self.state.stop_requested or why
+        self.state.hard_stop = why
 
     def _failed(self, message: str) -> None:
         one_line = " ".join(message.split())
         self.bus.note(one_line, "error")
-        self.failure = self.failure or one_line
+        self.state.failure = self.state.failure or one_line
 
     @contextlib.asynccontextmanager
     async def phase(self, phase: Phase) -> AsyncIterator[PhaseSpan]:
@@ -626,11 +541,11 @@ class DrillRunner:
 
     def done(self, phase: Phase) -> bool:
         """Tell whether a stopped run of this drill already finished ``phase``."""
-        return phase.value in self.prior_phases
+        return phase.value in self.state.prior_phases
 
     def _stop_here(self, phase: Phase) -> None:
-        if self.stop_requested is not None and self.stopped is None:
-            raise DrillStopped(f"stopped by {self.stop_requested} after {phase.label}")
+        if self.state.stop_requested is not None and self.state.stopped is None:
+            raise DrillStopped(f"stopped by {self.state.stop_requested} after {phase.label}")
 
     async def _run_hook(self, span: PhaseSpan) -> None:
         if self.hook is None:
@@ -652,7 +567,7 @@ class DrillRunner:
                     writes_failed=self.canary.failed,
                     last_seq=last.seq if last else None,
                     error_rate=window.error_rate,
-                    elapsed_s=self.now() - self.started_at,
+                    elapsed_s=self.now() - self.state.run_started_at,
                 )
             )
 
@@ -671,7 +586,7 @@ class DrillRunner:
                 promote=self.request.promote,
                 take_snapshot=not self.request.dry_run,
             )
-            self.preflight = found
+            self.state.preflight = found
             for note in found.notes:
                 self.bus.note(note, "warning")
             if found.problems:
@@ -691,7 +606,7 @@ class DrillRunner:
     # -- fail-over under the guard ----------------------------------------------------------
 
     async def _fail_over_guarded(self) -> None:
-        main = asyncio.create_task(FailOver(self).run(), name="drill-failover")
+        main = asyncio.create_task(FailOver(self, self.state).run(), name="drill-failover")
         guard = asyncio.create_task(self._guard(main), name="drill-guard")
         try:
             try:
@@ -700,21 +615,21 @@ class DrillRunner:
                 # Stopped at once (a second Ctrl-C, SIGTERM): end the fail-over where it is;
                 # `run` makes the fleet safe and keeps the state for --resume / --abort.
                 self._uncancel()
-                self.stopped = f"stopped at once ({self.hard_stop or 'interrupted'})"
+                self.state.stopped = f"stopped at once ({self.state.hard_stop or 'interrupted'})"
                 main.cancel()
                 await asyncio.wait([main])
         finally:
             guard.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await guard
-        if self.stopped is not None:
+        if self.state.stopped is not None:
             return
         if not main.cancelled() and isinstance(main.exception(), DrillStopped):
-            self.stopped = str(main.exception())
+            self.state.stopped = str(main.exception())
             return
         if main.cancelled():
-            self.abort_reason = self.abort_reason or "the fail-over was cancelled"
-            self.bus.note(f"aborted: {self.abort_reason}; restoring the fleet", "error")
+            self.state.abort_reason = self.state.abort_reason or "the fail-over was cancelled"
+            self.bus.note(f"aborted: {self.state.abort_reason}; restoring the fleet", "error")
             return
         exc = main.exception()
         if exc is not None:
@@ -724,19 +639,19 @@ class DrillRunner:
             self._failed(f"{current}: {exc}")
 
     def _survivor_window(self, now: float) -> TrafficStats:
-        start = max(self.t0 or now, now - GUARD_WINDOW_S)
+        start = max(self.state.t0 or now, now - GUARD_WINDOW_S)
         return self.probes.stats(start, now, targets=self.survivors)
 
     async def _guard(self, main: asyncio.Task[None]) -> None:
         while not main.done():
             await asyncio.sleep(0.1)  # the guard's sampling timer
             now = self.now()
-            window = self._survivor_window(now) if self.t0 is not None else None
-            reason = guard_reason(self.spec.drill, now - self.started_at, window)
+            window = self._survivor_window(now) if self.state.t0 is not None else None
+            reason = guard_reason(self.spec.drill, now - self.state.run_started_at, window)
             if reason is not None:
                 current = self.clock.current
                 where = f" during {current.phase.value}" if current else ""
-                self.abort_reason = reason + where
+                self.state.abort_reason = reason + where
                 main.cancel()
                 return
 
@@ -758,58 +673,59 @@ class DrillRunner:
     # -- the report -------------------------------------------------------------------------
 
     def _report(self, integrity: Integrity) -> DrillReport:
+        st = self.state
         finished = self.now()
         rto = None
-        if self.t0 is not None:
+        if st.t0 is not None:
             rto = compute_rto(
-                self.t0,
-                detected_at=self.detected_at,
-                promoted_at=self.promoted_at,
-                first_write_at=self.first_write_at,
-                steady_at=self.steady_at,
+                st.t0,
+                detected_at=st.detected_at,
+                promoted_at=st.promoted_at,
+                first_write_at=st.first_write_at,
+                steady_at=st.steady_at,
             )
         objectives = judge(
             self.spec.drill,
             rto=rto,
-            rpo=self.rpo,
-            error_rate=self.during.error_rate if self.during else None,
-            duration_s=finished - self.started_at,
+            rpo=st.rpo,
+            error_rate=st.during.error_rate if st.during else None,
+            duration_s=finished - st.run_started_at,
         )
         verdict, reason = self._verdict(objectives, integrity)
         details = {
-            "drill_id": self.drill_id,
+            "drill_id": st.drill_id,
             "fault": self.fault.kind,
-            "preflight": self.preflight.to_json() if self.preflight else None,
-            "scaled_up": dict(self.scaled),
-            "served_by": dict(self.served_by),
+            "preflight": st.preflight.to_json() if st.preflight else None,
+            "scaled_up": dict(st.scaled),
+            "served_by": dict(st.served_by),
             "journal_runs": list(self.plans.runs),
             "failback": self.request.failback,
             "would_promote": choose_promotion(self.spec, self.region, self.request.promote)
             if self.request.dry_run
             else None,
-            "notes": list(self.notes),
-            "stopped": self.stopped,
+            "notes": list(st.notes),
+            "stopped": st.stopped,
             "resumed": self.request.resume,
             "abort": self.request.abort,
-            **self.extra_details,
+            **st.extra_details,
         }
         return DrillReport(
             app=self.conn.app,
             backend=self.conn.backend,
             region=self.region,
             primary_region=self.primary,
-            promoted=self.promoted,
+            promoted=st.promoting,
             verdict=verdict,
             reason=reason,
-            started_at=self.started_at,
+            started_at=st.run_started_at,
             finished_at=finished,
-            t0=self.t0,
+            t0=st.t0,
             phases=tuple(self.clock.spans),
             objectives=objectives,
             rto=rto,
-            rpo=self.rpo,
-            baseline=self.baseline,
-            during=self.during,
+            rpo=st.rpo,
+            baseline=st.baseline,
+            during=st.during,
             canary={
                 **self.canary.to_json(),
                 # Every write the old primary acknowledged, so a reader can check the RPO
@@ -826,25 +742,26 @@ class DrillRunner:
     def _verdict(
         self, objectives: Mapping[str, Objective], integrity: Integrity
     ) -> tuple[Verdict, str | None]:
-        if self.stopped is not None:
+        st = self.state
+        if st.stopped is not None:
             return "aborted", (
-                f"{self.stopped}; the drill's state is saved: `invoke drill --resume` finishes "
+                f"{st.stopped}; the drill's state is saved: `invoke drill --resume` finishes "
                 "it, `invoke drill --abort` returns the primary to " + self.primary
             )
-        if self.abort_reason is not None:
-            extra = f"; then: {self.failure}" if self.failure else ""
-            return "aborted", f"{self.abort_reason}{extra}"
-        problems = [self.failure] if self.failure else []
+        if st.abort_reason is not None:
+            extra = f"; then: {st.failure}" if st.failure else ""
+            return "aborted", f"{st.abort_reason}{extra}"
+        problems = [st.failure] if st.failure else []
         if self.request.dry_run:
             # Nothing was measured: the objectives are not met, they were not tried.
             return ("failed", problems[0]) if problems else ("ready", None)
         if integrity.checked:
             problems += integrity.problems()
-            if (self.request.failback or self.promoted is None) and not integrity.at_spec:
+            if (self.request.failback or st.promoting is None) and not integrity.at_spec:
                 problems.append(
                     "the fleet is not back at the spec: " + "; ".join(integrity.spec_problems)
                 )
-        elif self.fault_injected:
+        elif st.fault_injected:
             problems.append("the integrity check did not run")
         # A resumed or aborted drill measured its objectives only in the run that was stopped
         # (if at all): it is judged on putting the fleet back, which the integrity check covers.
@@ -852,7 +769,7 @@ class DrillRunner:
         for name, obj in objectives.items():
             if finishing:
                 break
-            if not obj.met and self.fault_injected:
+            if not obj.met and st.fault_injected:
                 shown = "not measured" if obj.measured is None else f"{obj.measured:g}"
                 problems.append(f"{name} {shown} > {obj.target:g}")
         return ("failed", "; ".join(problems)) if problems else ("passed", None)

@@ -1,23 +1,22 @@
 """Typed events the executor emits while it runs a plan, and the bus that delivers them.
 
-The executor never prints: it emits events, and subscribers (the rich view in
-``orchestrator.render``, the journal recorder, tests) do what they want with them. (The step
-handlers also write each machine's config to the journal before they change it: the journal
-is write-ahead.) Subscribers are plain callables run synchronously on the event
-loop, in subscription order, so a journal subscriber added first has written a step's start
-before any view shows it.
+The executor never prints: it emits these on an `EventBus` (the generic ``orchestrator.bus``),
+and subscribers (the rich view in ``orchestrator.render``, the journal recorder, tests) do what
+they want with them. The journal's subscriber is added first, so it has written a step's start
+before any view shows it; what must be on disk before a machine changes (write-ahead) the
+executor writes itself.
 
 Every event carries ``at``, an aware UTC datetime taken when it was emitted.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from orchestrator.bus import Bus
 from orchestrator.errors import OrchestratorError
 from orchestrator.plan.steps import Step
 
@@ -39,8 +38,6 @@ __all__ = [
     "Subscriber",
     "utcnow",
 ]
-
-log = logging.getLogger(__name__)
 
 # ``cancelled``: a read-only step (a gate) that was running when another step failed, stopped
 # so the rollback need not wait out a bake window.
@@ -243,28 +240,13 @@ Event = (
 Subscriber = Callable[[Event], None]
 
 
-class EventBus:
-    """Deliver events to subscribers, in the order they subscribed."""
+class EventBus(Bus[Event]):
+    """Deliver the executor's events (`orchestrator.bus.Bus`).
 
-    def __init__(self, *subscribers: Subscriber) -> None:
-        self._subscribers: list[Subscriber] = list(subscribers)
+    A subscriber that raises an unexpected exception is logged and skipped: a broken view must
+    not fail a deploy half-way through a machine update. An `OrchestratorError` (the journal
+    could not write, say) does propagate, because a deploy that cannot record what it does must
+    not go on changing machines.
+    """
 
-    def subscribe(self, subscriber: Subscriber) -> None:
-        """Add a subscriber; it sees every event emitted from now on."""
-        self._subscribers.append(subscriber)
-
-    def emit(self, event: Event) -> None:
-        """Hand ``event`` to every subscriber.
-
-        A subscriber that raises an unexpected exception is logged and skipped: a broken view
-        must not fail a deploy half-way through a machine update. An `OrchestratorError` (the
-        journal could not write, say) does propagate, because a deploy that cannot record what
-        it does must not go on changing machines.
-        """
-        for subscriber in self._subscribers:
-            try:
-                subscriber(event)
-            except OrchestratorError:
-                raise
-            except Exception:
-                log.exception("event subscriber %r failed on %s", subscriber, type(event).__name__)
+    propagate = (OrchestratorError,)

@@ -1,6 +1,6 @@
 """A picture of a rollout: ``--report PATH`` of ``deploy``, ``rollback`` and ``scale``.
 
-Two files, like the drill's report (`orchestrator.drill.document.report_paths`): Markdown and a
+Two files, like the drill's report (`orchestrator.render.drill_report.report_paths`): Markdown and a
 self-contained HTML page. Both hold the outcome, a timeline of every step per wave and region
 (the HTML as an inline SVG: one row per region, one bar per step from its start to its end,
 coloured by kind, red when it failed; an automatic rollback's steps on rows of their own), and
@@ -19,9 +19,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.drill.document import report_paths
 from orchestrator.execute.events import Event, GateResult, RollbackStarted
 from orchestrator.execute.results import DeployResult, StepReport
+from orchestrator.render.drill_report import report_paths
 
 __all__ = ["GateLog", "to_html", "to_markdown", "write_rollout_reports"]
 

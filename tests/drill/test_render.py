@@ -73,7 +73,7 @@ def test_summary_shows_verdict_objectives_and_rpo() -> None:
 def test_a_dry_run_says_ready_and_its_objectives_not_run() -> None:
     from dataclasses import replace
 
-    from orchestrator.drill.document import to_html, to_markdown
+    from orchestrator.render.drill_report import to_html, to_markdown
 
     dry = replace(report("ready"), reason=None, dry_run=True)
     out = Console(file=io.StringIO(), width=120, record=True)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from orchestrator.drill.document import report_paths, to_html, to_markdown, write_reports
+from orchestrator.drill.clock import PhaseClock
 from orchestrator.drill.measure import Ack, compute_rpo, compute_rto, traffic_stats
-from orchestrator.drill.phases import Phase, PhaseClock, PhaseSpan
+from orchestrator.drill.phases import Phase, PhaseSpan
 from orchestrator.drill.report import DrillReport, Integrity, judge
 from orchestrator.fleetconfig.model import DrillObjectives
+from orchestrator.render.drill_report import report_paths, to_html, to_markdown, write_reports
 
 T = 1_800_000_000.0
 

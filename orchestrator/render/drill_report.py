@@ -1,9 +1,10 @@
 """Write a drill report for people: Markdown (with a Mermaid gantt) or HTML (with an SVG timeline).
 
-``--report PATH`` writes both: ``PATH`` in the format its extension names (``.md`` or
-``.html``) and the same name with the other extension next to it (`report_paths`). Both show
+``invoke drill --report PATH`` writes both: ``PATH`` in the format its extension names (``.md``
+or ``.html``) and the same name with the other extension next to it (`report_paths`). Both show
 the verdict, the objectives, the RTO phases, the RPO and the integrity check, and a timeline
-of the phases with the fault (T0) marked. Pure: a report in, text out.
+of the phases with the fault (T0) marked. Pure: a `DrillReport` (``orchestrator.drill.report``,
+the data, whose JSON is ``--json``) in, text out.
 """
 
 from __future__ import annotations
@@ -12,10 +13,19 @@ import html
 import json
 from pathlib import Path
 
-from orchestrator.drill.phases import FAILBACK_PHASES, FAILOVER_PHASES, Phase, iso_utc
+from orchestrator.drill.phases import Phase, iso_utc
 from orchestrator.drill.report import DrillReport
 
 __all__ = ["report_paths", "to_html", "to_markdown", "write_reports"]
+
+# The gantt's sections: the phases between the fault and a recovered service, and those that
+# put the fleet back.
+_FAILOVER_PHASES = frozenset(
+    {Phase.FAULT, Phase.DETECT, Phase.PROMOTE, Phase.SCALE_UP, Phase.VERIFY}
+)
+_FAILBACK_PHASES = frozenset(
+    {Phase.RESTORE, Phase.RESEED, Phase.FAILBACK, Phase.SCALE_BACK, Phase.INTEGRITY}
+)
 
 _OBJECTIVE_LABELS = {
     "rto_s": ("recovery time (RTO)", "s"),
@@ -112,9 +122,9 @@ def _gantt(report: DrillReport) -> list[str]:
         if span.finished_at is None:
             continue
         now = "preparation"
-        if span.phase in FAILOVER_PHASES:
+        if span.phase in _FAILOVER_PHASES:
             now = "fail-over"
-        elif span.phase in FAILBACK_PHASES:
+        elif span.phase in _FAILBACK_PHASES:
             now = "fail-back"
         if now != section:
             lines.append(f"    section {now}")
