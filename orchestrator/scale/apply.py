@@ -431,7 +431,9 @@ async def run_scale(
             command="scale",
         )
         result = await executor.run()
-        result = await gate_writable_primary(conn, result, expected=spec.primary_region)
+        result = await gate_writable_primary(
+            conn, result, expected=spec.primary_region, journal=journal, bus=bus
+        )
         if result.ok:
             edits = tuple(_edit(settings.root, code, request, dry_run=False) for code in regions)
             for edit in edits:
