@@ -313,7 +313,7 @@ async def deploy(
                     finished = await finish_rollback(how, journal, resumed)
                     if finished is not None:
                         return await gate_writable_primary(
-                            conn, finished, expected=spec.primary_region
+                            conn, finished, expected=spec.primary_region, journal=journal, bus=bus
                         )
                 fleet = await observe_fleet(conn.client, conn.app)
                 the_plan = _deploy_plan(spec, fleet, regions, image, secrets)
@@ -354,7 +354,9 @@ async def deploy(
                     MACHINE_LOGS.reset(logs)
                     await control.stop()
                 result = replace(result, waves=wave_timings(the_plan, eta, result.steps))
-                return await gate_writable_primary(conn, result, expected=spec.primary_region)
+                return await gate_writable_primary(
+                    conn, result, expected=spec.primary_region, journal=journal, bus=bus
+                )
             finally:
                 await notifier.close()
 

@@ -260,4 +260,6 @@ async def rollback(
                 result = await executor.run()
             finally:
                 await notifier.close()
-            return await gate_writable_primary(conn, result, expected=spec.primary_region)
+            return await gate_writable_primary(
+                conn, result, expected=spec.primary_region, journal=journal, bus=bus
+            )

@@ -413,7 +413,9 @@ async def run_scale(
             return ScaleResult(edits, _failed_before_plan(plan, reports, error))
         executor = run.executor(plan, command="scale")
         result = await executor.run()
-        result = await gate_writable_primary(conn, result, expected=spec.primary_region)
+        result = await gate_writable_primary(
+            conn, result, expected=spec.primary_region, journal=journal, bus=bus
+        )
         if result.ok:
             edits = tuple(_edit(settings.root, code, request, dry_run=False) for code in regions)
             for edit in edits:

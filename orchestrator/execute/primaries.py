@@ -24,6 +24,8 @@ from collections.abc import Callable
 
 from orchestrator.connect import Connection
 from orchestrator.errors import DeployError, ErrorKind
+from orchestrator.execute.events import EventBus, ReleaseFinished
+from orchestrator.execute.journal import Journal
 from orchestrator.execute.results import DeployResult
 from orchestrator.execute.status import PrimaryView, assess, collect_status
 from orchestrator.settings import NO_APP_URL
@@ -112,6 +114,8 @@ async def gate_writable_primary(
     result: DeployResult,
     *,
     expected: str,
+    journal: Journal | None = None,
+    bus: EventBus | None = None,
     timeout: float = PRIMARY_GATE_TIMEOUT_S,
 ) -> DeployResult:
     """Fail a run that reports success but leaves no writable primary in ``expected``.
@@ -121,6 +125,10 @@ async def gate_writable_primary(
     success. Runs that already failed, and fleets with no machine in ``expected`` (a region
     deployed before the primary region exists), are returned unchanged, and so is every run of
     an app with no public address (``FLY_APP_URL=none``): only the app can say who is primary.
+
+    The executor has already recorded the run as succeeded by then; a failed gate records it
+    again as failed, in ``journal`` and through ``bus`` (the release list on Fly that ``invoke
+    releases`` reads, and notifications), so no record says the outage was a success.
     """
     if not result.ok or conn.settings.app_url == NO_APP_URL:
         # With no address to ask the app its role, the run's gates were Fly's checks alone.
@@ -142,6 +150,10 @@ async def gate_writable_primary(
         "status` to see each machine's role; after an interrupted drill, `invoke drill "
         "--resume` or `invoke drill --abort`"
     )
+    if journal is not None and result.run is not None:
+        journal.finish_run(result.run, "failed", error)
+    if bus is not None:
+        bus.emit(ReleaseFinished(result.release, "failed", error))
     return dataclasses.replace(
         result, outcome="failed", error=error, error_kind=ErrorKind.FLEET
     )

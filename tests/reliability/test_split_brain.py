@@ -8,8 +8,9 @@ interrupted drill leaves them:
   resolve it; ``deploy``, ``scale`` and ``rollback`` must refuse to start (exit 1, naming the
   machines) and change nothing, the region file included.
 - **outage**: syd (the primary region) is frozen by a local outage, as a ``kill -9``-ed drill
-  leaves it. Every machine's config is at the spec, so a deploy has little or nothing to do; it
-  must still fail its primary gate instead of reporting success, and say what to run.
+  leaves it. A deploy of a new release to dfw alone passes every step; it must still fail its
+  primary gate instead of reporting success, say what to run, and be recorded as failed (the
+  journal, ``invoke releases``).
 """
 
 from __future__ import annotations
@@ -133,19 +134,34 @@ def test_split_brain_is_a_fleet_problem_and_commands_refuse_it(
 
 def test_a_deploy_does_not_succeed_into_an_outage(rig: Rig) -> None:
     volumes = rig.volume_ids()
+    old_tag = rig.image_tag()
+    # A release that changes dfw only: its steps all pass while syd, the primary region, is
+    # frozen, so only the primary gate can tell that the fleet takes no writes.
+    release = rig.set_image("outage")
     down = rig.api("POST", "/_localfly/outage/syd")
     assert down.status_code in (200, 201, 204), down.text
     try:
-        outcome = rig.deploy()
-        assert outcome.outcome == "failed", outcome
-        assert "gate.primary" in (outcome.error or "")
-        assert "no region takes writes" in (outcome.error or "") or "not serving" in (
-            outcome.error or ""
-        )
-        assert "invoke status" in (outcome.error or "")
+        done = rig.invoke("deploy", "--region", "dfw")
+        assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "Traceback" not in done.stderr
+        error = done.stderr.strip().splitlines()[-1]
+        assert error.startswith("error: gate.primary"), error
+        assert "no region takes writes" in error or "not serving" in error
+        assert "invoke status" in error
+        # Recorded as failed where it is read back: this directory's journal, and the
+        # release list on Fly that `invoke releases` shows from any host.
+        run = rig.last_run()
+        assert run is not None
+        assert (run["release"], run["outcome"]) == (release, "failed"), dict(run)
+        assert "gate.primary" in run["error"]
+        listed = rig.invoke("releases", "--json")
+        assert listed.returncode == 0, listed.stderr
+        newest = json.loads(listed.stdout)["releases"][0]
+        assert (newest["release"], newest["outcome"]) == (release, "failed"), newest
     finally:
         up = rig.api("DELETE", "/_localfly/outage/syd")
         assert up.status_code in (200, 204), up.text
+        rig.set_image(old_tag)
     again = rig.deploy()
     assert again.ok, again
     check_converged(rig, volumes_before=volumes)
