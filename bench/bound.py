@@ -10,10 +10,11 @@ and interval as the profile scales them:
 ========================  =====================================================================
 step                      duration
 ========================  =====================================================================
-``machine.update``        ``L(r) + mean(update) * tf + G``  (one update call; the new process
-                          is spawned after the update delay; its check first runs after the
-                          grace period and passes then: zero extra intervals)
-``machine.create``        ``L(r) + mean(create) * tf + G``
+``machine.update``        ``L(r) + mean(update) * tf + max(G, W)``  (one update call; the new
+                          process is spawned after the update delay; its check first runs
+                          after the grace period and passes then: zero extra intervals; and it
+                          has stayed up for the smoke window ``W``, flyctl's 10 s, scaled)
+``machine.create``        ``L(r) + mean(create) * tf + max(G, W)``
 ``machine.destroy``       ``L(r) + mean(stop) * tf + L(r)``  (stop, then destroy)
 ``volume.ensure``         ``L(r)``  (one create call; reuse: 0)
 ``volume.replicate``      ``0``
@@ -47,6 +48,7 @@ from typing import Any
 
 import networkx as nx
 
+from orchestrator.execute.gates import SMOKE_WINDOW_S
 from orchestrator.fly.checks import all_checks
 from orchestrator.localfly.profiles import Profile, Span
 from orchestrator.localfly.regions import NEAREST, REGIONS, distance_km
@@ -88,14 +90,18 @@ def latency(profile: Profile, region: str | None) -> float:
 
 
 def _grace(profile: Profile, step: Step) -> float:
-    """Return the effective grace period of the step's machine config (longest check)."""
+    """Return how long after it started a machine can first be judged healthy.
+
+    The later of its checks' grace period (the longest; service checks delay a machine's health
+    as much as top-level ones) and flyctl's smoke window, which the product keeps too (it must
+    stay up that long), both as the profile scales check timings.
+    """
     config = step.params.get("config") or {}
-    # Service checks delay a machine's health as much as top-level ones.
     checks = all_checks(config)
     graces = [
         profile.check_grace(parse_duration(c.get("grace_period", "0s"))) for c in checks.values()
     ]
-    return max(graces, default=0.0)
+    return max([*graces, profile.check_grace(SMOKE_WINDOW_S)])
 
 
 def step_duration(

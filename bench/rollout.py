@@ -702,7 +702,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.deploy_child is not None:
+        prof_out = os.environ.get("BENCH_CPROFILE")
+        if prof_out:
+            # Profile the measured deploy (the orchestrator alone) to find what its CPU goes to.
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
         result = asyncio.run(_child_deploy(args.deploy_child, args.image, args.poll))
+        if prof_out:
+            prof.disable()
+            prof.dump_stats(f"{prof_out}.{args.image.rsplit(':', 1)[-1]}")
         emit(result, compact=True)
         return 0
     sim = args.profile == "sim"

@@ -14,12 +14,17 @@ from typing import Any
 
 from orchestrator.connect import Connection
 from orchestrator.errors import FlyNotFound
+from orchestrator.execute.probe import ProbeAnswer
 from orchestrator.fly.models import Machine, Volume
 from orchestrator.plan.config import META_PROCESS_GROUP, META_RELEASE, META_SLOT
 
 __all__ = ["FleetStatus", "MachineStatus", "PrimaryView", "assess", "collect_status"]
 
 _GONE = frozenset({"destroyed", "destroying"})
+# Probes in flight at once. Unbounded, a fleet of thousands queued every probe in the HTTP
+# client's pool, which scans its whole queue for each request it hands a connection: 43 s for
+# 1,000 machines, against 5 s with 16 in flight.
+PROBES_AT_ONCE = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +176,13 @@ async def collect_status(
         )
     live = [m for m in machines if m.state not in _GONE]
     by_volume = {v.id: v for v in volumes}
-    answers = await asyncio.gather(*(conn.probe.status(machine_id=m.id) for m in live))
+    gate = asyncio.Semaphore(PROBES_AT_ONCE)
+
+    async def ask(machine_id: str) -> ProbeAnswer:
+        async with gate:
+            return await conn.probe.status(machine_id=machine_id)
+
+    answers = await asyncio.gather(*(ask(m.id) for m in live))
     rows: dict[str, list[MachineStatus]] = {region: []} if region else {}
     for machine, answer in zip(live, answers, strict=True):
         role = answer.body.get("role") if answer.status_code is not None else None

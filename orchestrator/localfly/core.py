@@ -139,6 +139,9 @@ class LocalFly:
         self.outages: set[str] = set()
         self.stats = Stats()
         self.next_seq = max((m.seq for m in self.machines.values()), default=0) + 1
+        # Counts machine changes (every notify), so views derived from the whole fleet (the
+        # simulated primary) are recomputed only when something changed, not per request.
+        self.generation = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
 
@@ -224,6 +227,7 @@ class LocalFly:
 
     def notify(self, m: MachineRecord) -> None:
         """Wake everything waiting on a change of ``m``."""
+        self.generation += 1
         rt = self.rt(m.id)
         rt.changed.set()
         rt.changed = asyncio.Event()

@@ -68,6 +68,8 @@ class EdgeProxy:
         self.fly = fly
         self._client: httpx.AsyncClient | None = None
         self._rng = random.Random()
+        # (app, primary region) -> (the fleet's generation, its simulated leader)
+        self._leaders: dict[tuple[str, str], tuple[int, str | None]] = {}
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -125,12 +127,20 @@ class EdgeProxy:
         """
         env = m.config.get("env") or {}
         primary = str(env.get("PRIMARY_REGION", m.region))
-        leaders = sorted(
-            other.id
-            for other in self.fly.machines.values()
-            if other.app == m.app and other.region == primary and other.state == "started"
+        key = (m.app, primary)
+        cached = self._leaders.get(key)
+        if cached is not None and cached[0] == self.fly.generation:
+            return cached[1]
+        leader = min(
+            (
+                other.id
+                for other in self.fly.machines.values()
+                if other.app == m.app and other.region == primary and other.state == "started"
+            ),
+            default=None,
         )
-        return leaders[0] if leaders else None
+        self._leaders[key] = (self.fly.generation, leader)
+        return leader
 
     def candidates(self, app: str, headers: dict[str, str]) -> list[MachineRecord]:
         """Return the machines to try, in order."""

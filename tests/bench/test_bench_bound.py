@@ -29,7 +29,8 @@ def _image_change(shape: FleetShape) -> Plan:
     return build_plan(spec, fleet, image=IMAGE_V2)
 
 
-# A profile with round numbers: updates take exactly 3 s, no API latency, grace 2 s.
+# A profile with round numbers: updates take exactly 3 s, no API latency, grace 2 s, and the
+# smoke window (10 s) after it.
 FLAT = Profile(name="flat", update=Span(3.0, 3.0), check_scale=1.0)
 
 S_SHAPE = FleetShape(counts={"syd": 4, "dfw": 4, "ams": 4}, waves=(("syd",), ("dfw", "ams")))
@@ -42,9 +43,10 @@ def test_bound_is_spearhead_then_lanes_per_wave() -> None:
 
     bound = makespan_bound(plan, FLAT, budget)
 
-    # Per wave: the spearhead (5 s = 3 s update + 2 s grace), then 3 updates in 2 lanes
-    # (2 more rounds); the two waves one after the other; gates cost nothing here.
-    assert bound.seconds == pytest.approx(2 * 3 * 5.0)
+    # Per wave: the spearhead (13 s = 3 s update + the 10 s smoke window, which outlasts the
+    # 2 s grace), then 3 updates in 2 lanes (2 more rounds); the two waves one after the
+    # other; gates cost nothing here.
+    assert bound.seconds == pytest.approx(2 * 3 * 13.0)
     assert bound.path[0] == "syd:machine.update:1"
     # The wave barrier: wave 2 starts after syd's gate.
     assert "syd:gate.health" in bound.path
@@ -55,7 +57,7 @@ def test_one_lane_makes_a_region_sequential() -> None:
 
     bound = makespan_bound(plan, FLAT, {"syd": 1, "dfw": 1, "ams": 1})
 
-    assert bound.seconds == pytest.approx(2 * 4 * 5.0)
+    assert bound.seconds == pytest.approx(2 * 4 * 13.0)
 
 
 def test_simulation_with_fixed_durations_matches_the_critical_path() -> None:

@@ -8,6 +8,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+from orchestrator.errors import DeployError
 from orchestrator.execute.events import EventBus, ReleaseFinished, StepFinished, StepStarted
 from orchestrator.execute.journal import Journal
 from orchestrator.plan.steps import Step, StepKind
@@ -46,6 +49,23 @@ def test_a_run_and_its_steps_are_recorded_through_events(tmp_path: Path) -> None
     assert steps[GATE.id].outcome == "skipped"
     assert steps[GATE.id].started_at is None
     assert (tmp_path / ".orchestrator" / "journal.db").is_file()
+
+
+def test_a_run_whose_start_cannot_be_written_whole_leaves_nothing_behind(tmp_path: Path) -> None:
+    with Journal.open(tmp_path) as journal:
+        # The same step twice: the second row is refused after the run's row and the first.
+        with pytest.raises(DeployError, match="journal write failed"):
+            journal.begin_run(
+                app="a",
+                release="v1-x",
+                spec_digest="d",
+                image="img:v1",
+                regions=["syd"],
+                steps=[CREATE, GATE, CREATE],
+            )
+        # No half-recorded run that `--resume` would find and try to finish.
+        assert journal.last_unfinished("a") is None
+        assert journal.runs("a") == []
 
 
 def test_a_launch_id_journaled_before_a_create_is_found_by_the_next_run(tmp_path: Path) -> None:

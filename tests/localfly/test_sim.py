@@ -125,6 +125,30 @@ def test_sim_machines_run_no_process_but_answer_like_the_realistic_profile(
         assert wait.status_code == 200, wait.text
         assert c.delete(f"/v1/apps/{app}/machines/{mid}").status_code == 200
 
+        # One primary per app, as the sample app elects it: the first started machine (by id)
+        # of the primary region; when it stops, the other one takes over at once.
+        pair = [
+            c.post(f"/v1/apps/{app}/machines", json={"region": "syd", "config": _config()}).json()
+            for _ in range(2)
+        ]
+        for m in pair:
+            _wait_checks(c, app, m["id"], "passing")
+        leader, follower = sorted(m["id"] for m in pair)
+        with httpx.Client(
+            base_url=sim_fly.proxy_url, headers={"host": f"{app}.fly.dev"}, trust_env=False
+        ) as proxy:
+
+            def role(machine_id: str) -> str:
+                answer = proxy.get("/status", headers={"fly-force-instance-id": machine_id})
+                assert answer.status_code == 200, answer.text
+                return str(answer.json()["role"])
+
+            assert (role(leader), role(follower)) == ("primary", "replica")
+            assert c.post(f"/v1/apps/{app}/machines/{leader}/stop").status_code == 200
+            wait = c.get(f"/v1/apps/{app}/machines/{leader}/wait", params={"state": "stopped"})
+            assert wait.status_code == 200, wait.text
+            assert role(follower) == "primary"
+
 
 def test_a_sim_machine_asked_to_fail_its_health_fails_its_checks(sim_fly: Endpoint) -> None:
     app = unique_app()
