@@ -14,8 +14,8 @@ from typing import Any
 
 from orchestrator.connect import Connection
 from orchestrator.errors import FlyNotFound
-from orchestrator.execute.probe import ProbeAnswer
 from orchestrator.fly.models import Machine, Volume
+from orchestrator.fly.proxy import ProbeAnswer
 from orchestrator.plan.config import META_PROCESS_GROUP, META_RELEASE, META_SLOT
 
 __all__ = ["FleetStatus", "MachineStatus", "PrimaryView", "assess", "collect_status"]
