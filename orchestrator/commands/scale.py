@@ -414,7 +414,7 @@ async def run_scale(
         executor = run.executor(plan, command="scale")
         result = await executor.run()
         result = await gate_writable_primary(
-            conn, result, expected=spec.primary_region, journal=journal, bus=bus
+            conn, result, expected=spec.primary_region, journal=run.journal, bus=bus
         )
         if result.ok:
             edits = tuple(_edit(settings.root, code, request, dry_run=False) for code in regions)
