@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from invoke.collection import Collection
 from invoke.context import Context
@@ -41,6 +41,15 @@ from orchestrator.render.plan import plan_tree
 from orchestrator.render.summary import deploy_summary, outcome_line, status_view
 from orchestrator.settings import Settings
 from orchestrator.spec.regions import validate_region
+
+if TYPE_CHECKING:
+    from orchestrator.cost import Cost
+    from orchestrator.execute.ledger import ReleaseEntry, RunIntent
+    from orchestrator.execute.results import DeployResult
+    from orchestrator.execute.status import FleetStatus
+    from orchestrator.render.rollout_report import GateLog
+    from orchestrator.scale.apply import Confirm
+    from orchestrator.scale.request import ScaleRequest
 
 T = TypeVar("T")
 
@@ -121,7 +130,9 @@ def _print_json(data: Any) -> None:
         "image": "Plan for this image instead of fly.toml's [build] image.",
     },
 )
-def plan(c, region=None, format="tree", image=None):
+def plan(
+    c: Context, region: list[str] | None = None, format: str = "tree", image: str | None = None
+) -> None:
     """Show the steps a deploy would run, without changing anything."""
     if format not in PLAN_FORMATS:
         raise Exit(f"error: --format: must be one of {', '.join(PLAN_FORMATS)}, got {format!r}", 2)
@@ -160,15 +171,15 @@ def plan(c, region=None, format="tree", image=None):
     },
 )
 def deploy(
-    c,
-    region=None,
-    image=None,
-    dry_run=False,
-    resume=False,
-    json_=False,
-    report=None,
-    pause_after=None,
-):
+    c: Context,
+    region: list[str] | None = None,
+    image: str | None = None,
+    dry_run: bool = False,
+    resume: bool = False,
+    json_: bool = False,
+    report: str | None = None,
+    pause_after: list[str] | None = None,
+) -> None:
     """Deploy the fleet in waves, gated on health and metrics, rolling back a failed wave."""
     request = deploying.DeployRequest(
         regions=tuple(region or ()),
@@ -204,7 +215,7 @@ def deploy(
     _finish_run(console, result, json_)
 
 
-def _gate_log(bus: EventBus) -> Any:
+def _gate_log(bus: EventBus) -> GateLog:
     from orchestrator.render.rollout_report import GateLog
 
     log = GateLog()
@@ -212,7 +223,9 @@ def _gate_log(bus: EventBus) -> Any:
     return log
 
 
-def _write_report(path: str | None, result: Any, command: str, gates: Any, json_: bool) -> None:
+def _write_report(
+    path: str | None, result: DeployResult, command: str, gates: GateLog, json_: bool
+) -> None:
     """Write ``--report PATH`` (Markdown and HTML) for a run's result, and say where."""
     if not path:
         return
@@ -230,7 +243,9 @@ def _write_report(path: str | None, result: Any, command: str, gates: Any, json_
     Console(stderr=json_).print(f"report written to {md} and {page}", soft_wrap=True)
 
 
-def _finish_run(console: Console, result: Any, json_: bool, command: str = "deploy") -> None:
+def _finish_run(
+    console: Console, result: DeployResult, json_: bool, command: str = "deploy"
+) -> None:
     """Print a deploy's or rollback's result, then exit 1 if it did not reach its goal."""
     if json_:
         _print_json(result.to_json())
@@ -252,7 +267,13 @@ def _finish_run(console: Console, result: Any, json_: bool, command: str = "depl
         "report": "Also write a report to PATH (.md or .html) and the other format beside it.",
     },
 )
-def rollback(c, region=None, to=None, json_=False, report=None):
+def rollback(
+    c: Context,
+    region: list[str] | None = None,
+    to: str | None = None,
+    json_: bool = False,
+    report: str | None = None,
+) -> None:
     """Put the previous (or a named) release back on the fleet, from the journal."""
     from orchestrator.execute import rollback as rolling
 
@@ -291,21 +312,21 @@ def rollback(c, region=None, to=None, json_=False, report=None):
     },
 )
 def scale(
-    c,
-    region=None,
-    count=None,
-    vm=None,
-    cpu=None,
-    memory=None,
-    volume_size=None,
-    dry_run=False,
-    destroy_volumes=False,
-    usage=False,
-    json_=False,
-    yes=False,
-    report=None,
-    group=None,
-):
+    c: Context,
+    region: list[str] | None = None,
+    count: str | None = None,
+    vm: str | None = None,
+    cpu: str | None = None,
+    memory: str | None = None,
+    volume_size: str | None = None,
+    dry_run: bool = False,
+    destroy_volumes: bool = False,
+    usage: bool = False,
+    json_: bool = False,
+    yes: bool = False,
+    report: str | None = None,
+    group: str | None = None,
+) -> None:
     """Show desired beside observed size per region, or change a region's count and size."""
     from orchestrator import scale as scaling
     from orchestrator.errors import ConfigError
@@ -327,20 +348,20 @@ def scale(
             group=group,
         )
         if not request.changes:
-            report = _run(
+            shown = _run(
                 scaling.show_scale(
                     settings, regions=request.regions, usage=usage, group=request.group
                 )
             )
             from orchestrator.cost import scale_costs
 
-            now, wanted = scale_costs(report)
+            now, wanted = scale_costs(shown)
             if json_:
-                data = report.to_json()
+                data = shown.to_json()
                 data["monthly_cost"] = {"observed": cost_json(now), "desired": cost_json(wanted)}
                 _print_json(data)
             else:
-                console.print(scale_report_view(report))
+                console.print(scale_report_view(shown))
                 console.print(cost_lines(now, wanted, what="desired sizes"))
             return
         if usage:
@@ -378,8 +399,8 @@ def scale(
 
 
 def _confirm_scale(
-    console: Console, settings: Settings, request: Any, *, yes: bool, json_: bool
-) -> Any:
+    console: Console, settings: Settings, request: ScaleRequest, *, yes: bool, json_: bool
+) -> Confirm | None:
     """Return how a large or destructive scale is confirmed: --yes, a question, or not at all."""
     from orchestrator import scale as scaling
 
@@ -402,14 +423,14 @@ def _confirm_scale(
         "json": "Print only the status as JSON on stdout.",
     },
 )
-def status(c, region=None, json_=False):
+def status(c: Context, region: str | None = None, json_: bool = False) -> None:
     """Show every machine: state, release, checks, role, size and volume."""
     with _errors():
         if region is not None:
             validate_region(region, "--region")
         settings = _settings(c)
 
-        async def gather():
+        async def gather() -> tuple[FleetStatus, Cost]:
             async with connect(settings, start=False) as conn:
                 found = await collect_status(
                     conn, region=region, expected_primary=_spec_primary(settings)
@@ -446,7 +467,15 @@ def status(c, region=None, json_=False):
         "group": "Show only this [processes] group's machines.",
     },
 )
-def logs(c, region=None, machine=None, follow=False, lines=None, since=None, group=None):
+def logs(
+    c: Context,
+    region: str | None = None,
+    machine: str | None = None,
+    follow: bool = False,
+    lines: str | None = None,
+    since: str | None = None,
+    group: str | None = None,
+) -> None:
     """Print the machines' output on the local Fly, each line prefixed by region and machine."""
     import sys
     from datetime import UTC, datetime
@@ -465,7 +494,7 @@ def logs(c, region=None, machine=None, follow=False, lines=None, since=None, gro
             last = int(lines)
         start = None if since is None else parse_since(since, "--since", datetime.now(UTC))
 
-        async def show():
+        async def show() -> None:
             async with connect(settings) as conn:
                 sources = await log_sources(conn, region=region, machine=machine, group=group)
                 if not sources:
@@ -506,18 +535,18 @@ def logs(c, region=None, machine=None, follow=False, lines=None, since=None, gro
     },
 )
 def drill(
-    c,
-    region=None,
-    promote=None,
-    json_=False,
-    report=None,
-    dry_run=False,
-    failback=True,
-    hook=None,
-    destroy_old_volumes=False,
-    resume=False,
-    abort=False,
-):
+    c: Context,
+    region: str | None = None,
+    promote: str | None = None,
+    json_: bool = False,
+    report: str | None = None,
+    dry_run: bool = False,
+    failback: bool = True,
+    hook: str | None = None,
+    destroy_old_volumes: bool = False,
+    resume: bool = False,
+    abort: bool = False,
+) -> None:
     """Run a disaster-recovery drill: take a region down, fail over, measure, fail back."""
     from pathlib import Path
 
@@ -589,7 +618,7 @@ def _after_dashes(c: Context) -> list[str]:
         "json": "Print only the result as JSON on stdout (names and digests, never values).",
     },
 )
-def secrets(c, action, stage=False, json_=False):
+def secrets(c: Context, action: str, stage: bool = False, json_: bool = False) -> None:
     """List, set or unset the app's secrets; a change rolls out as a release unless --stage."""
     from orchestrator import appsecrets
     from orchestrator.errors import ConfigError
@@ -639,7 +668,13 @@ def secrets(c, action, stage=False, json_=False):
         "json": "Print only the result as JSON on stdout.",
     },
 )
-def ssh(c, region=None, machine=None, timeout=None, json_=False):
+def ssh(
+    c: Context,
+    region: str | None = None,
+    machine: str | None = None,
+    timeout: str | None = None,
+    json_: bool = False,
+) -> None:
     """Run the command after -- on a machine, or show its processes, volume and memory."""
     from orchestrator import ssh as shell
     from orchestrator.errors import ConfigError
@@ -676,12 +711,14 @@ def ssh(c, region=None, machine=None, timeout=None, json_=False):
             sys.stderr.write(done.result.stderr)
     if done.result.exit_code:
         raise Exit(code=done.result.exit_code)
+
+
 @task(
     name="list",
     default=True,
     help={"region": "Only this region's volumes.", "json": "Print only JSON on stdout."},
 )
-def volumes_list(c, region=None, json_=False):
+def volumes_list(c: Context, region: str | None = None, json_: bool = False) -> None:
     """List every volume: size, use, machine, and why an unattached one was kept."""
     from orchestrator import volumes as vols
     from orchestrator.render.volumes import volumes_view
@@ -712,7 +749,14 @@ def volumes_list(c, region=None, json_=False):
         "json": "Print only JSON on stdout.",
     },
 )
-def volumes_prune(c, region=None, older_than=None, yes=False, force=False, json_=False):
+def volumes_prune(
+    c: Context,
+    region: str | None = None,
+    older_than: str | None = None,
+    yes: bool = False,
+    force: bool = False,
+    json_: bool = False,
+) -> None:
     """Destroy unattached volumes, after asking; never one holding records the primary lacks."""
     from datetime import UTC, datetime
 
@@ -770,6 +814,8 @@ def volumes_prune(c, region=None, older_than=None, yes=False, force=False, json_
 
 
 volumes = Collection("volumes", volumes_list, volumes_prune)
+
+
 def _ask_run(c: Context, action: str, reason: str | None = None) -> str:
     """Send a promote or abort request to the app's running deploy; return what was asked."""
     from orchestrator.errors import ConfigError
@@ -808,7 +854,7 @@ def _ask_run(c: Context, action: str, reason: str | None = None) -> str:
 
 
 @task
-def promote(c):
+def promote(c: Context) -> None:
     """Let a paused deploy (from any host) go on to its next wave."""
     with _errors():
         message = _ask_run(c, "promote")
@@ -816,7 +862,7 @@ def promote(c):
 
 
 @task(help={"reason": "Why, for the record and the deploy's error line."})
-def abort(c, reason=None):
+def abort(c: Context, reason: str | None = None) -> None:
     """Stop a running deploy (from any host) at its next safe point; its on_failure applies."""
     with _errors():
         message = _ask_run(c, "abort", reason)
@@ -824,7 +870,7 @@ def abort(c, reason=None):
 
 
 @task(help={"json": "Print only the releases as JSON on stdout."})
-def releases(c, json_=False):
+def releases(c: Context, json_: bool = False) -> None:
     """List the app's releases, newest first, as recorded on Fly (the same from every host)."""
     from orchestrator.execute.ledger import read_ledger
     from orchestrator.render.releases import releases_view
@@ -832,9 +878,10 @@ def releases(c, json_=False):
     with _errors():
         settings = _settings(c)
 
-        async def read():
+        async def read() -> tuple[str, RunIntent | None, list[ReleaseEntry]]:
             async with connect(settings) as conn:
-                return conn.app, *await read_ledger(conn)
+                intent, entries = await read_ledger(conn)
+                return conn.app, intent, entries
 
         app, intent, entries = _run(read())
     if json_:
@@ -849,7 +896,7 @@ def releases(c, json_=False):
         "json": "Print only the lock as JSON on stdout.",
     },
 )
-def unlock(c, force=False, json_=False):
+def unlock(c: Context, force: bool = False, json_: bool = False) -> None:
     """Show who holds the app's deploy lock (on Fly, shared by every host); --force breaks it."""
     from orchestrator.execute.lock import force_unlock, read_lock
     from orchestrator.render.lock import lock_view
@@ -857,7 +904,7 @@ def unlock(c, force=False, json_=False):
     with _errors():
         settings = _settings(c)
 
-        async def reach():
+        async def reach() -> tuple[Settings, str]:
             async with connect(settings) as conn:
                 return conn.settings, conn.app
 
@@ -879,7 +926,7 @@ def unlock(c, force=False, json_=False):
         "time_factor": "Scale the realistic profile's durations (0.1 = ten times faster).",
     },
 )
-def local_up(c, profile="fast", time_factor=1.0):
+def local_up(c: Context, profile: str = "fast", time_factor: float = 1.0) -> None:
     """Start the embedded local Fly in the background (if it is not running)."""
     from orchestrator.localfly import cli
 
@@ -893,7 +940,7 @@ def local_up(c, profile="fast", time_factor=1.0):
 
 
 @task(name="down", help={"purge": "Also delete its state: machines, volumes and snapshots."})
-def local_down(c, purge=False):
+def local_down(c: Context, purge: bool = False) -> None:
     """Stop the local Fly and every machine process it started."""
     from orchestrator.localfly import cli
 
@@ -903,7 +950,7 @@ def local_down(c, purge=False):
 
 
 @task(name="status")
-def local_status(c):
+def local_status(c: Context) -> None:
     """Show whether the local Fly runs, where, and what it holds."""
     from orchestrator.localfly import cli
 
