@@ -24,6 +24,8 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 from rich.console import Console
 
+from orchestrator.cli.words import WordTask
+from orchestrator.cli.words import install as install_word_parsing
 from orchestrator.connect import connect, find_root, load_settings
 from orchestrator.cost import cost_json, status_cost
 from orchestrator.errors import OrchestratorError
@@ -59,7 +61,10 @@ logging.getLogger("stamina").setLevel(logging.ERROR)
 
 PLAN_FORMATS = ("tree", "json", "dot", "mermaid")
 
+VOLUMES_ACTIONS = ("list", "prune")
+
 install_help_placeholders()
+install_word_parsing()
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -716,13 +721,38 @@ def ssh(
 @task(
     name="list",
     default=True,
-    help={"region": "Only this region's volumes.", "json": "Print only JSON on stdout."},
+    klass=WordTask,
+    words={"action": VOLUMES_ACTIONS},
+    help={
+        "action": "list (default) or prune: `invoke volumes prune` destroys unattached ones.",
+        "region": "Only this region's volumes.",
+        "older_than": "prune: only volumes unattached for longer than this (7d, 12h).",
+        "yes": "prune: destroy without asking (needed where there is no terminal).",
+        "force": "prune: also destroy volumes holding records the primary lacks.",
+        "json": "Print only JSON on stdout.",
+    },
 )
-def volumes_list(c: Context, region: str | None = None, json_: bool = False) -> None:
-    """List every volume: size, use, machine, and why an unattached one was kept."""
+def volumes_list(
+    c: Context,
+    action: str = "list",
+    region: str | None = None,
+    older_than: str | None = None,
+    yes: bool = False,
+    force: bool = False,
+    json_: bool = False,
+) -> None:
+    """List every volume and why an unattached one was kept; `volumes prune` destroys those."""
     from orchestrator import volumes as vols
     from orchestrator.render.volumes import volumes_view
 
+    if action == "prune":
+        volumes_prune(c, region=region, older_than=older_than, yes=yes, force=force, json_=json_)
+        return
+    problems = [] if action == "list" else [f"--action: must be list or prune, got {action!r}"]
+    given = {"--older-than": older_than is not None, "--yes": yes, "--force": force}
+    problems += [f"{flag}: only with `invoke volumes prune`" for flag, on in given.items() if on]
+    if problems:
+        raise Exit("\n".join(f"error: {problem}" for problem in problems), 2)
     with _errors():
         if region is not None:
             region = validate_region(region, "--region").code
