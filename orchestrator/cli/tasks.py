@@ -26,7 +26,7 @@ from rich.console import Console
 
 from orchestrator.cli.words import WordTask
 from orchestrator.cli.words import install as install_word_parsing
-from orchestrator.connect import connect, find_root, load_settings
+from orchestrator.connect import connect, find_root, load_settings, local_running
 from orchestrator.cost import cost_json, status_cost
 from orchestrator.errors import OrchestratorError
 from orchestrator.execute import deploy as deploying
@@ -109,6 +109,22 @@ def _spec_primary(settings: Settings) -> str | None:
         return None
 
 
+def _idle_local(settings: Settings) -> bool:
+    """Tell whether the fleet's local Fly is not running (reading the fleet would start it)."""
+    return settings.backend == "local" and not local_running(settings)
+
+
+def _say_started(settings: Settings) -> None:
+    """Say on stderr that a local Fly now runs in the background, and how to stop it."""
+    # stderr: a --json or --format json answer on stdout stays parseable.
+    Console(stderr=True).print(
+        f"! started the local Fly in the background ({settings.local_state_dir}); it keeps "
+        "running after this command: stop it with `invoke local.down`",
+        style="yellow",
+        soft_wrap=True,
+    )
+
+
 def _options(c: Context) -> ExecuteOptions:
     return ExecuteOptions.from_config(c.config.get("orchestrator"))
 
@@ -142,9 +158,13 @@ def plan(
     if format not in PLAN_FORMATS:
         raise Exit(f"error: --format: must be one of {', '.join(PLAN_FORMATS)}, got {format!r}", 2)
     with _errors():
+        settings = _settings(c)
+        idle = _idle_local(settings)
         the_plan, observed = _run(
-            deploying.plan_with_fleet(_settings(c), regions=region or [], image=image)
+            deploying.plan_with_fleet(settings, regions=region or [], image=image)
         )
+    if idle:
+        _say_started(settings)
     if format == "json":
         _emit(to_json_text(the_plan))
     elif format == "dot":
@@ -353,6 +373,7 @@ def scale(
             group=group,
         )
         if not request.changes:
+            idle = _idle_local(settings)
             shown = _run(
                 scaling.show_scale(
                     settings, regions=request.regions, usage=usage, group=request.group
@@ -361,6 +382,8 @@ def scale(
             from orchestrator.cost import scale_costs
 
             now, wanted = scale_costs(shown)
+            if idle:
+                _say_started(settings)
             if json_:
                 data = shown.to_json()
                 data["monthly_cost"] = {"observed": cost_json(now), "desired": cost_json(wanted)}
@@ -500,7 +523,7 @@ def logs(
         start = None if since is None else parse_since(since, "--since", datetime.now(UTC))
 
         async def show() -> None:
-            async with connect(settings) as conn:
+            async with connect(settings, start=False) as conn:
                 sources = await log_sources(conn, region=region, machine=machine, group=group)
                 if not sources:
                     print(f"no machines{f' in {region}' if region else ''}", file=sys.stderr)
@@ -856,7 +879,7 @@ def _ask_run(c: Context, action: str, reason: str | None = None) -> str:
     settings = _settings(c)
 
     async def ask() -> str:
-        async with connect(settings) as conn:
+        async with connect(settings, start=False) as conn:
             intent, _ = await read_ledger(conn)
             lock = await asyncio.to_thread(read_lock, conn.settings, conn.app)
             live = intent is not None and lock.holder is not None and lock.holder.id == intent.id
@@ -909,7 +932,7 @@ def releases(c: Context, json_: bool = False) -> None:
         settings = _settings(c)
 
         async def read() -> tuple[str, RunIntent | None, list[ReleaseEntry]]:
-            async with connect(settings) as conn:
+            async with connect(settings, start=False) as conn:
                 intent, entries = await read_ledger(conn)
                 return conn.app, intent, entries
 
@@ -935,7 +958,7 @@ def unlock(c: Context, force: bool = False, json_: bool = False) -> None:
         settings = _settings(c)
 
         async def reach() -> tuple[Settings, str]:
-            async with connect(settings) as conn:
+            async with connect(settings, start=False) as conn:
                 return conn.settings, conn.app
 
         filled, app = _run(reach())

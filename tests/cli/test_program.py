@@ -86,6 +86,10 @@ def test_plan_and_deploy_syd_from_the_fleet_directory(fleet: LocalFleet) -> None
     fleet.endpoint = control.ensure_running(fleet.state_dir, profile="fast")
 
     assert planned.returncode == 0, planned.stdout + planned.stderr
+    # Reading the fleet started the local Fly: the plan says so, and how to stop it.
+    assert "started the local Fly in the background" in planned.stderr
+    assert "invoke local.down" in planned.stderr
+    assert "started the local Fly" not in deployed.stdout + deployed.stderr
     assert "create sample-fleet-syd-1" in planned.stdout
     assert "create sample-fleet-syd-2" in planned.stdout
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
