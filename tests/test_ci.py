@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,13 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from execute.localfleet import APP, INVOKE, REPO, copy_fleet, kill_leftovers
+from execute.localfleet import APP, REPO, copy_fleet, kill_leftovers
 
 from orchestrator.localfly import control
 
 pytestmark = pytest.mark.timeout(400)
+
+PROGRAM = Path(sys.executable).with_name("fly-orchestrator")
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")
 
@@ -78,9 +81,9 @@ def test_the_documented_workflow_deploys_with_plain_timestamped_logs(
     ran: dict[str, subprocess.CompletedProcess[str]] = {}
     for step in job["steps"]:
         command = step.get("run", "")
-        if ".venv/bin/invoke" not in command:
+        if ".venv/bin/fly-orchestrator" not in command:
             continue  # checkout, setup-python, install, upload: GitHub's part
-        command = command.replace(".venv/bin/invoke", f'"{INVOKE}" --search-root "{REPO}"')
+        command = command.replace(".venv/bin/fly-orchestrator", f'"{PROGRAM}"')
         ran[step["name"]] = proc = subprocess.run(
             ["bash", "-e", "-o", "pipefail", "-c", command],
             cwd=root,

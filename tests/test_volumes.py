@@ -1,9 +1,10 @@
-"""`invoke volumes` and `invoke volumes.prune` on a real local Fly.
+"""`invoke volumes` and `invoke volumes prune` on a real local Fly.
 
 One story on one fleet: syd deployed with two machines and some records, scaled down to one
 (the second machine's volume is kept), listed with why it was kept, then pruned: refused
 without a terminal or ``--yes``, refused while it holds a record the primary lacks, destroyed
-only with ``--force``.
+only with ``--force``. ``prune`` is a word after ``volumes``; invoke's ``volumes.prune`` is the
+same task.
 """
 
 from __future__ import annotations
@@ -66,10 +67,26 @@ def test_the_list_says_why_a_volume_was_kept_and_since_when(fleet: LocalFleet) -
     assert "1 unattached volume(s), 1 GB" in text.stdout
 
 
+def test_prune_flags_without_prune_are_refused_all_at_once(fleet: LocalFleet) -> None:
+    before = len(fleet.mutating_requests())
+    volumes = {v["id"] for v in fleet.volumes("syd")}
+
+    proc = fleet.invoke("volumes", "--older-than", "1s", "--yes", "--force")
+
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: --older-than: only with `invoke volumes prune`",
+        "error: --yes: only with `invoke volumes prune`",
+        "error: --force: only with `invoke volumes prune`",
+    ]
+    assert {v["id"] for v in fleet.volumes("syd")} == volumes
+    assert len(fleet.mutating_requests()) == before
+
+
 def test_prune_without_a_terminal_needs_yes_and_destroys_nothing(fleet: LocalFleet) -> None:
     kept = _kept(fleet)
 
-    proc = fleet.invoke("volumes.prune")
+    proc = fleet.invoke("volumes", "prune")
 
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
@@ -79,7 +96,7 @@ def test_prune_without_a_terminal_needs_yes_and_destroys_nothing(fleet: LocalFle
 
 
 def test_prune_older_than_spares_a_recent_volume(fleet: LocalFleet) -> None:
-    proc = fleet.invoke("volumes.prune", "--older-than", "7d", "--yes")
+    proc = fleet.invoke("volumes", "--older-than", "7d", "prune", "--yes")
 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "nothing to prune" in proc.stdout
@@ -92,7 +109,7 @@ def test_prune_on_a_terminal_asks_and_no_keeps_the_volume(fleet: LocalFleet) -> 
     kept = _kept(fleet)
     env = {k: v for k in ("PATH", "HOME") if (v := os.environ.get(k))}
     with terminal(80, 24) as term:
-        argv = [str(INVOKE), "--search-root", str(REPO), "volumes.prune"]
+        argv = [str(INVOKE), "--search-root", str(REPO), "volumes", "prune"]
         term.run(argv, cwd=fleet.root, env=env)
         wait_for(
             lambda: "Destroy 1 volume(s)? [y/N]" in term.screen(),
@@ -122,7 +139,7 @@ def test_prune_refuses_a_volume_with_records_the_primary_lacks_unless_forced(
     finally:
         db.close()
 
-    refused = fleet.invoke("volumes.prune", "--yes", "--json")
+    refused = fleet.invoke("volumes", "prune", "--yes", "--json")
     forced = fleet.invoke("volumes.prune", "--yes", "--force", "--json")
 
     assert refused.returncode == 0, refused.stdout + refused.stderr
@@ -136,6 +153,7 @@ def test_prune_refuses_a_volume_with_records_the_primary_lacks_unless_forced(
 @pytest.mark.parametrize(
     ("args", "flag"),
     [
+        (["volumes", "prune", "--older-than", "soon"], "--older-than"),
         (["volumes.prune", "--older-than", "soon"], "--older-than"),
         (["volumes", "--region", "xyz"], "--region"),
     ],

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from invoke.program import Program
 
 from orchestrator import __version__ as _version
@@ -14,7 +17,12 @@ program = Program(
 
 def main() -> None:
     """Run the program on this process's arguments."""
-    program.run()
+    try:
+        program.run()
+    except BrokenPipeError:
+        # `fly-orchestrator --help | head`: the reader left; end as SIGPIPE would, quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from invoke.collection import Collection
 from invoke.context import Context
@@ -24,9 +24,11 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 from rich.console import Console
 
+from orchestrator.cli.words import WordTask
+from orchestrator.cli.words import install as install_word_parsing
 from orchestrator.commands import deploy as deploying
 from orchestrator.commands.status import fleet_status
-from orchestrator.connect import connect, find_root, load_settings
+from orchestrator.connect import connect, find_root, load_settings, local_running
 from orchestrator.cost import cost_json
 from orchestrator.errors import OrchestratorError
 from orchestrator.execute.context import ExecuteOptions
@@ -42,6 +44,13 @@ from orchestrator.render.plan import plan_tree
 from orchestrator.render.summary import deploy_summary, outcome_line, status_view
 from orchestrator.settings import Settings
 
+if TYPE_CHECKING:
+    from orchestrator.commands.scale import Confirm
+    from orchestrator.execute.ledger import ReleaseEntry, RunIntent
+    from orchestrator.execute.results import DeployResult
+    from orchestrator.render.rollout_report import GateLog
+    from orchestrator.scale.request import ScaleRequest
+
 T = TypeVar("T")
 
 # The client retries rate limits and 5xx on its own; a bare "stamina.retry_scheduled" line on
@@ -50,7 +59,10 @@ logging.getLogger("stamina").setLevel(logging.ERROR)
 
 PLAN_FORMATS = ("tree", "json", "dot", "mermaid")
 
+VOLUMES_ACTIONS = ("list", "prune")
+
 install_help_placeholders()
+install_word_parsing()
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -101,6 +113,22 @@ def _settings(c: Context) -> Settings:
     return load_settings(find_root(), os.environ, c.config.get("fly"))
 
 
+def _idle_local(settings: Settings) -> bool:
+    """Tell whether the fleet's local Fly is not running (reading the fleet would start it)."""
+    return settings.backend == "local" and not local_running(settings)
+
+
+def _say_started(settings: Settings) -> None:
+    """Say on stderr that a local Fly now runs in the background, and how to stop it."""
+    # stderr: a --json or --format json answer on stdout stays parseable.
+    Console(stderr=True).print(
+        f"! started the local Fly in the background ({settings.local_state_dir}); it keeps "
+        "running after this command: stop it with `invoke local.down`",
+        style="yellow",
+        soft_wrap=True,
+    )
+
+
 def _options(c: Context) -> ExecuteOptions:
     return ExecuteOptions.from_config(c.config.get("orchestrator"))
 
@@ -127,14 +155,20 @@ def _print_json(data: Any) -> None:
         "image": "Plan for this image instead of fly.toml's [build] image.",
     },
 )
-def plan(c, region=None, format="tree", image=None):
+def plan(
+    c: Context, region: list[str] | None = None, format: str = "tree", image: str | None = None
+) -> None:
     """Show the steps a deploy would run, without changing anything."""
     if format not in PLAN_FORMATS:
         raise Exit(f"error: --format: must be one of {', '.join(PLAN_FORMATS)}, got {format!r}", 2)
     with _errors():
+        settings = _settings(c)
+        idle = _idle_local(settings)
         the_plan, observed = _run(
-            deploying.plan_with_fleet(_settings(c), regions=region or [], image=image)
+            deploying.plan_with_fleet(settings, regions=region or [], image=image)
         )
+    if idle:
+        _say_started(settings)
     if format == "json":
         _emit(to_json_text(the_plan))
     elif format == "dot":
@@ -166,15 +200,15 @@ def plan(c, region=None, format="tree", image=None):
     },
 )
 def deploy(
-    c,
-    region=None,
-    image=None,
-    dry_run=False,
-    resume=False,
-    json_=False,
-    report=None,
-    pause_after=None,
-):
+    c: Context,
+    region: list[str] | None = None,
+    image: str | None = None,
+    dry_run: bool = False,
+    resume: bool = False,
+    json_: bool = False,
+    report: str | None = None,
+    pause_after: list[str] | None = None,
+) -> None:
     """Deploy the fleet in waves, gated on health and metrics, rolling back a failed wave."""
     request = deploying.DeployRequest(
         regions=tuple(region or ()),
@@ -208,7 +242,7 @@ def deploy(
     _finish_run(console, result, json_)
 
 
-def _gate_log(bus: EventBus) -> Any:
+def _gate_log(bus: EventBus) -> GateLog:
     from orchestrator.render.rollout_report import GateLog
 
     log = GateLog()
@@ -216,7 +250,9 @@ def _gate_log(bus: EventBus) -> Any:
     return log
 
 
-def _write_report(path: str | None, result: Any, command: str, gates: Any, json_: bool) -> None:
+def _write_report(
+    path: str | None, result: DeployResult, command: str, gates: GateLog, json_: bool
+) -> None:
     """Write ``--report PATH`` (Markdown and HTML) for a run's result, and say where."""
     if not path:
         return
@@ -234,7 +270,9 @@ def _write_report(path: str | None, result: Any, command: str, gates: Any, json_
     Console(stderr=json_).print(f"report written to {md} and {page}", soft_wrap=True)
 
 
-def _finish_run(console: Console, result: Any, json_: bool, command: str = "deploy") -> None:
+def _finish_run(
+    console: Console, result: DeployResult, json_: bool, command: str = "deploy"
+) -> None:
     """Print a deploy's or rollback's result, then exit 1 if it did not reach its goal."""
     if json_:
         _print_json(result.to_json())
@@ -256,7 +294,13 @@ def _finish_run(console: Console, result: Any, json_: bool, command: str = "depl
         "report": "Also write a report to PATH (.md or .html) and the other format beside it.",
     },
 )
-def rollback(c, region=None, to=None, json_=False, report=None):
+def rollback(
+    c: Context,
+    region: list[str] | None = None,
+    to: str | None = None,
+    json_: bool = False,
+    report: str | None = None,
+) -> None:
     """Put the previous (or a named) release back on the fleet, from the journal."""
     from orchestrator.commands import rollback as rolling
 
@@ -294,21 +338,21 @@ def rollback(c, region=None, to=None, json_=False, report=None):
     },
 )
 def scale(
-    c,
-    region=None,
-    count=None,
-    vm=None,
-    cpu=None,
-    memory=None,
-    volume_size=None,
-    dry_run=False,
-    destroy_volumes=False,
-    usage=False,
-    json_=False,
-    yes=False,
-    report=None,
-    group=None,
-):
+    c: Context,
+    region: list[str] | None = None,
+    count: str | None = None,
+    vm: str | None = None,
+    cpu: str | None = None,
+    memory: str | None = None,
+    volume_size: str | None = None,
+    dry_run: bool = False,
+    destroy_volumes: bool = False,
+    usage: bool = False,
+    json_: bool = False,
+    yes: bool = False,
+    report: str | None = None,
+    group: str | None = None,
+) -> None:
     """Show desired beside observed size per region, or change a region's count and size."""
     from orchestrator.commands import scale as scaling
     from orchestrator.errors import ConfigError
@@ -330,20 +374,23 @@ def scale(
             group=group,
         )
         if not request.changes:
-            report = _run(
+            idle = _idle_local(settings)
+            shown = _run(
                 scaling.show_scale(
                     settings, regions=request.regions, usage=usage, group=request.group
                 )
             )
             from orchestrator.cost import scale_costs
 
-            now, wanted = scale_costs(report)
+            now, wanted = scale_costs(shown)
+            if idle:
+                _say_started(settings)
             if json_:
-                data = report.to_json()
+                data = shown.to_json()
                 data["monthly_cost"] = {"observed": cost_json(now), "desired": cost_json(wanted)}
                 _print_json(data)
             else:
-                console.print(scale_report_view(report))
+                console.print(scale_report_view(shown))
                 console.print(cost_lines(now, wanted, what="desired sizes"))
             return
         if usage:
@@ -376,8 +423,8 @@ def scale(
 
 
 def _confirm_scale(
-    console: Console, settings: Settings, request: Any, *, yes: bool, json_: bool
-) -> Any:
+    console: Console, settings: Settings, request: ScaleRequest, *, yes: bool, json_: bool
+) -> Confirm | None:
     """Return how a large or destructive scale is confirmed: --yes, a question, or not at all."""
     from orchestrator.commands import scale as scaling
 
@@ -400,7 +447,7 @@ def _confirm_scale(
         "json": "Print only the status as JSON on stdout.",
     },
 )
-def status(c, region=None, json_=False):
+def status(c: Context, region: str | None = None, json_: bool = False) -> None:
     """Show every machine: state, release, checks, role, size and volume."""
     with _errors():
         if region is not None:
@@ -437,7 +484,15 @@ def status(c, region=None, json_=False):
         "group": "Show only this [processes] group's machines.",
     },
 )
-def logs(c, region=None, machine=None, follow=False, lines=None, since=None, group=None):
+def logs(
+    c: Context,
+    region: str | None = None,
+    machine: str | None = None,
+    follow: bool = False,
+    lines: str | None = None,
+    since: str | None = None,
+    group: str | None = None,
+) -> None:
     """Print the machines' output on the local Fly, each line prefixed by region and machine."""
     import sys
     from datetime import UTC, datetime
@@ -456,8 +511,8 @@ def logs(c, region=None, machine=None, follow=False, lines=None, since=None, gro
             last = int(lines)
         start = None if since is None else parse_since(since, "--since", datetime.now(UTC))
 
-        async def show():
-            async with connect(settings) as conn:
+        async def show() -> None:
+            async with connect(settings, start=False) as conn:
                 sources = await log_sources(conn, region=region, machine=machine, group=group)
                 if not sources:
                     print(f"no machines{f' in {region}' if region else ''}", file=sys.stderr)
@@ -497,18 +552,18 @@ def logs(c, region=None, machine=None, follow=False, lines=None, since=None, gro
     },
 )
 def drill(
-    c,
-    region=None,
-    promote=None,
-    json_=False,
-    report=None,
-    dry_run=False,
-    failback=True,
-    hook=None,
-    destroy_old_volumes=False,
-    resume=False,
-    abort=False,
-):
+    c: Context,
+    region: str | None = None,
+    promote: str | None = None,
+    json_: bool = False,
+    report: str | None = None,
+    dry_run: bool = False,
+    failback: bool = True,
+    hook: str | None = None,
+    destroy_old_volumes: bool = False,
+    resume: bool = False,
+    abort: bool = False,
+) -> None:
     """Run a disaster-recovery drill: take a region down, fail over, measure, fail back."""
     from pathlib import Path
 
@@ -582,7 +637,7 @@ def _after_dashes(c: Context) -> list[str]:
         "json": "Print only the result as JSON on stdout (names and digests, never values).",
     },
 )
-def secrets(c, action, stage=False, json_=False):
+def secrets(c: Context, action: str, stage: bool = False, json_: bool = False) -> None:
     """List, set or unset the app's secrets; a change rolls out as a release unless --stage."""
     from orchestrator import appsecrets
     from orchestrator.errors import ConfigError
@@ -629,7 +684,13 @@ def secrets(c, action, stage=False, json_=False):
         "json": "Print only the result as JSON on stdout.",
     },
 )
-def ssh(c, region=None, machine=None, timeout=None, json_=False):
+def ssh(
+    c: Context,
+    region: str | None = None,
+    machine: str | None = None,
+    timeout: str | None = None,
+    json_: bool = False,
+) -> None:
     """Run the command after -- on a machine, or show its processes, volume and memory."""
     from orchestrator import ssh as shell
     from orchestrator.errors import ConfigError
@@ -666,16 +727,43 @@ def ssh(c, region=None, machine=None, timeout=None, json_=False):
             sys.stderr.write(done.result.stderr)
     if done.result.exit_code:
         raise Exit(code=done.result.exit_code)
+
+
 @task(
     name="list",
     default=True,
-    help={"region": "Only this region's volumes.", "json": "Print only JSON on stdout."},
+    klass=WordTask,
+    words={"action": VOLUMES_ACTIONS},
+    help={
+        "action": "list (default) or prune: `invoke volumes prune` destroys unattached ones.",
+        "region": "Only this region's volumes.",
+        "older_than": "prune: only volumes unattached for longer than this (7d, 12h).",
+        "yes": "prune: destroy without asking (needed where there is no terminal).",
+        "force": "prune: also destroy volumes holding records the primary lacks.",
+        "json": "Print only JSON on stdout.",
+    },
 )
-def volumes_list(c, region=None, json_=False):
-    """List every volume: size, use, machine, and why an unattached one was kept."""
+def volumes_list(
+    c: Context,
+    action: str = "list",
+    region: str | None = None,
+    older_than: str | None = None,
+    yes: bool = False,
+    force: bool = False,
+    json_: bool = False,
+) -> None:
+    """List every volume and why an unattached one was kept; `volumes prune` destroys those."""
     from orchestrator import volumes as vols
     from orchestrator.render.volumes import volumes_view
 
+    if action == "prune":
+        volumes_prune(c, region=region, older_than=older_than, yes=yes, force=force, json_=json_)
+        return
+    problems = [] if action == "list" else [f"--action: must be list or prune, got {action!r}"]
+    given = {"--older-than": older_than is not None, "--yes": yes, "--force": force}
+    problems += [f"{flag}: only with `invoke volumes prune`" for flag, on in given.items() if on]
+    if problems:
+        raise Exit("\n".join(f"error: {problem}" for problem in problems), 2)
     with _errors():
         if region is not None:
             region = validate_region(region, "--region").code
@@ -702,7 +790,14 @@ def volumes_list(c, region=None, json_=False):
         "json": "Print only JSON on stdout.",
     },
 )
-def volumes_prune(c, region=None, older_than=None, yes=False, force=False, json_=False):
+def volumes_prune(
+    c: Context,
+    region: str | None = None,
+    older_than: str | None = None,
+    yes: bool = False,
+    force: bool = False,
+    json_: bool = False,
+) -> None:
     """Destroy unattached volumes, after asking; never one holding records the primary lacks."""
     from datetime import UTC, datetime
 
@@ -760,6 +855,8 @@ def volumes_prune(c, region=None, older_than=None, yes=False, force=False, json_
 
 
 volumes = Collection("volumes", volumes_list, volumes_prune)
+
+
 def _ask_run(c: Context, action: str, reason: str | None = None) -> str:
     """Send a promote or abort request to the app's running deploy; return what was asked."""
     from orchestrator.errors import ConfigError
@@ -770,7 +867,7 @@ def _ask_run(c: Context, action: str, reason: str | None = None) -> str:
     settings = _settings(c)
 
     async def ask() -> str:
-        async with connect(settings) as conn:
+        async with connect(settings, start=False) as conn:
             intent, _ = await read_ledger(conn)
             lock = await asyncio.to_thread(read_lock, conn.settings, conn.app)
             live = intent is not None and lock.holder is not None and lock.holder.id == intent.id
@@ -798,7 +895,7 @@ def _ask_run(c: Context, action: str, reason: str | None = None) -> str:
 
 
 @task
-def promote(c):
+def promote(c: Context) -> None:
     """Let a paused deploy (from any host) go on to its next wave."""
     with _errors():
         message = _ask_run(c, "promote")
@@ -806,7 +903,7 @@ def promote(c):
 
 
 @task(help={"reason": "Why, for the record and the deploy's error line."})
-def abort(c, reason=None):
+def abort(c: Context, reason: str | None = None) -> None:
     """Stop a running deploy (from any host) at its next safe point; its on_failure applies."""
     with _errors():
         message = _ask_run(c, "abort", reason)
@@ -814,7 +911,7 @@ def abort(c, reason=None):
 
 
 @task(help={"json": "Print only the releases as JSON on stdout."})
-def releases(c, json_=False):
+def releases(c: Context, json_: bool = False) -> None:
     """List the app's releases, newest first, as recorded on Fly (the same from every host)."""
     from orchestrator.execute.ledger import read_ledger
     from orchestrator.render.releases import releases_view
@@ -822,9 +919,10 @@ def releases(c, json_=False):
     with _errors():
         settings = _settings(c)
 
-        async def read():
-            async with connect(settings) as conn:
-                return conn.app, *await read_ledger(conn)
+        async def read() -> tuple[str, RunIntent | None, list[ReleaseEntry]]:
+            async with connect(settings, start=False) as conn:
+                intent, entries = await read_ledger(conn)
+                return conn.app, intent, entries
 
         app, intent, entries = _run(read())
     if json_:
@@ -839,7 +937,7 @@ def releases(c, json_=False):
         "json": "Print only the lock as JSON on stdout.",
     },
 )
-def unlock(c, force=False, json_=False):
+def unlock(c: Context, force: bool = False, json_: bool = False) -> None:
     """Show who holds the app's deploy lock (on Fly, shared by every host); --force breaks it."""
     from orchestrator.execute.lock import force_unlock, read_lock
     from orchestrator.render.lock import lock_view
@@ -847,8 +945,8 @@ def unlock(c, force=False, json_=False):
     with _errors():
         settings = _settings(c)
 
-        async def reach():
-            async with connect(settings) as conn:
+        async def reach() -> tuple[Settings, str]:
+            async with connect(settings, start=False) as conn:
                 return conn.settings, conn.app
 
         filled, app = _run(reach())
@@ -869,7 +967,7 @@ def unlock(c, force=False, json_=False):
         "time_factor": "Scale the realistic profile's durations (0.1 = ten times faster).",
     },
 )
-def local_up(c, profile="fast", time_factor=1.0):
+def local_up(c: Context, profile: str = "fast", time_factor: float = 1.0) -> None:
     """Start the embedded local Fly in the background (if it is not running)."""
     from orchestrator.localfly import cli
 
@@ -883,7 +981,7 @@ def local_up(c, profile="fast", time_factor=1.0):
 
 
 @task(name="down", help={"purge": "Also delete its state: machines, volumes and snapshots."})
-def local_down(c, purge=False):
+def local_down(c: Context, purge: bool = False) -> None:
     """Stop the local Fly and every machine process it started."""
     from orchestrator.localfly import cli
 
@@ -893,7 +991,7 @@ def local_down(c, purge=False):
 
 
 @task(name="status")
-def local_status(c):
+def local_status(c: Context) -> None:
     """Show whether the local Fly runs, where, and what it holds."""
     from orchestrator.localfly import cli
 

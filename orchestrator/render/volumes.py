@@ -58,7 +58,7 @@ def volumes_view(listing: VolumeList) -> RenderableType:
     gb = sum(v.size_gb for v in kept)
     footer = (
         Text(
-            f"{len(kept)} unattached volume(s), {gb} GB: `invoke volumes.prune` destroys them "
+            f"{len(kept)} unattached volume(s), {gb} GB: `invoke volumes prune` destroys them "
             "after asking",
             style="yellow",
         )

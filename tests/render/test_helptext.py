@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -37,3 +38,22 @@ def test_help_shows_a_placeholder_for_every_value(
         assert text in proc.stdout, proc.stdout
     assert "STRING" not in proc.stdout
     assert "-r, --region" not in proc.stdout
+
+
+def test_every_value_option_of_every_task_shows_a_placeholder() -> None:
+    from orchestrator.cli.tasks import ns
+
+    checked = []
+    for context in ns.to_contexts():
+        for names, _help in context.help_tuples():
+            assert not re.search(r"STRING|INT\b", names), (context.name, names)
+        for flag, arg in context.flags.items():
+            if not flag.startswith("--") or arg.kind is bool:
+                continue
+            names, _help = context.help_for(flag)
+            assert re.search(rf"{flag}\[?=[A-Z]+", names), (context.name, names)
+            checked.append((context.name, flag))
+
+    # Every task's value options (region, image, count, lines...), not a handful.
+    assert len(checked) >= 30, checked
+    assert ("volumes.list", "--older-than") in checked
