@@ -285,6 +285,32 @@ def _finish_run(
         raise Exit(run_failure_text(result, command=command), result.exit_code)
 
 
+def _confirm_restore(settings: Settings, regions: Any, *, yes: bool, json_: bool) -> None:
+    """Say which records ``--restore-data`` loses; ask, or insist on --yes without a terminal."""
+    from orchestrator.errors import ConfigError
+    from orchestrator.execute.restoredata import preview
+    from orchestrator.render.releases import restore_preview_text
+
+    async def read() -> Any:
+        async with connect(settings) as conn:
+            return await preview(conn, regions)
+
+    found = _run(read())
+    err = Console(stderr=True)
+    err.print(restore_preview_text(found), soft_wrap=True, markup=False, highlight=False)
+    if yes:
+        return
+    if json_ or not sys.stdin.isatty():
+        raise ConfigError(
+            "no terminal to confirm on: pass --yes to restore the data (the records written "
+            "since are lost)",
+            where="--yes",
+        )
+    answer = err.input("Restore the data? [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise Exit("not restored: nothing was changed", 1)
+
+
 @task(
     iterable=["region"],
     help={
@@ -292,6 +318,8 @@ def _finish_run(
         "to": "The release to put back, e.g. v1-92d1226d or v1 (default: the previous one).",
         "json": "Print only the result as JSON on stdout.",
         "report": "Also write a report to PATH (.md or .html) and the other format beside it.",
+        "restore_data": "Also put the machines back on volumes restored from the restore points.",
+        "yes": "Restore data without asking (needed where there is no terminal).",
     },
 )
 def rollback(
@@ -300,16 +328,20 @@ def rollback(
     to: str | None = None,
     json_: bool = False,
     report: str | None = None,
+    restore_data: bool = False,
+    yes: bool = False,
 ) -> None:
     """Put the previous (or a named) release back on the fleet, from the journal."""
     from orchestrator.commands import rollback as rolling
 
-    request = rolling.RollbackRequest(regions=tuple(region or ()), to=to)
+    request = rolling.RollbackRequest(regions=tuple(region or ()), to=to, restore_data=restore_data)
     console = make_console()
     bus = EventBus()
     gates = _gate_log(bus)
     with _errors():
         settings, options = _settings(c), _options(c)
+        if restore_data:
+            _confirm_restore(settings, request.regions, yes=yes, json_=json_)
         result = _watched(
             rolling.rollback(settings, request, bus=bus, options=options),
             bus,

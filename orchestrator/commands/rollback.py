@@ -8,10 +8,10 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from orchestrator.connect import connect
+from orchestrator.connect import Connection, connect
 from orchestrator.errors import ConfigError
 from orchestrator.execute.autorollback import config_release
 from orchestrator.execute.context import ExecuteOptions
@@ -23,6 +23,7 @@ from orchestrator.execute.ledger import Ledger
 from orchestrator.execute.primaries import gate_writable_primary, refuse_split
 from orchestrator.execute.run import open_run
 from orchestrator.fleetconfig.load import load_checked_spec
+from orchestrator.fleetconfig.model import DeploySpec, WaveSpec
 from orchestrator.notify import Notifier, read_notify
 from orchestrator.plan.config import META_LAUNCH_ID, META_SLOT
 from orchestrator.plan.fleet import Fleet, observe_fleet
@@ -47,10 +48,13 @@ class RollbackRequest:
     Attributes:
         regions: regions to roll back (empty: every region of the spec).
         to: the release to put back (``None``: the previous one).
+        restore_data: also put the machines with restore points back on volumes restored
+            from them (`orchestrator.execute.restoredata`), first.
     """
 
     regions: tuple[str, ...] = ()
     to: str | None = None
+    restore_data: bool = False
 
 
 def _slot(config: Mapping[str, Any]) -> int | None:
@@ -241,6 +245,13 @@ async def rollback(
                 current = fleet.machine(machine_id)
                 if current is not None and current.release and current.release != release:
                     config.setdefault("metadata", {})[META_PREV_RELEASE] = current.release
+            restored: DeployResult | None = None
+            if request.restore_data:
+                restored, targets = await _restore_data_first(
+                    conn, journal, spec, waves, fleet, targets, regions, release, bus, options
+                )
+                if not restored.ok:
+                    return restored
             plan = build_rollback_plan(fleet, targets, release=release, spec_waves=waves)
             for note in (*notes, *plan.notes):
                 bus.emit(Note(note))
@@ -260,6 +271,69 @@ async def rollback(
                 result = await executor.run()
             finally:
                 await notifier.close()
+            if restored is not None:
+                result = _after_restore(restored, result)
             return await gate_writable_primary(
                 conn, result, expected=spec.primary_region, journal=journal, bus=bus
             )
+
+
+async def _restore_data_first(
+    conn: Connection,
+    journal: Journal,
+    spec: DeploySpec,
+    waves: Sequence[WaveSpec],
+    fleet: Fleet,
+    targets: dict[str, dict[str, Any]],
+    regions: Sequence[str],
+    release: str,
+    bus: EventBus,
+    options: ExecuteOptions | None,
+) -> tuple[DeployResult, dict[str, dict[str, Any]]]:
+    """Run the data restore; return its result and the targets left for the rollback."""
+    from orchestrator.execute.ledger import read_ledger
+    from orchestrator.execute.restoredata import choose_points, restore_data
+
+    _, entries = await read_ledger(conn)
+    _, points = choose_points(entries, regions)
+    configs: dict[tuple[str, int], Mapping[str, Any]] = {}
+    replaced: set[str] = set()
+    for p in points:
+        current = fleet.managed_in(p.region).get(p.slot)
+        if current is None or current.id not in targets:
+            bus.emit(
+                Note(
+                    f"{p.region}: slot {p.slot} has no machine with a config of {release}; its "
+                    f"restore point {p.snapshot} is left unused",
+                    level="warning",
+                    region=p.region,
+                )
+            )
+            continue
+        configs[(p.region, p.slot)] = targets[current.id]
+        replaced.add(current.id)
+    result = await restore_data(
+        conn,
+        journal=journal,
+        spec=spec,
+        waves=waves,
+        fleet=fleet,
+        points=points,
+        configs=configs,
+        release=release,
+        bus=bus,
+        options=options,
+    )
+    return result, {mid: cfg for mid, cfg in targets.items() if mid not in replaced}
+
+
+def _after_restore(restored: DeployResult, rollback: DeployResult) -> DeployResult:
+    """Return the rollback's result with the data restore's steps first."""
+    outcome = restored.outcome if rollback.outcome == "noop" else rollback.outcome
+    return replace(
+        rollback,
+        steps=restored.steps + rollback.steps,
+        mutating_steps=restored.mutating_steps + rollback.mutating_steps,
+        outcome=outcome,
+        started_at=restored.started_at,
+    )

@@ -29,6 +29,7 @@ __all__ = [
     "ReleaseFinished",
     "ReleaseOutcome",
     "ReleaseStarted",
+    "RestorePointTaken",
     "RollbackFinished",
     "RollbackStarted",
     "StepFinished",
@@ -210,6 +211,35 @@ class RollbackStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class RestorePointTaken:
+    """A volume was snapshotted before its machine changed (``volume.snapshot``).
+
+    Attributes:
+        release: the release about to change the machine.
+        region: the machine's region.
+        slot: its slot.
+        machine: its id.
+        volume: the volume snapshotted.
+        snapshot: the snapshot's id.
+        digest: the snapshot's digest, as Fly reports it ("" when it reports none).
+        last_seq: the machine's ``last_seq`` (from the app's ``/status``) just before, or None.
+        release_before: the release the machine ran.
+        at: when the snapshot was taken.
+    """
+
+    release: str
+    region: str
+    slot: int | None
+    machine: str
+    volume: str
+    snapshot: str
+    digest: str = ""
+    last_seq: int | None = None
+    release_before: str | None = None
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
 class RollbackFinished:
     """A rollback ended.
 
@@ -236,6 +266,7 @@ Event = (
     | ReleaseFinished
     | RollbackStarted
     | RollbackFinished
+    | RestorePointTaken
 )
 Subscriber = Callable[[Event], None]
 

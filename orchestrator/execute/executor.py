@@ -63,6 +63,7 @@ from orchestrator.execute.machines import (
     update_machine,
 )
 from orchestrator.execute.release import run_release_command
+from orchestrator.execute.restorepoints import snapshot_volume
 from orchestrator.execute.results import (
     DeployResult,
     Failure,
@@ -101,6 +102,7 @@ Handler = Callable[[StepContext, Step], Awaitable[str]]
 HANDLERS: Mapping[StepKind, Handler] = {
     StepKind.RELEASE_COMMAND: run_release_command,
     StepKind.VOLUME_ENSURE: ensure_volume,
+    StepKind.VOLUME_SNAPSHOT: snapshot_volume,
     StepKind.VOLUME_REPLICATE: replicate,
     StepKind.MACHINE_CREATE: create_machine,
     StepKind.MACHINE_UPDATE: update_machine,

@@ -30,6 +30,7 @@ from orchestrator.execute.events import (
     GateResult,
     ReleaseFinished,
     ReleaseStarted,
+    RestorePointTaken,
     RollbackStarted,
 )
 from orchestrator.execute.journal import RunRecord, iso
@@ -150,6 +151,9 @@ class ReleaseEntry:
         by: who ran it.
         outcome: how it ended, ``running`` while it runs (or if it was killed).
         ci_url: the CI run's URL, if any.
+        restore_points: the snapshots taken before the run changed the machines, one mapping
+            per machine (``region``, ``slot``, ``machine``, ``volume``, ``snapshot``,
+            ``digest``, ``last_seq``, ``release_before``, ``at``).
     """
 
     release: str
@@ -159,10 +163,13 @@ class ReleaseEntry:
     by: str
     outcome: str
     ci_url: str = ""
+    restore_points: tuple[dict[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Return the entry as JSON-ready data."""
-        return asdict(self)
+        out = asdict(self)
+        out["restore_points"] = [dict(p) for p in self.restore_points]
+        return out
 
 
 def _entries(text: str | None) -> list[ReleaseEntry]:
@@ -177,6 +184,9 @@ def _entries(text: str | None) -> list[ReleaseEntry]:
                 by=str(d.get("by", "")),
                 outcome=str(d.get("outcome", "")),
                 ci_url=str(d.get("ci_url", "")),
+                restore_points=tuple(
+                    dict(p) for p in d.get("restore_points") or () if isinstance(p, dict)
+                ),
             )
             for d in data
             if isinstance(d, dict)
@@ -242,6 +252,8 @@ class Ledger:
         elif isinstance(event, GateResult) and not event.passed:
             if event.step.region not in self.intent.failed:
                 self._set(failed=(*self.intent.failed, event.step.region))
+        elif isinstance(event, RestorePointTaken):
+            self._restore_point(event)
         elif isinstance(event, RollbackStarted):
             self._set(
                 phase="rolling_back",
@@ -255,6 +267,27 @@ class Ledger:
             if self.releases and self.releases[0].at == self.intent.started_at:
                 self.releases[0] = replace(self.releases[0], outcome=event.outcome)
             self._write(releases=True)
+
+    def _restore_point(self, event: RestorePointTaken) -> None:
+        """Add a snapshot to the current release's restore points (one per machine)."""
+        if self.intent is None or not self.releases:
+            return
+        if self.releases[0].at != self.intent.started_at:
+            return
+        point = {
+            "region": event.region,
+            "slot": event.slot,
+            "machine": event.machine,
+            "volume": event.volume,
+            "snapshot": event.snapshot,
+            "digest": event.digest,
+            "last_seq": event.last_seq,
+            "release_before": event.release_before,
+            "at": iso(event.at),
+        }
+        kept = [p for p in self.releases[0].restore_points if p.get("machine") != event.machine]
+        self.releases[0] = replace(self.releases[0], restore_points=(*kept, point))
+        self._write(releases=True)
 
     def paused(self, wave: int | None) -> None:
         """Record that the run waits after ``wave`` for a promote (``None``: it goes on)."""

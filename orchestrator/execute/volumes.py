@@ -51,7 +51,14 @@ async def ensure_volume(ctx: StepContext, step: Step) -> str:
             raise DeployError(f"volume {reuse} the plan reuses is gone or attached elsewhere")
         how = f"reusing volume {reuse}"
     else:
+        # A restore (``snapshot_id``) reuses only a volume restored from that same snapshot: the
+        # release's first deploy ran a step of the same id that made the volume being replaced.
+        snapshot = params.get("snapshot_id") or None
         earlier = ctx.journal.previous_result(ctx.app, ctx.release, step.id, "volume_id")
+        if snapshot and snapshot != ctx.journal.previous_result(
+            ctx.app, ctx.release, step.id, "snapshot_id"
+        ):
+            earlier = None
         if isinstance(earlier, str):
             volume = await _usable(ctx, earlier, step.region, name)
         if volume is not None:
@@ -73,17 +80,22 @@ async def ensure_volume(ctx: StepContext, step: Step) -> str:
                         region=step.region,
                         size_gb=size_gb,
                         source_volume_id=str(source) if source else None,
+                        snapshot_id=str(snapshot) if snapshot else None,
                         # As flyctl's deploy does: a volume per machine may share a zone.
                         require_unique_zone=False,
                     )
                 # Recorded at once, so a run killed while the volume hydrates picks it up again.
-                ctx.journal.step_result(ctx.run, step.id, {"volume_id": volume.id})
+                ctx.journal.step_result(
+                    ctx.run, step.id, {"volume_id": volume.id, "snapshot_id": snapshot}
+                )
                 failpoint("volume_created", step.id)
                 known.add(volume.id)
                 if trace.ambiguous:  # an answer was lost: the create may have been done twice
                     await _drop_twins(ctx, step, name, keep=volume.id, known=known)
             how = (
-                f"forked volume {volume.id} from {source}"
+                f"restored volume {volume.id} from snapshot {snapshot}"
+                if snapshot
+                else f"forked volume {volume.id} from {source}"
                 if source
                 else f"created volume {volume.id}"
             )

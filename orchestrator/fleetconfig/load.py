@@ -327,6 +327,7 @@ _WAVE_SETTINGS = (
     "on_failure",
     "max_concurrency",
     "pause",
+    "snapshot_before",
 )
 _DRILL_KEYS = (
     "rto",
@@ -346,6 +347,7 @@ def _wave_settings(table: Table, inherited: WaveSpec) -> WaveSpec:
     on_failure = table.choice("on_failure", ON_FAILURE)
     concurrency = table.integer("max_concurrency", 1, 64)
     pause = table.boolean("pause")
+    snapshot = table.boolean("snapshot_before")
     return replace(
         inherited,
         bake_s=inherited.bake_s if bake is None else bake,
@@ -354,6 +356,7 @@ def _wave_settings(table: Table, inherited: WaveSpec) -> WaveSpec:
         on_failure=cast("OnFailure", on_failure or inherited.on_failure),
         max_concurrency=concurrency or inherited.max_concurrency,
         pause=inherited.pause if pause is None else pause,
+        snapshot_before=inherited.snapshot_before if snapshot is None else snapshot,
     )
 
 

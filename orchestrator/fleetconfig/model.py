@@ -208,6 +208,8 @@ class WaveSpec:
         on_failure: what happens when a gate of this wave fails.
         max_concurrency: API operations in flight at once for this wave.
         pause: once this wave's gates pass, wait for ``invoke promote`` before the next wave.
+        snapshot_before: snapshot the volumes of the machines the wave changes before it
+            changes them (restore points); ``None``: only in the primary region's wave.
     """
 
     index: int
@@ -218,6 +220,7 @@ class WaveSpec:
     on_failure: OnFailure = "rollback_region"
     max_concurrency: int = 8
     pause: bool = False
+    snapshot_before: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from orchestrator.plan.config import (
 from orchestrator.plan.fleet import Fleet, ObservedGuest, ObservedMachine, ObservedVolume
 from orchestrator.plan.groups import check_slot_blocks, group_fleet, slot_base
 from orchestrator.plan.model import Plan
+from orchestrator.plan.restorepoints import add_snapshots
 from orchestrator.plan.rollback import build_rollback_plan
 from orchestrator.plan.steps import Step, StepKind, step_id
 
@@ -255,6 +256,7 @@ def build_plan(
     # What fly.toml and the region files say that this tool does not act on, and why.
     notes.extend(spec.notes)
     graph = asm.link(waves, spec.primary_region)
+    add_snapshots(graph, fleet, waves, spec.primary_region, release)
     if (
         release_command
         and spec.release is not None

@@ -16,6 +16,8 @@ class StepKind(StrEnum):
     # First: it runs before any machine of the release changes.
     RELEASE_COMMAND = "release.command"
     VOLUME_ENSURE = "volume.ensure"
+    # A restore point: a snapshot of a machine's volume before the wave changes the machine.
+    VOLUME_SNAPSHOT = "volume.snapshot"
     VOLUME_REPLICATE = "volume.replicate"
     MACHINE_CREATE = "machine.create"
     MACHINE_UPDATE = "machine.update"

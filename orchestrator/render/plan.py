@@ -65,6 +65,8 @@ def describe_step(step: Step) -> str:
                 f"volume {p.get('name')!r}"
             )
         return f"create a {p.get('size_gb')} GB volume {p.get('name')!r}"
+    if kind is StepKind.VOLUME_SNAPSHOT:
+        return f"snapshot volume {p.get('volume')} of {step.machine} (restore point)"
     if kind is StepKind.VOLUME_REPLICATE:
         return f"wait for the data to catch up with {p.get('primary_region')}"
     if kind is StepKind.MACHINE_CREATE:

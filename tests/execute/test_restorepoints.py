@@ -1,0 +1,149 @@
+"""Restore points end to end: a deploy snapshots syd, `rollback --restore-data` brings it back.
+
+One local Fly (fast profile), syd only (2 machines): v1 with records, v2 (snapshots first), more
+records, then the rollback with the data. Everything goes through ``invoke`` and HTTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+import tarfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rollout.helpers import start_rollout_fleet
+
+from execute.localfleet import LocalFleet
+
+V2 = "registry.fly.io/sample-app:v2"
+
+
+def _digest(records: Sequence[Mapping[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(list(records), sort_keys=True).encode()).hexdigest()
+
+
+def _shape(fleet: LocalFleet) -> list[tuple[str, str, str, str]]:
+    """Return each syd machine's id, version, image and volume."""
+    return [
+        (m["id"], m["version"], m["config"]["image"], m["config"]["mounts"][0]["volume"])
+        for m in fleet.machines("syd")
+    ]
+
+
+def _tables_digest(data_dir: Path) -> str:
+    """Digest the sample app's records and set-aside records in a copy of its data dir."""
+    db = sqlite3.connect(data_dir / "records.db")
+    try:
+        rows = [
+            *db.execute("SELECT 'r', seq, data, at FROM records ORDER BY seq"),
+            *db.execute("SELECT 'o', seq, data, at FROM orphaned_records ORDER BY seq, at"),
+        ]
+    finally:
+        db.close()
+    assert rows, f"no records in {data_dir}"
+    return hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
+    """syd deployed at v1, with 5 records."""
+    local = start_rollout_fleet(tmp_path_factory.mktemp("restore") / "fleet")
+    try:
+        first = local.invoke("deploy", "--region", "syd")
+        assert first.returncode == 0, first.stdout + first.stderr
+        for i in range(5):
+            local.write_record(f"before-{i}")
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="module")
+def restore_point(fleet: LocalFleet) -> dict[str, Any]:
+    """Deploy v2 to syd (restore points first), then write 3 records; return the figures."""
+    primary = fleet.primary("syd")
+    before = fleet.records(primary)
+    machines = {m["id"]: m for m in fleet.machines("syd")}
+    deployed = fleet.invoke("deploy", "--region", "syd", "--image", V2)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    for i in range(3):
+        fleet.write_record(f"after-{i}")
+    listed = fleet.invoke("releases", "--json")
+    assert listed.returncode == 0, listed.stderr
+    entries = json.loads(listed.stdout)["releases"]
+    return {"records": before, "machines": machines, "entries": entries}
+
+
+def test_a_deploy_snapshots_each_syd_volume_first_and_releases_lists_them(
+    fleet: LocalFleet, restore_point: dict[str, Any]
+) -> None:
+    newest = restore_point["entries"][0]
+    assert newest["release"].startswith("v2-")
+    points = newest["restore_points"]
+    machines = restore_point["machines"]
+    assert {p["machine"] for p in points} == set(machines)
+    for p in points:
+        assert p["volume"] == machines[p["machine"]]["config"]["mounts"][0]["volume"]
+        assert p["last_seq"] == 5
+        assert p["release_before"].startswith("v1-")
+        snaps = fleet.api("GET", f"/v1/apps/sample-fleet/volumes/{p['volume']}/snapshots").json()
+        assert [s["digest"] for s in snaps if s["id"] == p["snapshot"]] == [p["digest"]]
+    table = fleet.invoke("releases")
+    assert "restore points" in table.stdout
+    assert all(p["snapshot"] in table.stdout for p in points)
+
+
+def test_restore_data_needs_yes_without_a_terminal_and_changes_nothing(
+    fleet: LocalFleet, restore_point: dict[str, Any]
+) -> None:
+    before = _shape(fleet)
+    refused = fleet.invoke("rollback", "--region", "syd", "--restore-data")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "--yes" in refused.stderr
+    assert "3 record(s) written since are lost" in refused.stderr
+    assert _shape(fleet) == before
+
+
+def test_rollback_restore_data_brings_back_the_restore_points_records_byte_for_byte(
+    fleet: LocalFleet, restore_point: dict[str, Any], tmp_path: Path
+) -> None:
+    old = restore_point["machines"]
+    old_volumes = {m["config"]["mounts"][0]["volume"] for m in old.values()}
+    points = restore_point["entries"][0]["restore_points"]
+    done = fleet.invoke("rollback", "--region", "syd", "--restore-data", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 record(s) written since are lost" in done.stderr
+
+    now = fleet.machines("syd")
+    assert len(now) == 2
+    assert not {m["id"] for m in now} & set(old)  # replaced: a mount cannot change in place
+    assert all(m["config"]["image"].endswith(":v1") for m in now)
+    restored = {m["config"]["mounts"][0]["volume"] for m in now}
+    assert not restored & old_volumes
+    # Each restored volume holds its snapshot's data files, byte for byte: the records and
+    # the set-aside records read from a copy of each, digested the same way.
+    state = fleet.state_dir
+    for p in points:
+        slot = str(p["slot"])
+        machine = next(m for m in now if m["config"]["metadata"]["orch_slot"] == slot)
+        volume = machine["config"]["mounts"][0]["volume"]
+        snapped = tmp_path / p["snapshot"]
+        with tarfile.open(state / "snapshots" / f"{p['snapshot']}.tar") as tar:
+            tar.extractall(snapped, filter="data")
+        copy = tmp_path / volume
+        shutil.copytree(state / "volumes" / volume / "data", copy)
+        assert _tables_digest(copy) == _tables_digest(snapped)
+    # The app serves exactly the records of the restore point, from every syd machine.
+    expected = _digest(restore_point["records"])
+    for m in now:
+        assert _digest(fleet.records(m["id"])) == expected
+    # The old volumes are kept, and `invoke volumes` says why.
+    listed = json.loads(fleet.invoke("volumes", "--json").stdout)["volumes"]
+    kept = {v["id"]: v for v in listed if v["id"] in old_volumes}
+    assert set(kept) == old_volumes
+    assert {v["kept"]["reason"] for v in kept.values()} == {"restore"}
