@@ -157,6 +157,7 @@ def plan(c, region=None, format="tree", image=None):
         "json": "Print only the result as JSON on stdout.",
         "report": "Also write a report to PATH (.md or .html) and the other format beside it.",
         "pause_after": "Pause once REGION's wave passes its gates, until `invoke promote`.",
+        "measure_writes": "Write to the primary region throughout; report its write downtime.",
     },
 )
 def deploy(
@@ -168,6 +169,7 @@ def deploy(
     json_=False,
     report=None,
     pause_after=None,
+    measure_writes=False,
 ):
     """Deploy the fleet in waves, gated on health and metrics, rolling back a failed wave."""
     request = deploying.DeployRequest(
@@ -176,6 +178,7 @@ def deploy(
         dry_run=dry_run,
         resume=resume,
         pause_after=tuple(pause_after or ()),
+        measure_writes=measure_writes,
     )
     console = make_console()
     bus = EventBus()

@@ -84,6 +84,14 @@ class PrimaryView:
         return tuple(sorted({p for _, _, p in self.configured}))
 
     @property
+    def leader(self) -> str | None:
+        """Return the one healthy primary's machine id in the expected region, else ``None``."""
+        if len(self.primaries) != 1:
+            return None
+        primary = self.primaries[0]
+        return primary.id if primary.healthy and primary.region == self.expected else None
+
+    @property
     def split(self) -> bool:
         """Tell whether more than one machine claims the primary, or the configs disagree."""
         return len(self.primaries) > 1 or len(self.primary_regions) > 1
@@ -170,8 +178,10 @@ async def settled_view(
         await asyncio.sleep(poll)  # polling the app's roles, with a deadline
 
 
-async def refuse_split(conn: Connection, *, expected: str, command: str) -> None:
+async def refuse_split(conn: Connection, *, expected: str, command: str) -> PrimaryView:
     """Refuse to start ``command`` on a split fleet (one that stays split for a few seconds).
+
+    Returns the fleet's primaries as read, for a caller that plans around the leader.
 
     Raises:
         SplitBrain: more than one primary, or machines disagreeing on ``PRIMARY_REGION``.
@@ -181,6 +191,7 @@ async def refuse_split(conn: Connection, *, expected: str, command: str) -> None
     )
     if view.split:
         raise SplitBrain(view, command=command)
+    return view
 
 
 async def gate_writable_primary(
