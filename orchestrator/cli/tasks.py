@@ -36,7 +36,12 @@ from orchestrator.render.cost import cost_lines
 from orchestrator.render.errors import error_text, run_failure_text
 from orchestrator.render.helptext import install as install_help_placeholders
 from orchestrator.render.live import LiveView, in_ci, make_console
-from orchestrator.render.local import local_down_view, local_status_view, local_up_view
+from orchestrator.render.local import (
+    local_down_view,
+    local_prometheus_view,
+    local_status_view,
+    local_up_view,
+)
 from orchestrator.render.plan import plan_tree
 from orchestrator.render.summary import deploy_summary, outcome_line, status_view
 from orchestrator.settings import Settings
@@ -880,9 +885,10 @@ def unlock(c, force=False, json_=False):
     help={
         "profile": "Latency profile: fast (default), realistic, or sim (no processes).",
         "time_factor": "Scale the realistic profile's durations (0.1 = ten times faster).",
+        "prometheus": "Also run a Prometheus scraping every machine (Debian package prometheus).",
     },
 )
-def local_up(c, profile="fast", time_factor=1.0):
+def local_up(c, profile="fast", time_factor=1.0, prometheus=False):
     """Start the embedded local Fly in the background (if it is not running)."""
     from orchestrator.localfly import cli
 
@@ -892,7 +898,10 @@ def local_up(c, profile="fast", time_factor=1.0):
         raise Exit(f"error: --time-factor: must be a positive number, got {time_factor}", 2)
     with _errors():
         endpoint = cli.up(find_root(), profile=profile, time_factor=time_factor)
+        server = cli.prometheus(find_root()) if prometheus else None
     make_console().print(local_up_view(endpoint))
+    if server is not None:
+        make_console().print(local_prometheus_view(server))
 
 
 @task(name="down", help={"purge": "Also delete its state: machines, volumes and snapshots."})
