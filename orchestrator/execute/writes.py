@@ -21,7 +21,7 @@ from typing import Any
 
 from orchestrator.execute.probe import AppProbe
 
-__all__ = ["WRITE_INTERVAL_S", "WriteDowntime", "WriteMeter", "longest_gap"]
+__all__ = ["PAUSE_S", "WRITE_INTERVAL_S", "WriteDowntime", "WriteMeter", "longest_gap", "pauses"]
 
 # One write every 50 ms: the figure is exact to about this much.
 WRITE_INTERVAL_S = 0.05
@@ -42,6 +42,18 @@ def longest_gap(start: float, end: float, acked: Sequence[float]) -> tuple[float
     return best
 
 
+# A span this long without an acknowledged write counts as a pause (ten writes' worth).
+PAUSE_S = 0.5
+
+
+def pauses(
+    start: float, end: float, acked: Sequence[float], *, longer_than: float = PAUSE_S
+) -> list[float]:
+    """Return the spans of ``[start, end]`` longer than ``longer_than`` with no ack, in order."""
+    points = [start, *sorted(a for a in acked if start <= a <= end), end]
+    return [b - a for a, b in itertools.pairwise(points) if b - a > longer_than]
+
+
 def _iso(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat()
 
@@ -59,6 +71,8 @@ class WriteDowntime:
         gap_to: when it ended.
         interval_s: the writer's pace.
         duration_s: how long the writer ran.
+        pauses: how many spans longer than `PAUSE_S` had no acknowledged write.
+        paused_s: their total length.
     """
 
     region: str
@@ -69,13 +83,15 @@ class WriteDowntime:
     gap_to: str
     interval_s: float
     duration_s: float
+    pauses: int = 0
+    paused_s: float = 0.0
 
     def describe(self) -> str:
         """Return one line for the summary."""
         return (
             f"write downtime in {self.region}: {self.longest_gap_s:.2f}s at most without an "
-            f"acknowledged write ({self.acked} of {self.attempted} writes acknowledged over "
-            f"{self.duration_s:.1f}s)"
+            f"acknowledged write, {self.pauses} pause(s) of {self.paused_s:.2f}s in all "
+            f"({self.acked} of {self.attempted} writes acknowledged over {self.duration_s:.1f}s)"
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -89,6 +105,8 @@ class WriteDowntime:
             "gap_to": self.gap_to,
             "interval_s": self.interval_s,
             "duration_s": round(self.duration_s, 3),
+            "pauses": self.pauses,
+            "paused_s": round(self.paused_s, 3),
         }
 
 
@@ -135,7 +153,9 @@ class WriteMeter:
         ended = time.time()
         await self._probe.aclose()
         acks = self._writer.acks
-        gap, since, until = longest_gap(self._started, ended, [a.acked_at for a in acks])
+        times = [a.acked_at for a in acks]
+        gap, since, until = longest_gap(self._started, ended, times)
+        paused = pauses(self._started, ended, times)
         return WriteDowntime(
             region=self.region,
             attempted=self._writer.attempted,
@@ -145,4 +165,6 @@ class WriteMeter:
             gap_to=_iso(until),
             interval_s=self.interval_s,
             duration_s=ended - self._started,
+            pauses=len(paused),
+            paused_s=sum(paused),
         )
