@@ -39,7 +39,12 @@ from orchestrator.render.cost import cost_lines
 from orchestrator.render.errors import error_text, run_failure_text
 from orchestrator.render.helptext import install as install_help_placeholders
 from orchestrator.render.live import LiveView, in_ci, make_console
-from orchestrator.render.local import local_down_view, local_status_view, local_up_view
+from orchestrator.render.local import (
+    local_down_view,
+    local_prometheus_view,
+    local_status_view,
+    local_up_view,
+)
 from orchestrator.render.plan import plan_tree
 from orchestrator.render.summary import deploy_summary, outcome_line, status_view
 from orchestrator.settings import Settings
@@ -197,6 +202,7 @@ def plan(
         "json": "Print only the result as JSON on stdout.",
         "report": "Also write a report to PATH (.md or .html) and the other format beside it.",
         "pause_after": "Pause once REGION's wave passes its gates, until `invoke promote`.",
+        "measure_writes": "Write to the primary region throughout; report its write downtime.",
     },
 )
 def deploy(
@@ -208,6 +214,7 @@ def deploy(
     json_: bool = False,
     report: str | None = None,
     pause_after: list[str] | None = None,
+    measure_writes: bool = False,
 ) -> None:
     """Deploy the fleet in waves, gated on health and metrics, rolling back a failed wave."""
     request = deploying.DeployRequest(
@@ -216,6 +223,7 @@ def deploy(
         dry_run=dry_run,
         resume=resume,
         pause_after=tuple(pause_after or ()),
+        measure_writes=measure_writes,
     )
     console = make_console()
     bus = EventBus()
@@ -997,9 +1005,12 @@ def unlock(c: Context, force: bool = False, json_: bool = False) -> None:
     help={
         "profile": "Latency profile: fast (default), realistic, or sim (no processes).",
         "time_factor": "Scale the realistic profile's durations (0.1 = ten times faster).",
+        "prometheus": "Also run a Prometheus scraping every machine (Debian package prometheus).",
     },
 )
-def local_up(c: Context, profile: str = "fast", time_factor: float = 1.0) -> None:
+def local_up(
+    c: Context, profile: str = "fast", time_factor: float = 1.0, prometheus: bool = False
+) -> None:
     """Start the embedded local Fly in the background (if it is not running)."""
     from orchestrator.localfly import cli
 
@@ -1009,7 +1020,10 @@ def local_up(c: Context, profile: str = "fast", time_factor: float = 1.0) -> Non
         raise Exit(f"error: --time-factor: must be a positive number, got {time_factor}", 2)
     with _errors():
         endpoint = cli.up(find_root(), profile=profile, time_factor=time_factor)
+        server = cli.prometheus(find_root()) if prometheus else None
     make_console().print(local_up_view(endpoint))
+    if server is not None:
+        make_console().print(local_prometheus_view(server))
 
 
 @task(name="down", help={"purge": "Also delete its state: machines, volumes and snapshots."})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -21,6 +22,7 @@ from orchestrator.commands.resume import (
 )
 from orchestrator.commands.rollback import RollbackRequest, rollback
 from orchestrator.connect import Connection, connect, ensure_app
+from orchestrator.drill.writes import WriteMeter
 from orchestrator.errors import ConfigError
 from orchestrator.execute.autorollback import automatic_rollback
 from orchestrator.execute.context import ExecuteOptions
@@ -37,7 +39,7 @@ from orchestrator.execute.journal import RunRecord
 from orchestrator.execute.ledger import Ledger, RemoteRun, read_ledger, remote_resumable
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.logtail import MACHINE_LOGS
-from orchestrator.execute.primaries import gate_writable_primary, refuse_split
+from orchestrator.execute.primaries import gate_writable_primary, observe_primaries, refuse_split
 from orchestrator.execute.run import open_run
 from orchestrator.execute.secretstate import observe_secrets
 from orchestrator.fleetconfig.load import load_checked_spec
@@ -71,6 +73,10 @@ class DeployRequest:
         resume: converge the last interrupted or failed deploy of the app.
         pause_after: regions whose wave pauses once its gates pass, until ``invoke promote``
             (on top of the waves with ``pause = true``).
+        measure_writes: write to the primary region through the proxy for the whole run and
+            report its write downtime (the longest span with no acknowledged write).
+        leader_last: in the primary region, update the machine holding the primary role last
+            (off only to measure the slot order against it: ``bench/writes.py``).
     """
 
     regions: tuple[str, ...] = ()
@@ -78,6 +84,8 @@ class DeployRequest:
     dry_run: bool = False
     resume: bool = False
     pause_after: tuple[str, ...] = ()
+    measure_writes: bool = False
+    leader_last: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +119,8 @@ async def plan_with_fleet(
     async with connect(settings) as conn:
         fleet = await observe_fleet(conn.client, conn.app)
         secrets = await observe_secrets(conn.client, conn.app, settings.root)
-    planned = _deploy_plan(spec, fleet, regions, image, secrets)
+        leader = await _leader(conn, spec, fleet)
+    planned = _deploy_plan(spec, fleet, regions, image, secrets, leader)
     return _with_address_note(settings, planned), fleet
 
 
@@ -121,6 +130,7 @@ def _deploy_plan(
     regions: Sequence[str],
     image: str | None,
     secrets: Secrets | None,
+    leader: str | None = None,
 ) -> Plan:
     """Plan a deploy: the regions asked (or all), the image, the secrets, the release command."""
     return build_plan(
@@ -130,7 +140,18 @@ def _deploy_plan(
         image=image,
         secrets=secrets,
         release_command=True,
+        leader=leader,
     )
+
+
+async def _leader(conn: Connection, spec: DeploySpec, fleet: Fleet) -> str | None:
+    """Return the machine holding the primary role, when the primary region has several.
+
+    With one machine there there is no order to choose, so the app is not asked.
+    """
+    if len(fleet.managed_in(spec.primary_region)) < 2:
+        return None
+    return (await observe_primaries(conn, expected=spec.primary_region)).leader
 
 
 def _with_address_note(settings: Settings, plan: Plan) -> Plan:
@@ -288,7 +309,8 @@ async def deploy(
         secrets = await observe_secrets(conn.client, conn.app, settings.root)
         if request.dry_run:
             fleet = await observe_fleet(conn.client, conn.app)
-            planned = _deploy_plan(spec, fleet, regions, image, secrets)
+            leader = await _leader(conn, spec, fleet) if request.leader_last else None
+            planned = _deploy_plan(spec, fleet, regions, image, secrets, leader)
             return DryRun(_with_address_note(settings, planned), fleet)
         with open_run(
             conn,
@@ -308,7 +330,7 @@ async def deploy(
             try:
                 # Either side of a split may hold acknowledged writes the other lacks: a deploy
                 # would overwrite one of them.
-                await refuse_split(conn, expected=spec.primary_region, command="deploy")
+                view = await refuse_split(conn, expected=spec.primary_region, command="deploy")
                 if resumed is not None and resumed.run:
                     finished = await finish_rollback(how, journal, resumed)
                     if finished is not None:
@@ -316,7 +338,8 @@ async def deploy(
                             conn, finished, expected=spec.primary_region, journal=journal, bus=bus
                         )
                 fleet = await observe_fleet(conn.client, conn.app)
-                the_plan = _deploy_plan(spec, fleet, regions, image, secrets)
+                leader = view.leader if request.leader_last else None
+                the_plan = _deploy_plan(spec, fleet, regions, image, secrets, leader)
                 if resumed is not None:
                     the_plan = with_health_gates(
                         the_plan,
@@ -348,17 +371,38 @@ async def deploy(
                 logs = MACHINE_LOGS.set(
                     settings.local_state_dir / "machines" if conn.backend == "local" else None
                 )
+                meter = _write_meter(conn, spec, request) if the_plan.mutating_steps else None
+                if meter is not None:
+                    meter.start()
                 try:
                     result = await executor.run()
                 finally:
                     MACHINE_LOGS.reset(logs)
                     await control.stop()
+                    downtime = await meter.stop() if meter is not None else None
                 result = replace(result, waves=wave_timings(the_plan, eta, result.steps))
+                if downtime is not None:
+                    bus.emit(Note(downtime.describe()))
+                    result = replace(result, write_downtime=downtime.to_json())
                 return await gate_writable_primary(
                     conn, result, expected=spec.primary_region, journal=journal, bus=bus
                 )
             finally:
                 await notifier.close()
+
+
+
+def _write_meter(conn: Connection, spec: DeploySpec, request: DeployRequest) -> WriteMeter | None:
+    """Return the writer ``--measure-writes`` asks for (none for an app with no address)."""
+    if not request.measure_writes or not conn.probe.reachable:
+        return None
+    return WriteMeter(
+        conn.proxy_url,
+        conn.app,
+        spec.primary_region,
+        host_header=conn.backend == "local",
+        run_id=uuid.uuid4().hex[:8],
+    )
 
 
 def _after(

@@ -44,6 +44,7 @@ from orchestrator.errors import (
 from orchestrator.execute.context import StepContext
 from orchestrator.execute.failpoints import failpoint
 from orchestrator.execute.gates import wait_healthy
+from orchestrator.execute.handoff import hand_off
 from orchestrator.execute.history import with_predecessor
 from orchestrator.fly.checks import all_checks
 from orchestrator.fly.models import Machine, MachineConfig
@@ -614,6 +615,7 @@ async def update_machine(ctx: StepContext, step: Step) -> str:
             config_digest=_digest(config),
         )
         ctx.journal.step_result(ctx.run, step.id, {"machine_id": machine_id})
+        handed = await hand_off(ctx, step, machine_id, nonce) if params.get("leader") else None
         try:
             updated = await ctx.client.update_machine(
                 ctx.app,
@@ -663,7 +665,8 @@ async def update_machine(ctx: StepContext, step: Step) -> str:
         row, machine_id=machine_id, version=healthy.version, config=dict(healthy.config.raw)
     )
     ctx.journal.step_result(ctx.run, step.id, {"version": healthy.version})
-    return f"machine {machine_id} updated {before_version} -> {healthy.version}, checks passing"
+    done = f"machine {machine_id} updated {before_version} -> {healthy.version}, checks passing"
+    return f"{done}; {handed}" if handed else done
 
 
 def _secrets_version(config: Mapping[str, Any]) -> int | None:

@@ -96,8 +96,10 @@ async def settled_view(
         await asyncio.sleep(poll)  # polling the app's roles, with a deadline
 
 
-async def refuse_split(conn: Connection, *, expected: str, command: str) -> None:
+async def refuse_split(conn: Connection, *, expected: str, command: str) -> PrimaryView:
     """Refuse to start ``command`` on a split fleet (one that stays split for a few seconds).
+
+    Returns the fleet's primaries as read, for a caller that plans around the leader.
 
     Raises:
         SplitBrain: more than one primary, or machines disagreeing on ``PRIMARY_REGION``.
@@ -107,6 +109,7 @@ async def refuse_split(conn: Connection, *, expected: str, command: str) -> None
     )
     if view.split:
         raise SplitBrain(view, command=command)
+    return view
 
 
 async def gate_writable_primary(

@@ -179,6 +179,8 @@ class DeployResult:
         error_kind: what the first failure says about the next move (`ErrorKind`): the
             release failed its gates, Fly or the network failed, or Fly refused the input;
             ``None`` when nothing failed.
+        write_downtime: the primary region's write downtime through the run (``--measure-writes``;
+            `orchestrator.drill.writes.WriteDowntime.to_json`), else ``None``.
     """
 
     release: str
@@ -193,6 +195,7 @@ class DeployResult:
     rollback: RollbackReport | None = None
     waves: tuple[WaveTiming, ...] = ()
     error_kind: ErrorKind | None = None
+    write_downtime: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -221,6 +224,7 @@ class DeployResult:
             "rollback": None if self.rollback is None else self.rollback.to_json(),
             "waves": [w.to_json() for w in self.waves],
             "error_kind": None if self.error_kind is None else self.error_kind.value,
+            "write_downtime": self.write_downtime,
         }
 
 

@@ -268,6 +268,14 @@ class PrimaryView:
         return tuple(sorted({p for _, _, p in self.configured}))
 
     @property
+    def leader(self) -> str | None:
+        """Return the one healthy primary's machine id in the expected region, else ``None``."""
+        if len(self.primaries) != 1:
+            return None
+        primary = self.primaries[0]
+        return primary.id if primary.healthy and primary.region == self.expected else None
+
+    @property
     def split(self) -> bool:
         """Tell whether more than one machine claims the primary, or the configs disagree."""
         return len(self.primaries) > 1 or len(self.primary_regions) > 1

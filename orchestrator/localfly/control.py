@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from orchestrator.errors import ConfigError, LocalFlyError
+from orchestrator.localfly import prometheus
 from orchestrator.localfly.profiles import get_profile
 from orchestrator.localfly.state import AppRecord, MachineRecord, VolumeRecord, read_records
 from orchestrator.localfly.statedir import read_server_info
@@ -69,6 +70,7 @@ class StopSummary:
         server_stopped: a running server was stopped.
         machines_killed: pids of leftover machine processes killed after the server.
         purged: volumes, snapshots and state were deleted.
+        prometheus_pid: the pid of its Prometheus server, when one was running and stopped.
     """
 
     state_dir: Path
@@ -76,6 +78,7 @@ class StopSummary:
     server_stopped: bool
     machines_killed: tuple[int, ...]
     purged: bool
+    prometheus_pid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,7 @@ class LocalStatus:
         machines: machine counts by state (destroyed ones included).
         volumes: how many volumes exist (``pending_destroy`` included).
         processes: pids of machine processes that run now.
+        prometheus_url: where its Prometheus server answers, when one runs.
     """
 
     state_dir: Path
@@ -107,6 +111,7 @@ class LocalStatus:
     machines: Mapping[str, int] = field(default_factory=dict)
     volumes: int = 0
     processes: tuple[int, ...] = ()
+    prometheus_url: str | None = None
 
 
 def _alive_info(state_dir: Path) -> dict[str, object] | None:
@@ -272,6 +277,7 @@ def stop(state_dir: Path | str, purge: bool = False, *, timeout: float = 30.0) -
 
 def _stop(state_dir: Path, purge: bool, timeout: float) -> StopSummary:
     _reap_children()
+    prom_pid = prometheus.stop(state_dir)
     info = _alive_info(state_dir)
     server_pid = int(str(info["pid"])) if info else None
     if server_pid is not None:
@@ -303,7 +309,9 @@ def _stop(state_dir: Path, purge: bool, timeout: float) -> StopSummary:
                 child.unlink(missing_ok=True)
     else:
         (state_dir / "server.json").unlink(missing_ok=True)
-    return StopSummary(state_dir, server_pid, server_pid is not None, tuple(killed), purge)
+    return StopSummary(
+        state_dir, server_pid, server_pid is not None, tuple(killed), purge, prom_pid
+    )
 
 
 def status(state_dir: Path | str) -> LocalStatus:
@@ -319,6 +327,7 @@ def status(state_dir: Path | str) -> LocalStatus:
         machines=dict(sorted(Counter(m.state for m in machines).items())),
         volumes=len(read_records(db, VolumeRecord)),
         processes=processes,
+        prometheus_url=server.url if (server := prometheus.status(state_dir)) else None,
     )
     info = _alive_info(state_dir)
     if info is None:

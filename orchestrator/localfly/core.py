@@ -23,6 +23,7 @@ from starlette.responses import Response
 from orchestrator.localfly.checks import CheckResult
 from orchestrator.localfly.faults import Faults
 from orchestrator.localfly.profiles import Profile
+from orchestrator.localfly.prometheus import TargetFile
 from orchestrator.localfly.ratelimit import RateLimiter
 from orchestrator.localfly.state import (
     AppRecord,
@@ -144,6 +145,10 @@ class LocalFly:
         self.generation = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
+        # What a Prometheus scrapes (prometheus.py); simulated machines have nothing to scrape.
+        self.targets = TargetFile(
+            state_dir, lambda: list(self.machines.values()), enabled=not profile.simulated
+        )
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -224,6 +229,7 @@ class LocalFly:
         m.updated_at = iso_now()
         self.save(m)
         self.notify(m)
+        self.targets.changed()
 
     def notify(self, m: MachineRecord) -> None:
         """Wake everything waiting on a change of ``m``."""

@@ -7,7 +7,7 @@ all pass (a machine without service checks passes; top-level checks do not
 route, as on Fly), outside regions that are down,
 picked at random (Fly picks by load and distance); ``fly-prefer-region`` narrows to a
 region when it has one, and ``fly-force-instance-id`` picks one machine (started and
-reachable, checks aside).
+reachable, checks aside; also while it is stopping, until its process exits).
 A machine that refuses the connection is skipped for the next one. An answer with a
 ``fly-replay`` header (``instance=<id>``, ``region=<code>`` or ``elsewhere=true``) is
 replayed once to that target, with ``fly-replay-src``, as Fly's proxy does; a target that
@@ -46,6 +46,8 @@ _HOP = {
     b"upgrade",
 }
 MAX_ATTEMPTS = 3
+# States in which a machine's process may still run, finishing what it was doing.
+_STOPPING = frozenset({"stopping", "replacing"})
 # Bodies up to this size are held, so a refused connection or a fly-replay can resend them.
 REPLAY_LIMIT = 1 << 20
 
@@ -96,10 +98,10 @@ class EdgeProxy:
                 return name[: -len(suffix)]
         return next(iter(self.fly.apps)) if len(self.fly.apps) == 1 else None
 
-    def _reachable(self, m: MachineRecord) -> bool:
+    def _reachable(self, m: MachineRecord, *, stopping: bool = False) -> bool:
         rt = self.fly.runtime.get(m.id)
         return (
-            m.state == "started"
+            (m.state == "started" or (stopping and m.state in _STOPPING))
             and m.region not in self.fly.outages
             and rt is not None
             and rt.proc is not None
@@ -147,7 +149,10 @@ class EdgeProxy:
         forced = headers.get("fly-force-instance-id")
         if forced:
             m = self.fly.machines.get(forced)
-            return [m] if m is not None and m.app == app and self._reachable(m) else []
+            # Asked by id, a machine is reachable until its process exits, as over Fly's
+            # private network: a primary draining on SIGTERM still serves its followers.
+            reachable = m is not None and m.app == app and self._reachable(m, stopping=True)
+            return [m] if m is not None and reachable else []
         pool = [
             m
             for m in self.fly.machines.values()

@@ -121,11 +121,13 @@ class Assembler:
         m: ObservedMachine,
         params: Mapping[str, Any],
         lane: str = "",
+        after: Sequence[str] = (),
     ) -> str:
         """Add a ``machine.update``; a group's first in a region is its spearhead.
 
         The rest of the group follow their spearhead; a later group's spearhead follows the
         earlier groups' ones, so each new config is proved on one machine before it spreads.
+        The update also waits for the ids in ``after``.
         """
         lead = self.spearhead(region, lane)
         r = self.regions.get(region)
@@ -140,7 +142,7 @@ class Assembler:
                 machine=m.id,
                 params={**params, "spearhead": lead is None},
             ),
-            [lead, *earlier],
+            [lead, *earlier, *after],
         )
         if lead is None:
             self.regions[region].spearheads[lane] = sid

@@ -158,6 +158,7 @@ def build_plan(
     destroy_volumes: bool = False,
     secrets: Secrets | None = None,
     release_command: bool = False,
+    leader: str | None = None,
 ) -> Plan:
     """Plan the steps that bring ``fleet`` to ``spec`` (pure, deterministic).
 
@@ -171,6 +172,9 @@ def build_plan(
             ``secrets``) when ``secrets.rollout``. ``None``: not known, not compared.
         release_command: run the spec's release command first when the plan starts machines
             on a new release (a deploy does; a scale or a drill does not, as with flyctl).
+        leader: the machine that holds the primary role (from the app's ``/status``), when
+            known. In the primary region its update comes last, after every other update
+            there, so writes pause once, for its hand-off, instead of on every update.
 
     Raises:
         ConfigError: an unknown region (names ``--region``), an empty image (``--image``), or
@@ -221,6 +225,7 @@ def build_plan(
                     notes,
                     base,
                     secrets,
+                    leader if region == spec.primary_region else None,
                 )
                 slots += wanted
                 digest = digest or desired
@@ -345,6 +350,7 @@ def _plan_region(
     notes: list[str],
     base: int = 0,
     secrets: Secrets | None = None,
+    leader: str | None = None,
 ) -> tuple[list[int], str | None]:
     """Add the steps of one group in one region: updates, creates with their volumes, destroys.
 
@@ -368,7 +374,11 @@ def _plan_region(
 
     adopt = _adoptable(spec, fleet, region, base)
     last = base + rs.count
-    for slot in sorted(s for s in [*managed, *adopt] if base < s <= last):
+    kept = sorted(s for s in [*managed, *adopt] if base < s <= last)
+    # The leader's update goes last (a stable sort keeps the others in slot order).
+    kept.sort(key=lambda s: s in managed and managed[s].id == leader)
+    updates: list[str] = []
+    for slot in kept:
         m = managed[slot] if slot in managed else adopt[slot]
         # A machine fly deploy made has no digest of ours: it always gets this tool's config.
         reason = "adopt" if slot in adopt else _update_reason(m, desired, guest, autostop)
@@ -376,7 +386,8 @@ def _plan_region(
             continue
         if mount is not None and m.volume_id is None:
             notes.append(f"{region}: machine {m.id} (slot {slot}) has no volume mounted")
-        asm.add_update(
+        hands_off = leader is not None and m.id == leader
+        update = asm.add_update(
             region,
             wave.index,
             m,
@@ -389,9 +400,14 @@ def _plan_region(
                 "reason": reason,
                 **_resize(m.guest, guest),
                 **env_changes(m.config, desired.config(slot, m.volume_id)),
+                **({"leader": True} if hands_off else {}),
             },
             lane=lane,
+            # The leader stops only once every other machine runs the new release, so the one
+            # that takes over its writes is already updated: one hand-off, not two.
+            after=list(updates) if hands_off else (),
         )
+        updates.append(update)
 
     # Orphaned volumes of the mount's name are reused first, by id, as fly scale count does.
     missing = [s for s in range(base + 1, last + 1) if s not in managed and s not in adopt]

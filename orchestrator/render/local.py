@@ -7,8 +7,9 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.localfly.control import Endpoint, LocalStatus, StopSummary
+from orchestrator.localfly.prometheus import PromServer
 
-__all__ = ["local_down_view", "local_status_view", "local_up_view"]
+__all__ = ["local_down_view", "local_prometheus_view", "local_status_view", "local_up_view"]
 
 
 def local_up_view(endpoint: Endpoint) -> RenderableType:
@@ -17,6 +18,14 @@ def local_up_view(endpoint: Endpoint) -> RenderableType:
     text.append(f"  Machines API  {endpoint.api_url}\n")
     text.append(f"  edge proxy    {endpoint.proxy_url}\n")
     text.append(f"  state         {endpoint.state_dir}", style="dim")
+    return text
+
+
+def local_prometheus_view(server: PromServer) -> RenderableType:
+    """Return where the local Fly's Prometheus answers and what it scrapes."""
+    text = Text(f"Prometheus running (pid {server.pid})\n", style="green")
+    text.append(f"  query API     {server.url}/api/v1/query\n")
+    text.append(f"  targets       {server.targets}", style="dim")
     return text
 
 
@@ -29,6 +38,8 @@ def local_down_view(summary: StopSummary) -> RenderableType:
     if summary.machines_killed:
         pids = ", ".join(str(p) for p in summary.machines_killed)
         text.append(f"\n  stopped leftover machine processes: {pids}")
+    if summary.prometheus_pid is not None:
+        text.append(f"\n  stopped its Prometheus (pid {summary.prometheus_pid})")
     if summary.purged:
         text.append(f"\n  purged {summary.state_dir} (volumes, snapshots, state)")
     return text
@@ -60,6 +71,8 @@ def local_status_view(status: LocalStatus) -> RenderableType:
     table.add_row("apps", str(status.apps))
     machines = ", ".join(f"{n} {state}" for state, n in status.machines.items()) or "none"
     table.add_row("machines", machines)
+    if status.prometheus_url:
+        table.add_row("prometheus", status.prometheus_url)
     table.add_row("volumes", str(status.volumes))
     running = ", ".join(str(p) for p in status.processes) or "none"
     table.add_row("machine processes", running)

@@ -304,3 +304,28 @@ def test_machines_fly_deploy_made_are_adopted_not_duplicated() -> None:
         "dfw: machine m-fly-c (fly-m-fly-c) has no orch_slot; left alone",
         "dfw: machine m-fly-w (fly-m-fly-w) has no orch_slot; left alone",
     )
+
+
+@pytest.mark.parametrize("syd", [2, 3])
+def test_the_primary_regions_leader_is_updated_last_after_every_other_machine(syd: int) -> None:
+    spec = sample_spec(syd=syd)
+    machines, volumes = fleet_at(spec)
+    fleet = to_fleet(machines, volumes)
+    new = replace(spec, image=IMAGE_V2)
+    plan = build_plan(new, fleet, leader="m-syd-1")
+
+    leader = plan.step("syd:machine.update:1")
+    others = [f"syd:machine.update:{slot}" for slot in range(2, syd + 1)]
+    assert leader.params["leader"] is True
+    assert leader.params["spearhead"] is False
+    assert plan.step(others[0]).params["spearhead"] is True
+    assert set(others) <= set(plan.depends_on(leader.id))
+    order = [s.id for s in plan.steps()]
+    assert all(order.index(o) < order.index(leader.id) for o in others)
+    # Replica regions keep the slot order: the leader only matters where writes go.
+    assert plan.step("dfw:machine.update:1").params["spearhead"] is True
+    assert "leader" not in plan.step("dfw:machine.update:1").params
+    # Without a known leader the plan is the slot order, as before.
+    plain = build_plan(new, fleet)
+    assert plain.step("syd:machine.update:1").params["spearhead"] is True
+    assert "leader" not in plain.step("syd:machine.update:1").params
