@@ -18,7 +18,6 @@ from orchestrator.commands.resume import (
     resumable,
     resume_options,
     unbaked_regions,
-    with_health_gates,
 )
 from orchestrator.commands.rollback import RollbackRequest, rollback
 from orchestrator.connect import Connection, connect, ensure_app
@@ -50,6 +49,7 @@ from orchestrator.plan.eta import duration_text, estimate
 from orchestrator.plan.fleet import Fleet, observe_fleet
 from orchestrator.plan.graph import build_plan
 from orchestrator.plan.model import Plan
+from orchestrator.plan.resume import with_health_gates
 from orchestrator.settings import NO_APP_URL, Settings
 
 __all__ = [

@@ -5,20 +5,16 @@
 - `finish_rollback` finishes a rollback that was begun (a killed or failed rollback run of a
   deploy), or that was due (a deploy with a failed step in a wave whose ``on_failure`` rolls
   back); ``None`` when the run owes no rollback, and the deploy is re-planned instead.
-- `with_health_gates` turns the re-planned deploy into what a resumed run executes: a
-  ``gate.health`` for every region it covers, a ``gate.metrics`` for the regions the killed
-  runs changed without baking, a ``volume.replicate`` after a replica create on a volume the
-  killed runs made, and wave barriers between all of them.
+- the planner's `orchestrator.plan.resume.with_health_gates` turns the re-planned deploy into
+  what a resumed run executes, from what `unbaked_regions` and `chain_volumes` read here.
 - `resume_options` waits out the leases the killed run left behind.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
-
-import networkx as nx
 
 from orchestrator.errors import ConfigError, ErrorKind
 from orchestrator.execute.autorollback import (
@@ -32,11 +28,8 @@ from orchestrator.execute.events import Note, utcnow
 from orchestrator.execute.journal import Journal, RunRecord, iso
 from orchestrator.execute.results import DeployResult
 from orchestrator.execute.run import RunContext
-from orchestrator.fleetconfig.model import DeploySpec
 from orchestrator.plan.assemble import plan_waves
-from orchestrator.plan.groups import gate_slots
-from orchestrator.plan.model import Plan
-from orchestrator.plan.steps import Step, StepKind, step_id
+from orchestrator.plan.steps import Step, StepKind
 from orchestrator.settings import Settings
 
 __all__ = [
@@ -46,7 +39,6 @@ __all__ = [
     "resumable",
     "resume_options",
     "unbaked_regions",
-    "with_health_gates",
 ]
 
 
@@ -197,122 +189,3 @@ def resumable(settings: Settings) -> RunRecord:
         f"no interrupted or failed deploy or rollback of {app!r} in the journal; nothing to resume",
         where="--resume",
     )
-
-
-def with_health_gates(
-    plan: Plan,
-    spec: DeploySpec,
-    *,
-    rebake: Collection[str] = (),
-    reseeded: Collection[str] = (),
-) -> Plan:
-    """Return ``plan`` as a resumed run runs it: every planned region gated, waves barred.
-
-    The planner gates only regions it changes. After a crash the killed run may have changed a
-    region completely without ever checking it, so a resumed run verifies every region it
-    covers: an added ``gate.health`` waits for the region's own steps, if it has any, and a
-    ``gate.metrics`` follows it for the regions in ``rebake`` (changed by the killed run, never
-    baked) when their wave bakes. Then every first step of a region waits for every gate of
-    the previous wave, as in a fresh plan, so wave 2 never starts before wave 1 is verified.
-
-    A replica volume the killed run forked is found unattached and simply reused by the
-    planner, which verifies no data on a reused volume; for the volumes in ``reseeded`` (made
-    by the killed run) a ``volume.replicate`` follows their machine's create, as it would have
-    in the killed run.
-    """
-    graph = plan.graph.copy()
-    _verify_reseeded(graph, plan, spec.primary_region, reseeded)
-    have = {(s.region, s.kind) for s in plan.steps()}
-    for index, wave in enumerate(plan.waves, start=1):
-        settings = plan.wave_specs[index - 1] if index <= len(plan.wave_specs) else None
-        for region in wave:
-            slots = gate_slots(spec, region)
-            if not slots:
-                continue
-            own = [sid for sid in graph.nodes if graph.nodes[sid]["step"].region == region]
-            health = step_id(region, StepKind.GATE_HEALTH)
-            if (region, StepKind.GATE_HEALTH) not in have:
-                gate = Step(
-                    id=health,
-                    kind=StepKind.GATE_HEALTH,
-                    region=region,
-                    wave=index,
-                    params={"slots": slots, "release": plan.release},
-                )
-                graph.add_node(gate.id, step=gate)
-                graph.add_edges_from((sid, gate.id) for sid in own)
-            bakes = settings is not None and settings.bake_s > 0
-            if region in rebake and bakes and (region, StepKind.GATE_METRICS) not in have:
-                assert settings is not None
-                metrics = Step(
-                    id=step_id(region, StepKind.GATE_METRICS),
-                    kind=StepKind.GATE_METRICS,
-                    region=region,
-                    wave=index,
-                    params={
-                        "bake_s": settings.bake_s,
-                        "max_error_rate": settings.max_error_rate,
-                        "max_p95_ms": settings.max_p95_ms,
-                    },
-                )
-                graph.add_node(metrics.id, step=metrics)
-                graph.add_edge(health, metrics.id)
-    _bar_waves(graph, plan.waves)
-    if not nx.is_directed_acyclic_graph(graph):  # pragma: no cover - edges go forward in waves
-        raise AssertionError("adding gates made a cycle")
-    return Plan(
-        app=plan.app,
-        release=plan.release,
-        waves=plan.waves,
-        graph=graph,
-        notes=plan.notes,
-        wave_specs=plan.wave_specs,
-        purpose=plan.purpose,
-    )
-
-
-def _verify_reseeded(graph: Any, plan: Plan, primary: str, reseeded: Collection[str]) -> None:
-    """Add ``volume.replicate`` after each replica create on a volume in ``reseeded``."""
-    wanted = set(reseeded)
-    for step in plan.steps():
-        if step.kind is not StepKind.MACHINE_CREATE or step.region == primary or not step.slot:
-            continue
-        ensure = step.params.get("volume_from")
-        if not isinstance(ensure, str) or ensure not in graph:
-            continue
-        if graph.nodes[ensure]["step"].params.get("reuse") not in wanted:
-            continue
-        check = Step(
-            id=step_id(step.region, StepKind.VOLUME_REPLICATE, step.slot),
-            kind=StepKind.VOLUME_REPLICATE,
-            region=step.region,
-            wave=step.wave,
-            slot=step.slot,
-            params={"primary_region": primary, "volume_from": ensure},
-        )
-        if check.id in graph:
-            continue
-        graph.add_node(check.id, step=check)
-        graph.add_edge(step.id, check.id)
-        health = step_id(step.region, StepKind.GATE_HEALTH)
-        if health in graph:
-            graph.add_edge(check.id, health)
-
-
-def _bar_waves(graph: Any, waves: Sequence[Sequence[str]]) -> None:
-    """Make every first step of a region wait for every gate of the nearest earlier gated wave."""
-    steps = {sid: graph.nodes[sid]["step"] for sid in graph.nodes}
-    previous: list[str] = []
-    for wave in waves:
-        members = set(wave)
-        own = [sid for sid, s in steps.items() if s.region in members]
-        if previous:
-            for sid in own:
-                region = steps[sid].region
-                if not any(steps[p].region == region for p in graph.predecessors(sid)):
-                    graph.add_edges_from((gate, sid) for gate in previous)
-        gates = [
-            sid for sid in own if steps[sid].kind in (StepKind.GATE_HEALTH, StepKind.GATE_METRICS)
-        ]
-        if gates:
-            previous = gates

@@ -23,7 +23,7 @@ from orchestrator.drill.measure import Sample, TrafficStats, traffic_stats
 from orchestrator.errors import FlyAPIError, FlyTransportError
 from orchestrator.fly.client import FlyClient
 from orchestrator.fly.models import Machine
-from orchestrator.fly.proxy import ProbeAnswer, ProxyClient
+from orchestrator.fly.proxy import ProxyAnswer, ProxyClient
 
 __all__ = [
     "ProbeLoop",
@@ -256,7 +256,7 @@ async def region_writer(client: FlyClient, probe: ProxyClient, app: str, region:
     return machines[0].id
 
 
-async def machine_status(probe: ProxyClient, machine_id: str) -> ProbeAnswer:
+async def machine_status(probe: ProxyClient, machine_id: str) -> ProxyAnswer:
     """Return one machine's ``/status``, asked directly through the proxy."""
     return await probe.status(machine_id=machine_id)
 

@@ -35,7 +35,7 @@ from orchestrator.execute.events import StepProgress
 from orchestrator.execute.logtail import output
 from orchestrator.execute.metrics import MetricsFigures, Scrape, Window, judge, parse_scrape
 from orchestrator.fly.models import Machine
-from orchestrator.fly.proxy import ProbeAnswer, ProxyClient
+from orchestrator.fly.proxy import ProxyAnswer, ProxyClient
 from orchestrator.plan.config import META_RELEASE, META_SLOT
 from orchestrator.plan.steps import Step
 
@@ -396,7 +396,7 @@ class _Tally:
     sent: int = 0
     failed: int = 0
 
-    def add(self, answer: ProbeAnswer) -> None:
+    def add(self, answer: ProxyAnswer) -> None:
         self.sent += 1
         if answer.status_code is None or answer.status_code >= 500:
             self.failed += 1

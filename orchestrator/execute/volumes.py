@@ -23,7 +23,7 @@ from orchestrator.execute.context import StepContext
 from orchestrator.execute.failpoints import failpoint
 from orchestrator.fly.client import trace_calls
 from orchestrator.fly.models import Machine, Volume
-from orchestrator.fly.proxy import ProbeAnswer
+from orchestrator.fly.proxy import ProxyAnswer
 from orchestrator.plan.config import META_SLOT
 from orchestrator.plan.steps import Step
 
@@ -240,14 +240,14 @@ async def replicate(ctx: StepContext, step: Step) -> str:
     return f"{ids} caught up with {primary_region} (last_seq {target})"
 
 
-async def _primary_status(ctx: StepContext, region: str) -> ProbeAnswer:
+async def _primary_status(ctx: StepContext, region: str) -> ProxyAnswer:
     """Return ``/status`` of the machine that takes writes in ``region``.
 
     The primary region may hold followers too (one writer per region, like LiteFS): the proxy
     spreads requests over them, so ask a few times, and ask the machine a follower names as its
     ``leader`` directly.
     """
-    answer = ProbeAnswer(None, error="not asked")
+    answer = ProxyAnswer(None, error="not asked")
     for _ in range(_PRIMARY_ASKS):
         answer = await ctx.probe.status(region=region)
         if answer.ok and answer.body.get("role") == "primary":

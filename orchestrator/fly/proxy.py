@@ -7,7 +7,7 @@ Fly's proxy port on loopback), steered with Fly's own headers:
 - ``fly-prefer-region: <code>``: answer from that region if it has a healthy machine;
 - ``fly-force-instance-id: <machine id>``: answer from exactly that machine.
 
-A probe never raises for an unhealthy answer: it returns a `ProbeAnswer` saying what came back
+A probe never raises for an unhealthy answer: it returns a `ProxyAnswer` saying what came back
 (or why nothing did), and the caller decides.
 """
 
@@ -22,14 +22,14 @@ from typing import Any
 
 import httpx
 
-__all__ = ["ProbeAnswer", "ProxyClient"]
+__all__ = ["ProxyAnswer", "ProxyClient"]
 
 FORCE_INSTANCE_HEADER = "fly-force-instance-id"
 PREFER_REGION_HEADER = "fly-prefer-region"
 
 
 @dataclass(frozen=True, slots=True)
-class ProbeAnswer:
+class ProxyAnswer:
     """What the app said (or why it said nothing).
 
     Attributes:
@@ -121,7 +121,7 @@ class ProxyClient:
         region: str | None = None,
         machine_id: str | None = None,
         json_body: Any = None,
-    ) -> ProbeAnswer:
+    ) -> ProxyAnswer:
         """Send one request to the app, steered to ``region`` or to ``machine_id``."""
         return await self._send(method, path, region, machine_id, json_body, text=False)
 
@@ -134,7 +134,7 @@ class ProxyClient:
         json_body: Any,
         *,
         text: bool,
-    ) -> ProbeAnswer:
+    ) -> ProxyAnswer:
         headers: dict[str, str] = {}
         if region is not None:
             headers[PREFER_REGION_HEADER] = region
@@ -144,7 +144,7 @@ class ProxyClient:
         try:
             resp = await self._http.request(method, path, headers=headers, json=json_body)
         except httpx.HTTPError as exc:
-            return ProbeAnswer(
+            return ProxyAnswer(
                 None,
                 error=f"{type(exc).__name__}: {exc}".rstrip(": "),
                 elapsed_s=time.monotonic() - began,
@@ -153,7 +153,7 @@ class ProxyClient:
         body: Mapping[str, Any] = {}
         error: str | None = None
         if text:
-            return ProbeAnswer(
+            return ProxyAnswer(
                 resp.status_code,
                 machine_id=resp.headers.get("fly-machine-id"),
                 region=resp.headers.get("fly-region"),
@@ -168,7 +168,7 @@ class ProxyClient:
             error = "not JSON"
         answered_by = resp.headers.get("fly-machine-id") or _opt(body.get("machine_id"))
         answered_in = resp.headers.get("fly-region") or _opt(body.get("region"))
-        return ProbeAnswer(
+        return ProxyAnswer(
             resp.status_code,
             body=body,
             error=error,
@@ -179,12 +179,12 @@ class ProxyClient:
 
     async def status(
         self, *, region: str | None = None, machine_id: str | None = None
-    ) -> ProbeAnswer:
+    ) -> ProxyAnswer:
         """Return the app's ``GET /status``, steered to ``region`` or to ``machine_id``."""
         return await self.request("GET", "/status", region=region, machine_id=machine_id)
 
-    async def metrics(self, machine_id: str) -> ProbeAnswer:
-        """Return one machine's ``GET /metrics`` (Prometheus text in ``ProbeAnswer.text``)."""
+    async def metrics(self, machine_id: str) -> ProxyAnswer:
+        """Return one machine's ``GET /metrics`` (Prometheus text in ``ProxyAnswer.text``)."""
         return await self._send("GET", "/metrics", None, machine_id, None, text=True)
 
 

@@ -86,6 +86,27 @@ class Assembler:
         # An edge named a step before it was added: find roots and exits in the graph then.
         self._forward = False
 
+    @classmethod
+    def of(cls, graph: Any) -> Assembler:
+        """Return an assembler that goes on from a finished plan's ``graph`` (copied)."""
+        asm = cls()
+        asm.graph = graph.copy()
+        for sid in nx.topological_sort(asm.graph):
+            step = asm.graph.nodes[sid]["step"]
+            region = asm.regions.get(step.region)
+            if region is None:
+                region = asm.regions[step.region] = _Region(step.region, step.wave)
+            region.ids.append(sid)
+            region.own.add(sid)
+            if step.kind in _GATED_KINDS:
+                region.gated.append(sid)
+        for a, b in asm.graph.edges:
+            region = asm.regions[asm.graph.nodes[a]["step"].region]
+            if b in region.own:
+                region.has_succ.add(a)
+                region.has_pred.add(b)
+        return asm
+
     def add(self, step: Step, after: Iterable[str | None] = ()) -> str:
         """Add ``step`` after the given step ids (``None`` entries are skipped)."""
         sid = step.id
@@ -252,13 +273,17 @@ class Assembler:
         slots: Sequence[int],
         bake: WaveSpec | None,
         params: Mapping[str, Any],
+        wave: int | None = None,
     ) -> None:
         """Add ``gate.health`` after every machine step of a changed region.
 
         Also ``gate.metrics`` after it when ``bake`` has a bake time. A region that did not
-        change, or was emptied (no slots), gets no gate: there is nothing to be healthy.
+        change, or was emptied (no slots), gets no gate: there is nothing to be healthy. Given
+        its ``wave``, a region without steps is gated all the same (a resumed run verifies it).
         """
         r = self.regions.get(region)
+        if r is None and wave is not None and slots:
+            r = self.regions[region] = _Region(region, wave)
         if r is None or not slots:
             return
         deps = list(r.gated)
