@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.drill.measure import Sample, TrafficStats, traffic_stats
-from orchestrator.errors import FlyAPIError, FlyTransportError
+from orchestrator.errors import DrillError, FlyAPIError, FlyTransportError
 from orchestrator.execute.probe import AppProbe, ProbeAnswer
 from orchestrator.fly.client import FlyClient
 from orchestrator.fly.models import Machine
@@ -242,8 +242,6 @@ async def region_writer(client: FlyClient, probe: AppProbe, app: str, region: st
     Raises:
         DrillError: the region has no machine.
     """
-    from orchestrator.errors import DrillError
-
     machines = await live_machines(client, app, region=region)
     if not machines:
         raise DrillError(f"no machine in {region}")
@@ -265,8 +263,6 @@ async def read_records(probe: AppProbe, machine_id: str) -> list[Mapping[str, An
     Raises:
         DrillError: the machine did not answer.
     """
-    from orchestrator.errors import DrillError
-
     out: list[Mapping[str, Any]] = []
     after = 0
     while True:
