@@ -57,7 +57,7 @@ class FailBack:
         if new is not None and not replace:
             # Nothing reached the new primary: the old one keeps its data and takes writes again.
             r.canary.retarget(r.primary)
-        # A resumed drill skips what its stopped run finished (`DrillRunner.done`).
+        # A resumed drill skips what its stopped run finished (`Drill.done`).
         if not r.done(Phase.RESTORE):
             await self._restore(replace)
         if replace and new is not None:

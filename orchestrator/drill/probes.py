@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.drill.measure import Sample, TrafficStats, traffic_stats
-from orchestrator.errors import FlyAPIError, FlyTransportError
+from orchestrator.errors import DrillError, FlyAPIError, FlyTransportError
 from orchestrator.fly.client import FlyClient
 from orchestrator.fly.models import Machine
 from orchestrator.fly.proxy import ProxyAnswer, ProxyClient
@@ -244,8 +244,6 @@ async def region_writer(client: FlyClient, probe: ProxyClient, app: str, region:
     Raises:
         DrillError: the region has no machine.
     """
-    from orchestrator.errors import DrillError
-
     machines = await live_machines(client, app, region=region)
     if not machines:
         raise DrillError(f"no machine in {region}")
@@ -267,8 +265,6 @@ async def read_records(probe: ProxyClient, machine_id: str) -> list[Mapping[str,
     Raises:
         DrillError: the machine did not answer.
     """
-    from orchestrator.errors import DrillError
-
     out: list[Mapping[str, Any]] = []
     after = 0
     while True:

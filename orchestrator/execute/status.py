@@ -15,7 +15,7 @@ from typing import Any
 from orchestrator.connect import Connection
 from orchestrator.errors import FlyNotFound
 from orchestrator.fly.models import Machine, Volume
-from orchestrator.fly.proxy import ProbeAnswer
+from orchestrator.fly.proxy import ProxyAnswer
 from orchestrator.plan.config import META_PROCESS_GROUP, META_RELEASE, META_SLOT
 
 __all__ = ["FleetStatus", "MachineStatus", "PrimaryView", "assess", "collect_status"]
@@ -178,7 +178,7 @@ async def collect_status(
     by_volume = {v.id: v for v in volumes}
     gate = asyncio.Semaphore(PROBES_AT_ONCE)
 
-    async def ask(machine_id: str) -> ProbeAnswer:
+    async def ask(machine_id: str) -> ProxyAnswer:
         async with gate:
             return await conn.probe.status(machine_id=machine_id)
 
