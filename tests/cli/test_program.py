@@ -94,6 +94,18 @@ def test_read_only_commands_find_the_local_fly_stopped_and_start_nothing(
     assert not control.status(fleet.state_dir).running
 
 
+def test_showing_the_scale_says_it_started_the_local_fly(fleet: LocalFleet) -> None:
+    shown = _run(fleet, "scale", "--region", "syd", "--json")
+    stopped = _run(fleet, "local.down")
+
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "started the local Fly in the background" in shown.stderr
+    assert "invoke local.down" in shown.stderr
+    assert json.loads(shown.stdout)["regions"]  # stdout stays JSON alone
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert not control.status(fleet.state_dir).running
+
+
 def test_plan_and_deploy_syd_from_the_fleet_directory(fleet: LocalFleet) -> None:
     planned = _run(fleet, "plan", "--region", "syd")
     deployed = _run(fleet, "deploy", "--region", "syd")
