@@ -792,7 +792,7 @@ def volumes_list(
     force: bool = False,
     json_: bool = False,
 ) -> None:
-    """List every volume and why an unattached one was kept; `volumes prune` destroys those."""
+    """List every volume and why an unattached one was kept; `prune` destroys those."""
     from orchestrator import volumes as vols
     from orchestrator.render.volumes import volumes_view
 

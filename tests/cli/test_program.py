@@ -2,8 +2,9 @@
 
 One story on one copy of the sample fleet (fly.toml and regions/ only, as an operator's own
 repository would hold): the command refuses a directory without fly.toml, lists its tasks,
-plans and deploys syd on the local Fly it starts, and lists the volumes with the documented
-``volumes`` word. Then a fleet's two-line tasks.py makes plain ``invoke`` run the same tasks.
+finds the local Fly stopped for read-only commands (starting nothing), plans and deploys syd on
+the local Fly it starts, and lists the volumes with the documented ``volumes`` word. Then a
+fleet's two-line tasks.py makes plain ``invoke`` run the same tasks.
 """
 
 from __future__ import annotations
@@ -78,6 +79,31 @@ def test_list_names_every_task_and_the_version(fleet: LocalFleet) -> None:
         assert f"\n  {name} " in listed.stdout, listed.stdout
     assert "\n  volumes.list (volumes) " in listed.stdout, listed.stdout
     assert version.stdout.startswith("fly-orchestrator "), version.stdout
+
+
+@pytest.mark.parametrize("args", [["releases"], ["logs"], ["unlock"], ["promote"]])
+def test_read_only_commands_find_the_local_fly_stopped_and_start_nothing(
+    fleet: LocalFleet, args: list[str]
+) -> None:
+    proc = _run(fleet, *args)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: the local Fly is not running"), line
+    assert "invoke local.up" in line
+    assert not control.status(fleet.state_dir).running
+
+
+def test_showing_the_scale_says_it_started_the_local_fly(fleet: LocalFleet) -> None:
+    shown = _run(fleet, "scale", "--region", "syd", "--json")
+    stopped = _run(fleet, "local.down")
+
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "started the local Fly in the background" in shown.stderr
+    assert "invoke local.down" in shown.stderr
+    assert json.loads(shown.stdout)["regions"]  # stdout stays JSON alone
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert not control.status(fleet.state_dir).running
 
 
 def test_plan_and_deploy_syd_from_the_fleet_directory(fleet: LocalFleet) -> None:
