@@ -669,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
         "--time-factor",
         type=float,
         default=None,
-        help="the local Fly's time compression (default: s 0.25, m 1.0)",
+        help="the local Fly's time compression (default: s 0.25, m 1.0, sim 0.25, --sweep 0.1)",
     )
     parser.add_argument("--json", action="store_true", help="one-line JSON (else indented)")
     parser.add_argument(
@@ -730,7 +730,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench import sim as simbench
 
     if sim:
-        tf = args.time_factor if args.time_factor is not None else simbench.DEFAULT_TIME_FACTOR
+        default_tf = simbench.SWEEP_TIME_FACTOR if args.sweep else simbench.DEFAULT_TIME_FACTOR
+        tf = args.time_factor if args.time_factor is not None else default_tf
     else:
         tf = args.time_factor if args.time_factor is not None else DEFAULT_TIME_FACTOR[args.size]
     name = (
