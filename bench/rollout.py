@@ -382,8 +382,15 @@ def _breakdown(child: Mapping[str, Any]) -> dict[str, Any]:
         w = waves.setdefault(int(s["wave"]), [start, end])
         w[0], w[1] = min(w[0], start), max(w[1], end)
     first = min(_ts(s["started_at"]) or 0.0 for s in steps)
+    last = max(w[1] for w in waves.values()) if waves else first
+    wall = child.get("wall_s")
     return {
         "before_first_step_s": round(first - origin, 3),
+        # The deploy's time outside its steps: before them the lock, the split check (every
+        # machine's /status), the observe and the plan; after them the writable-primary gate.
+        "outside_steps_s": round(float(wall) - (last - first), 3)
+        if isinstance(wall, int | float)
+        else None,
         "steps": {
             kind: {
                 "n": len(d),
