@@ -382,8 +382,15 @@ def _breakdown(child: Mapping[str, Any]) -> dict[str, Any]:
         w = waves.setdefault(int(s["wave"]), [start, end])
         w[0], w[1] = min(w[0], start), max(w[1], end)
     first = min(_ts(s["started_at"]) or 0.0 for s in steps)
+    last = max(w[1] for w in waves.values()) if waves else first
+    wall = child.get("wall_s")
     return {
         "before_first_step_s": round(first - origin, 3),
+        # The deploy's time outside its steps: before them the lock, the split check (every
+        # machine's /status), the observe and the plan; after them the writable-primary gate.
+        "outside_steps_s": round(float(wall) - (last - first), 3)
+        if isinstance(wall, int | float)
+        else None,
         "steps": {
             kind: {
                 "n": len(d),
@@ -669,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
         "--time-factor",
         type=float,
         default=None,
-        help="the local Fly's time compression (default: s 0.25, m 1.0)",
+        help="the local Fly's time compression (default: s 0.25, m 1.0, sim 0.25, --sweep 0.1)",
     )
     parser.add_argument("--json", action="store_true", help="one-line JSON (else indented)")
     parser.add_argument(
@@ -730,7 +737,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench import sim as simbench
 
     if sim:
-        tf = args.time_factor if args.time_factor is not None else simbench.DEFAULT_TIME_FACTOR
+        default_tf = simbench.SWEEP_TIME_FACTOR if args.sweep else simbench.DEFAULT_TIME_FACTOR
+        tf = args.time_factor if args.time_factor is not None else default_tf
     else:
         tf = args.time_factor if args.time_factor is not None else DEFAULT_TIME_FACTOR[args.size]
     name = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from orchestrator.execute.gates import SMOKE_WINDOW_S
 from orchestrator.execute.results import StepReport, WaveTiming
 from orchestrator.fleetconfig.load import load_spec
 from orchestrator.localfly.profiles import Span, get_profile
@@ -48,6 +49,7 @@ def durations_for(settings: Settings) -> Durations:
         update_s=_mean(profile.update) * tf,
         stop_s=_mean(profile.stop) * tf,
         check_scale=profile.check_scale,
+        smoke_s=SMOKE_WINDOW_S,
         source=f"the local Fly's {profile.name} profile" + (f" x{tf:g}" if tf != 1.0 else ""),
     )
 

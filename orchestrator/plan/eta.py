@@ -7,8 +7,9 @@ schedules it: a step starts once its predecessors are done and a slot is free; a
 ``max_unavailable`` updates and destroys of a region and ``max_concurrency`` machine and volume
 steps of a wave (gates take none) run at once. Every step takes its mean duration:
 
-- create / update: one API round trip, the launch or update itself, the checks' grace period
-  (the first check that can pass);
+- create / update: one API round trip, the launch or update itself, then the later of the
+  checks' grace period (the first check that can pass) and the smoke window (the machine must
+  stay up that long, as flyctl's smoke checks ask);
 - destroy: two round trips (stop, destroy) and the stop;
 - volume create: one round trip (a reused volume: nothing); health gate: one round trip;
 - metrics gate: its bake time.
@@ -52,8 +53,10 @@ class Durations:
         create_s: a created machine until its process runs.
         update_s: an updated machine until its new process runs.
         stop_s: a stop until the machine is stopped.
-        check_scale: multiplies the configured check grace periods (the local Fly's time
-            factor; 1 on Fly.io).
+        check_scale: multiplies the configured check grace periods and the smoke window (the
+            local Fly's time factor; 1 on Fly.io).
+        smoke_s: flyctl's smoke window: a machine counts as healthy only once it has stayed up
+            this long (the executor's ``SMOKE_WINDOW_S``).
         source: where the figures come from, for the operator.
     """
 
@@ -62,6 +65,7 @@ class Durations:
     update_s: float
     stop_s: float
     check_scale: float = 1.0
+    smoke_s: float = 10.0
     source: str = "Fly.io typical"
 
 
@@ -99,10 +103,11 @@ class Estimate:
     source: str
 
 
-def _grace(step: Step, scale: float) -> float:
+def _grace(step: Step, d: Durations) -> float:
+    """Return how long after it started a machine can first count as healthy."""
     checks = (step.params.get("config") or {}).get("checks") or {}
     graces = [_seconds(c.get("grace_period")) for c in checks.values() if isinstance(c, Mapping)]
-    return max(graces, default=0.0) * scale
+    return max([*graces, d.smoke_s]) * d.check_scale
 
 
 def _seconds(value: object) -> float:
@@ -117,9 +122,9 @@ def step_seconds(step: Step, d: Durations) -> float:
     """Return the mean seconds ``step`` should take (see the module docstring)."""
     kind = step.kind
     if kind is StepKind.MACHINE_UPDATE:
-        return d.api_s + d.update_s + _grace(step, d.check_scale)
+        return d.api_s + d.update_s + _grace(step, d)
     if kind is StepKind.MACHINE_CREATE:
-        return d.api_s + d.create_s + _grace(step, d.check_scale)
+        return d.api_s + d.create_s + _grace(step, d)
     if kind is StepKind.MACHINE_DESTROY:
         return 2 * d.api_s + d.stop_s
     if kind is StepKind.VOLUME_ENSURE:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
+from orchestrator.execute.gates import SMOKE_WINDOW_S
 from orchestrator.fleetconfig.model import WaveSpec
-from orchestrator.plan.eta import Durations, estimate
+from orchestrator.plan.eta import FLY_TYPICAL, Durations, estimate
 from orchestrator.plan.model import Plan
 from orchestrator.plan.steps import Step, StepKind, step_id
 
-D = Durations(api_s=1.0, create_s=10.0, update_s=4.0, stop_s=0.0, check_scale=1.0)
+# No smoke window here (its own test below): the grace period alone sets the wait.
+D = Durations(api_s=1.0, create_s=10.0, update_s=4.0, stop_s=0.0, check_scale=1.0, smoke_s=0.0)
 CHECK = {"status": {"type": "http", "grace_period": "2s"}}
 
 
@@ -61,6 +63,18 @@ def test_updates_take_a_round_trip_the_update_and_the_grace_period_within_the_li
     eta = estimate(plan, D, {"syd": 2})
     assert eta.seconds == pytest.approx(15.0)
     assert [(w.wave, w.start_s, w.end_s) for w in eta.waves] == [(1, 0.0, 15.0)]
+
+
+def test_an_update_counts_as_done_once_it_stayed_up_for_the_smoke_window() -> None:
+    # As the executor judges it: up for flyctl's 10 s, which outlasts the 2 s grace period.
+    assert FLY_TYPICAL.smoke_s == SMOKE_WINDOW_S
+    smoke = Durations(api_s=1.0, create_s=10.0, update_s=4.0, stop_s=0.0, check_scale=1.0)
+    plan = _plan([["syd"]], per_region=4, concurrency=8)
+    # 1 + 4 + 10 = 15 s an update; two rounds, then the gate (1 s).
+    assert estimate(plan, smoke, {"syd": 2}).seconds == pytest.approx(31.0)
+    # Scaled like the checks (the local Fly's time factor).
+    quarter = Durations(api_s=1.0, create_s=10.0, update_s=4.0, stop_s=0.0, check_scale=0.25)
+    assert estimate(plan, quarter, {"syd": 2}).seconds == pytest.approx(2 * 7.5 + 1.0)
 
 
 def test_a_waves_concurrency_holds_it_back_and_the_next_wave_starts_after_it() -> None:
