@@ -176,6 +176,7 @@ def _deploy_plan(
         image=image,
         secrets=secrets,
         release_command=True,
+        data_gate=True,
     )
 
 

@@ -29,6 +29,7 @@ from orchestrator.plan.config import (
     machine_name,
     release_id,
 )
+from orchestrator.plan.datagate import add_data_gates
 from orchestrator.plan.fleet import Fleet, ObservedGuest, ObservedMachine, ObservedVolume
 from orchestrator.plan.groups import check_slot_blocks, group_fleet, slot_base
 from orchestrator.plan.model import Plan
@@ -158,6 +159,7 @@ def build_plan(
     destroy_volumes: bool = False,
     secrets: Secrets | None = None,
     release_command: bool = False,
+    data_gate: bool = False,
 ) -> Plan:
     """Plan the steps that bring ``fleet`` to ``spec`` (pure, deterministic).
 
@@ -171,6 +173,7 @@ def build_plan(
             ``secrets``) when ``secrets.rollout``. ``None``: not known, not compared.
         release_command: run the spec's release command first when the plan starts machines
             on a new release (a deploy does; a scale or a drill does not, as with flyctl).
+        data_gate: start each wave with a data-health gate (a deploy does).
 
     Raises:
         ConfigError: an unknown region (names ``--region``), an empty image (``--image``), or
@@ -257,6 +260,8 @@ def build_plan(
     notes.extend(spec.notes)
     graph = asm.link(waves, spec.primary_region)
     add_snapshots(graph, fleet, waves, spec.primary_region, release)
+    if data_gate:
+        add_data_gates(graph, spec, fleet, waves)
     if (
         release_command
         and spec.release is not None
