@@ -356,6 +356,7 @@ async def deploy(
                 )
             ledger = Ledger(lock, settings, "deploy")
             bus.subscribe(ledger)
+            _warn_stale_drill(settings, spec, bus)
             how = RestoreSettings(
                 client=conn.client,
                 probe=conn.probe,
@@ -447,3 +448,16 @@ def _after(
         return await hook(failure)
 
     return run
+
+
+def _warn_stale_drill(settings: Settings, spec: DeploySpec, bus: EventBus) -> None:
+    """Warn when the primary region's last passing drill is older than ``[drill] max_age``."""
+    import time
+
+    from orchestrator.drill.history import read_drills, stale_drill
+
+    said = stale_drill(
+        read_drills(settings.root), spec.primary_region, spec.drill.max_age_s, time.time()
+    )
+    if said is not None:
+        bus.emit(Note(said, level="warning"))
