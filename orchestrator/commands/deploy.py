@@ -141,6 +141,7 @@ def _deploy_plan(
         secrets=secrets,
         release_command=True,
         leader=leader,
+        data_gate=True,
     )
 
 
@@ -323,6 +324,7 @@ async def deploy(
             journal = how.journal
             ledger = Ledger(lock, settings, "deploy")
             bus.subscribe(ledger)
+            _warn_stale_drill(settings, spec, bus)
             notifier = Notifier(
                 read_notify(settings.root), os.environ, app=conn.app, command="deploy", bus=bus
             )
@@ -418,3 +420,16 @@ def _after(
         return await hook(failure)
 
     return run
+
+
+def _warn_stale_drill(settings: Settings, spec: DeploySpec, bus: EventBus) -> None:
+    """Warn when the primary region's last passing drill is older than ``[drill] max_age``."""
+    import time
+
+    from orchestrator.drill.history import read_drills, stale_drill
+
+    said = stale_drill(
+        read_drills(settings.root), spec.primary_region, spec.drill.max_age_s, time.time()
+    )
+    if said is not None:
+        bus.emit(Note(said, level="warning"))

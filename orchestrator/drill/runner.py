@@ -30,6 +30,7 @@ from orchestrator.drill.execution import PlanRunner
 from orchestrator.drill.failback import FailBack
 from orchestrator.drill.failover import FailOver
 from orchestrator.drill.fault import LocalOutage, RegionFault, StopAndCordon
+from orchestrator.drill.history import DrillRecord, record_drill
 from orchestrator.drill.hooks import shell_hook
 from orchestrator.drill.measure import (
     TrafficStats,
@@ -145,8 +146,17 @@ async def run_drill(
                 runner.restore(saved)
             with _stop_on_signals(runner):
                 if request.resume or request.abort:
-                    return await runner.finish()
-                return await runner.run()
+                    report = await runner.finish()
+                else:
+                    report = await runner.run()
+            if not request.dry_run:
+                record_drill(
+                    settings.root,
+                    DrillRecord(
+                        report.region, report.primary_region, report.verdict, report.finished_at
+                    ),
+                )
+            return report
 
 
 @contextlib.contextmanager

@@ -41,6 +41,8 @@ class ExecuteOptions:
             during the bake, so there is traffic to measure (0: measure real traffic only).
         api_timeout_s: how long one Machines API request may take before it counts as lost
             and is retried (long polls such as ``/wait`` get their own timeout plus a margin).
+        lag_timeout_s: how long a wave's data-health gate holds while a replica region lags
+            the primary beyond the RPO budget, before it fails.
     """
 
     lease_ttl_s: int = 13
@@ -53,6 +55,7 @@ class ExecuteOptions:
     lease_wait_s: float = 0.0
     bake_rps: float = 20.0
     api_timeout_s: float = 30.0
+    lag_timeout_s: float = 60.0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> ExecuteOptions:

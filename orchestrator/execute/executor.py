@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from orchestrator.errors import ErrorKind, OrchestratorError, kind_of
 from orchestrator.execute.context import ExecuteOptions, RunState, StepContext
+from orchestrator.execute.datagate import data_gate
 from orchestrator.execute.events import (
     EventBus,
     GateResult,
@@ -101,6 +102,7 @@ Handler = Callable[[StepContext, Step], Awaitable[str]]
 
 HANDLERS: Mapping[StepKind, Handler] = {
     StepKind.RELEASE_COMMAND: run_release_command,
+    StepKind.GATE_DATA: data_gate,
     StepKind.VOLUME_ENSURE: ensure_volume,
     StepKind.VOLUME_SNAPSHOT: snapshot_volume,
     StepKind.VOLUME_REPLICATE: replicate,

@@ -27,7 +27,7 @@ from orchestrator.fly.proxy import ProxyAnswer
 from orchestrator.plan.config import META_SLOT
 from orchestrator.plan.steps import Step
 
-__all__ = ["ensure_volume", "replicate"]
+__all__ = ["ensure_volume", "primary_status", "replicate"]
 
 _GONE = frozenset({"pending_destroy", "scheduling_destroy", "destroying", "destroyed"})
 # Enough tries for a round-robin proxy to reach the writer among a region's machines.
@@ -168,7 +168,7 @@ async def _fork_candidates(
         if not volumes:
             raise DeployError(f"no volume named {name!r} in {region} to fork from")
         try:
-            writer: str | None = (await _primary_status(ctx, region)).machine_id
+            writer: str | None = (await primary_status(ctx, region)).machine_id
         except DeployError:
             writer = None
         ctx.state.fork_sources[(region, name)] = (volumes, writer)
@@ -214,7 +214,7 @@ async def replicate(ctx: StepContext, step: Step) -> str:
     if not ctx.probe.reachable:
         # The catch-up is read from the app's /status, through its address, and it has none.
         return f"{step.region}: not verified: the app has no public address (FLY_APP_URL=none)"
-    primary = await _primary_status(ctx, primary_region)
+    primary = await primary_status(ctx, primary_region)
     target = _seq(primary.body.get("last_seq"))
     if target is None:
         raise DeployError(f"the primary's /status in {primary_region} has no last_seq")
@@ -240,7 +240,7 @@ async def replicate(ctx: StepContext, step: Step) -> str:
     return f"{ids} caught up with {primary_region} (last_seq {target})"
 
 
-async def _primary_status(ctx: StepContext, region: str) -> ProxyAnswer:
+async def primary_status(ctx: StepContext, region: str) -> ProxyAnswer:
     """Return ``/status`` of the machine that takes writes in ``region``.
 
     The primary region may hold followers too (one writer per region, like LiteFS): the proxy

@@ -337,6 +337,7 @@ _DRILL_KEYS = (
     "max_duration",
     "baseline",
     "scale_survivors",
+    "max_age",
 )
 
 
@@ -373,6 +374,7 @@ def _read_drill(top: Table) -> DrillObjectives:
     error_rate = drill.number("max_error_rate", 0.0, 1.0)
     baseline = drill.duration("baseline", positive=True, limit_s=3600.0)
     scale_survivors = drill.boolean("scale_survivors")
+    max_age = drill.duration("max_age", positive=True, limit_s=3660 * DAY_S)
     objectives = DrillObjectives(
         rto_s=default.rto_s if rto is None else rto,
         rpo_records=default.rpo_records if rpo_records is None else rpo_records,
@@ -381,6 +383,7 @@ def _read_drill(top: Table) -> DrillObjectives:
         max_duration_s=default.max_duration_s if max_duration is None else max_duration,
         baseline_s=default.baseline_s if baseline is None else baseline,
         scale_survivors=default.scale_survivors if scale_survivors is None else scale_survivors,
+        max_age_s=default.max_age_s if max_age is None else max_age,
     )
     if objectives.rto_s > objectives.max_duration_s:
         raise ConfigError(

@@ -250,6 +250,8 @@ class DrillObjectives:
         baseline_s: how long traffic is measured before the fault (``baseline``).
         scale_survivors: add the lost region's machine count to the surviving replica regions
             while it is down (``scale_survivors``).
+        max_age_s: ``invoke deploy`` warns when the primary region's last passing drill is
+            older than this (``max_age``, default 30 days).
     """
 
     rto_s: float = 120.0
@@ -259,6 +261,7 @@ class DrillObjectives:
     max_duration_s: float = 600.0
     baseline_s: float = 5.0
     scale_survivors: bool = False
+    max_age_s: float = 30 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,6 +129,8 @@ def step_seconds(step: Step, d: Durations) -> float:
         return 2 * d.api_s + d.stop_s
     if kind is StepKind.VOLUME_ENSURE:
         return 0.0 if step.params.get("reuse") else d.api_s
+    if kind is StepKind.GATE_DATA:
+        return d.api_s
     if kind is StepKind.VOLUME_SNAPSHOT:
         return 2 * d.api_s  # the request, then a list that finds it created
     if kind is StepKind.GATE_HEALTH:

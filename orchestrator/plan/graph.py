@@ -30,6 +30,7 @@ from orchestrator.plan.config import (
     machine_name,
     release_id,
 )
+from orchestrator.plan.datagate import add_data_gates
 from orchestrator.plan.fleet import Fleet, ObservedGuest, ObservedMachine, ObservedVolume
 from orchestrator.plan.groups import check_slot_blocks, group_fleet, slot_base
 from orchestrator.plan.model import Plan
@@ -159,6 +160,7 @@ def build_plan(
     secrets: Secrets | None = None,
     release_command: bool = False,
     leader: str | None = None,
+    data_gate: bool = False,
 ) -> Plan:
     """Plan the steps that bring ``fleet`` to ``spec`` (pure, deterministic).
 
@@ -175,6 +177,7 @@ def build_plan(
         leader: the machine that holds the primary role (from the app's ``/status``), when
             known. In the primary region its update comes last, after every other update
             there, so writes pause once, for its hand-off, instead of on every update.
+        data_gate: start each wave with a data-health gate (a deploy does).
 
     Raises:
         ConfigError: an unknown region (names ``--region``), an empty image (``--image``), or
@@ -262,6 +265,8 @@ def build_plan(
     notes.extend(spec.notes)
     graph = asm.link(waves, spec.primary_region)
     add_snapshots(graph, fleet, waves, spec.primary_region, release)
+    if data_gate:
+        add_data_gates(graph, spec, fleet, waves)
     if (
         release_command
         and spec.release is not None

@@ -15,6 +15,8 @@ class StepKind(StrEnum):
 
     # First: it runs before any machine of the release changes.
     RELEASE_COMMAND = "release.command"
+    # Before a wave: every replica region within the drill's RPO budget of the primary.
+    GATE_DATA = "gate.data"
     VOLUME_ENSURE = "volume.ensure"
     # A restore point: a snapshot of a machine's volume before the wave changes the machine.
     VOLUME_SNAPSHOT = "volume.snapshot"

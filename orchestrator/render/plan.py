@@ -65,6 +65,12 @@ def describe_step(step: Step) -> str:
                 f"volume {p.get('name')!r}"
             )
         return f"create a {p.get('size_gb')} GB volume {p.get('name')!r}"
+    if kind is StepKind.GATE_DATA:
+        return (
+            f"every replica region ({', '.join(p.get('replicas') or [])}) within "
+            f"{p.get('rpo_records')} record(s) and {_num(p.get('rpo_s'))}s of "
+            f"{p.get('primary_region')}, before wave {step.wave}"
+        )
     if kind is StepKind.VOLUME_SNAPSHOT:
         return f"snapshot volume {p.get('volume')} of {step.machine} (restore point)"
     if kind is StepKind.VOLUME_REPLICATE:

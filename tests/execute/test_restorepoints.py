@@ -11,6 +11,7 @@ import json
 import shutil
 import sqlite3
 import tarfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 from rollout.helpers import start_rollout_fleet
 
 from execute.localfleet import LocalFleet
+from orchestrator.drill.history import DrillRecord, record_drill
 
 V2 = "registry.fly.io/sample-app:v2"
 
@@ -69,6 +71,8 @@ def restore_point(fleet: LocalFleet) -> dict[str, Any]:
     primary = fleet.primary("syd")
     before = fleet.records(primary)
     machines = {m["id"]: m for m in fleet.machines("syd")}
+    # The last passing drill of syd is 40 days old: over [drill] max_age (30 days by default).
+    record_drill(fleet.root, DrillRecord("syd", "syd", "passed", time.time() - 40 * 86400))
     deployed = fleet.invoke("deploy", "--region", "syd", "--image", V2)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     for i in range(3):
@@ -76,7 +80,8 @@ def restore_point(fleet: LocalFleet) -> dict[str, Any]:
     listed = fleet.invoke("releases", "--json")
     assert listed.returncode == 0, listed.stderr
     entries = json.loads(listed.stdout)["releases"]
-    return {"records": before, "machines": machines, "entries": entries}
+    said = deployed.stdout + deployed.stderr
+    return {"records": before, "machines": machines, "entries": entries, "said": said}
 
 
 def test_a_deploy_snapshots_each_syd_volume_first_and_releases_lists_them(
@@ -96,6 +101,14 @@ def test_a_deploy_snapshots_each_syd_volume_first_and_releases_lists_them(
     table = fleet.invoke("releases")
     assert "restore points" in table.stdout
     assert all(p["snapshot"] in table.stdout for p in points)
+
+
+def test_a_deploy_warns_when_the_primarys_last_passing_drill_is_older_than_max_age(
+    restore_point: dict[str, Any],
+) -> None:
+    said = " ".join(restore_point["said"].split())
+    assert "the last passing drill of the primary region syd was 40 days ago" in said
+    assert "max_age 30 days" in said
 
 
 def test_restore_data_needs_yes_without_a_terminal_and_changes_nothing(

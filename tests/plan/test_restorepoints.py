@@ -72,6 +72,9 @@ def test_waves_toml_reads_snapshot_before_and_reports_a_bad_value(tmp_path: Path
     waves.write_text(text.replace(marker, marker + "\n  snapshot_before = true"))
     spec = load_spec(tmp_path)
     assert [w.snapshot_before for w in spec.waves] == [None, True]
+    assert spec.drill.max_age_s == 30 * 86400
+    waves.write_text(text.replace("[drill]\n", '[drill]\n  max_age = "168h"\n'))
+    assert load_spec(tmp_path).drill.max_age_s == 7 * 86400
     waves.write_text(text.replace(marker, marker + '\n  snapshot_before = "yes"'))
     with pytest.raises(ConfigError) as caught:
         load_spec(tmp_path)
