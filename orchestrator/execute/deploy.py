@@ -45,6 +45,7 @@ from orchestrator.execute.ledger import Ledger, RemoteRun, read_ledger, remote_r
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.logtail import MACHINE_LOGS
 from orchestrator.execute.primaries import gate_writable_primary, observe_primaries, refuse_split
+from orchestrator.execute.promgate import PROMETHEUS, PromEndpoint, resolve_endpoint
 from orchestrator.execute.resume import (
     chain_volumes,
     finish_rollback,
@@ -66,6 +67,7 @@ from orchestrator.plan.model import Plan
 from orchestrator.settings import NO_APP_URL, Settings
 from orchestrator.spec.load import load_spec
 from orchestrator.spec.model import DeploySpec
+from orchestrator.spec.promql import read_prometheus
 
 __all__ = [
     "DeployRequest",
@@ -445,6 +447,7 @@ async def deploy(
                 logs = MACHINE_LOGS.set(
                     settings.local_state_dir / "machines" if conn.backend == "local" else None
                 )
+                prom = PROMETHEUS.set(_prometheus(conn.settings, spec))
                 meter = _write_meter(conn, spec, request) if the_plan.mutating_steps else None
                 if meter is not None:
                     meter.start()
@@ -452,6 +455,7 @@ async def deploy(
                     result = await executor.run()
                 finally:
                     MACHINE_LOGS.reset(logs)
+                    PROMETHEUS.reset(prom)
                     await control.stop()
                     downtime = await meter.stop() if meter is not None else None
                 result = replace(result, waves=wave_timings(the_plan, eta, result.steps))
@@ -461,6 +465,14 @@ async def deploy(
                 return await gate_writable_primary(conn, result, expected=spec.primary_region)
             finally:
                 await notifier.close()
+
+
+def _prometheus(settings: Settings, spec: DeploySpec) -> PromEndpoint | None:
+    """Return the Prometheus the waves' PromQL checks ask (none when no wave has any)."""
+    if not any(w.queries for w in spec.waves):
+        return None
+    source = read_prometheus(settings.root)
+    return resolve_endpoint(settings, source) if source is not None else None
 
 
 def _write_meter(conn: Connection, spec: DeploySpec, request: DeployRequest) -> WriteMeter | None:

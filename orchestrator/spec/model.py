@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from orchestrator.spec.promql import PromQuery
 
 __all__ = [
     "CheckSpec",
@@ -207,6 +210,8 @@ class WaveSpec:
         on_failure: what happens when a gate of this wave fails.
         max_concurrency: API operations in flight at once for this wave.
         pause: once this wave's gates pass, wait for ``invoke promote`` before the next wave.
+        queries: PromQL checks the metrics gate runs against ``[prometheus]`` instead of
+            reading the app's ``/metrics`` (empty: the app's ``/metrics``).
     """
 
     index: int
@@ -217,6 +222,7 @@ class WaveSpec:
     on_failure: OnFailure = "rollback_region"
     max_concurrency: int = 8
     pause: bool = False
+    queries: tuple[PromQuery, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
