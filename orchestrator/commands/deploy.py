@@ -39,10 +39,12 @@ from orchestrator.execute.ledger import Ledger, RemoteRun, read_ledger, remote_r
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.logtail import MACHINE_LOGS
 from orchestrator.execute.primaries import gate_writable_primary, observe_primaries, refuse_split
+from orchestrator.execute.promgate import PROMETHEUS, PromEndpoint, resolve_endpoint
 from orchestrator.execute.run import open_run
 from orchestrator.execute.secretstate import observe_secrets
 from orchestrator.fleetconfig.load import load_checked_spec
 from orchestrator.fleetconfig.model import DeploySpec
+from orchestrator.fleetconfig.promql import read_prometheus
 from orchestrator.notify import Notifier, read_notify
 from orchestrator.plan.config import Secrets, release_id
 from orchestrator.plan.eta import duration_text, estimate
@@ -373,6 +375,7 @@ async def deploy(
                 logs = MACHINE_LOGS.set(
                     settings.local_state_dir / "machines" if conn.backend == "local" else None
                 )
+                prom = PROMETHEUS.set(_prometheus(conn.settings, spec))
                 meter = _write_meter(conn, spec, request) if the_plan.mutating_steps else None
                 if meter is not None:
                     meter.start()
@@ -380,6 +383,7 @@ async def deploy(
                     result = await executor.run()
                 finally:
                     MACHINE_LOGS.reset(logs)
+                    PROMETHEUS.reset(prom)
                     await control.stop()
                     downtime = await meter.stop() if meter is not None else None
                 result = replace(result, waves=wave_timings(the_plan, eta, result.steps))
@@ -392,6 +396,13 @@ async def deploy(
             finally:
                 await notifier.close()
 
+
+def _prometheus(settings: Settings, spec: DeploySpec) -> PromEndpoint | None:
+    """Return the Prometheus the waves' PromQL checks ask (none when no wave has any)."""
+    if not any(w.queries for w in spec.waves):
+        return None
+    source = read_prometheus(settings.root)
+    return resolve_endpoint(settings, source) if source is not None else None
 
 
 def _write_meter(conn: Connection, spec: DeploySpec, request: DeployRequest) -> WriteMeter | None:

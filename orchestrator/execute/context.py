@@ -109,6 +109,8 @@ class RunState:
             start together list once.
         early_leases: machine id → its lease, taken while its update waited for its turn
             (`orchestrator.execute.machines.EarlyLease`); the update claims it.
+        region_began: region → when (Unix time) this run began to update its first machine
+            there: a PromQL gate's baseline is the old release just before it.
     """
 
     volumes: dict[tuple[str, int], str] = field(default_factory=dict)
@@ -124,6 +126,7 @@ class RunState:
     )
     list_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     early_leases: dict[str, Any] = field(default_factory=dict)
+    region_began: dict[str, float] = field(default_factory=dict)
 
     def in_background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` without waiting for it; `settle` waits for it."""

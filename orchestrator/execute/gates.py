@@ -479,6 +479,13 @@ async def metrics_gate(ctx: StepContext, step: Step) -> str:
             the end of the window. The message carries the figures.
     """
     region = step.region
+    if step.params.get("queries"):
+        from orchestrator.execute.promgate import promql_gate
+
+        rps = ctx.options.bake_rps if ctx.probe.reachable else 0.0
+        return await promql_gate(
+            ctx, step, lambda stop: _traffic(ctx.probe, region, rps, stop)
+        )
     if not ctx.probe.reachable:
         # Its figures come through the app's address, and it has none.
         return f"{region}: not measured: the app has no public address (FLY_APP_URL=none)"

@@ -579,6 +579,7 @@ async def update_machine(ctx: StepContext, step: Step) -> str:
     machine_id = step.machine
     if machine_id is None:
         raise DeployError("machine.update without a machine")
+    ctx.state.region_began.setdefault(step.region, time.time())
     params = step.params
     from_version = str(params.get("from_version") or "")
     observed = ctx.state.observed.get(machine_id)

@@ -30,6 +30,7 @@ from orchestrator.fleetconfig.model import (
     VMSize,
     WaveSpec,
 )
+from orchestrator.fleetconfig.promql import check_prometheus, read_queries
 from orchestrator.fleetconfig.regions import validate_region
 from orchestrator.fleetconfig.release import read_release_command
 from orchestrator.fleetconfig.sizes import FILE_KEYS, resolve_vm
@@ -328,6 +329,7 @@ _WAVE_SETTINGS = (
     "max_concurrency",
     "pause",
     "snapshot_before",
+    "query",
 )
 _DRILL_KEYS = (
     "rto",
@@ -417,7 +419,7 @@ def _read_waves(
         read_toml(root, WAVES_TOML, overlay),
         WAVES_TOML,
         "",
-        ("defaults", "wave", "drill", "notify"),
+        ("defaults", "wave", "drill", "notify", "prometheus"),
         problems=problems,
     )
     defaults = WaveSpec(index=0, regions=())
@@ -425,6 +427,8 @@ def _read_waves(
     if body is not None:
         table = Table(body, WAVES_TOML, "defaults", _WAVE_SETTINGS, problems=problems)
         defaults = attempt(_wave_settings, table, defaults) or defaults
+        queries = read_queries(body, "defaults", defaults.bake_s, problems)
+        defaults = replace(defaults, queries=queries or ())
     entries: list[Mapping[str, Any]] = []
     if isinstance(top.data.get("wave"), dict):
         problems.append(
@@ -446,7 +450,7 @@ def _read_waves(
     for index, entry in enumerate(entries, start=1):
         wave = attempt(_read_wave, entry, index, defaults, codes, seen)
         if wave is not None:
-            waves.append(wave)
+            waves.append(_with_queries(wave, entry, index, defaults, problems))
     missing = [c for c in codes if c not in seen]
     # A wave that could not be read may hold the missing region: only say so when all were.
     if missing and entries and len(waves) == len(entries):
@@ -458,9 +462,42 @@ def _read_waves(
             )
         )
     drill = attempt(_read_drill, top)
+    source = check_prometheus(top.data.get("prometheus"), problems)
+    if source is None and "prometheus" not in top.data and any(w.queries for w in waves):
+        problems.append(
+            ConfigError(
+                'PromQL queries need a Prometheus: add [prometheus] with url = "local", "fly" '
+                "or the URL of a Prometheus-compatible API",
+                where=top.at("prometheus"),
+            )
+        )
     if problems or drill is None:
         raise ConfigProblems(problems)
     return tuple(waves), drill
+
+
+def _with_queries(
+    wave: WaveSpec,
+    entry: Mapping[str, Any],
+    index: int,
+    defaults: WaveSpec,
+    problems: list[ConfigError],
+) -> WaveSpec:
+    """Give the wave its own queries, or check the inherited ones against its bake time."""
+    own = read_queries(entry, f"wave[{index}]", wave.bake_s, problems)
+    if own is not None:
+        return replace(wave, queries=own)
+    for q in wave.queries:
+        if q.window_s > wave.bake_s:
+            problems.append(
+                ConfigError(
+                    f"{format_seconds(wave.bake_s)} is shorter than the window of the query "
+                    f"{q.name!r} of [defaults] ({format_seconds(q.window_s)}): lengthen "
+                    "bake_time or give this wave its own queries",
+                    where=f"{WAVES_TOML}: wave[{index}].bake_time",
+                )
+            )
+    return wave
 
 
 def _read_wave(

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from orchestrator.fleetconfig.promql import PromQuery
 
 __all__ = [
     "CheckSpec",
@@ -210,6 +213,8 @@ class WaveSpec:
         pause: once this wave's gates pass, wait for ``invoke promote`` before the next wave.
         snapshot_before: snapshot the volumes of the machines the wave changes before it
             changes them (restore points); ``None``: only in the primary region's wave.
+        queries: PromQL checks the metrics gate runs against ``[prometheus]`` instead of
+            reading the app's ``/metrics`` (empty: the app's ``/metrics``).
     """
 
     index: int
@@ -221,6 +226,7 @@ class WaveSpec:
     max_concurrency: int = 8
     pause: bool = False
     snapshot_before: bool | None = None
+    queries: tuple[PromQuery, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

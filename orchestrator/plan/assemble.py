@@ -308,6 +308,12 @@ class Assembler:
                         "bake_s": bake.bake_s,
                         "max_error_rate": bake.max_error_rate,
                         "max_p95_ms": bake.max_p95_ms,
+                        # Only when the wave has PromQL checks, so other plans stay as before.
+                        **(
+                            {"queries": [q.to_params() for q in bake.queries]}
+                            if bake.queries
+                            else {}
+                        ),
                     },
                 ),
                 [health],
