@@ -7,7 +7,13 @@ hint never depends on guessing from an error's text.
 
 from __future__ import annotations
 
-from orchestrator.errors import ErrorKind, FlyAuthError, LocalFlyNotRunning, OrchestratorError
+from orchestrator.errors import (
+    DeployLocked,
+    ErrorKind,
+    FlyAuthError,
+    LocalFlyNotRunning,
+    OrchestratorError,
+)
 from orchestrator.execute.lock import DeployLockLost
 from orchestrator.execute.results import DeployResult
 
@@ -23,6 +29,8 @@ def error_text(exc: OrchestratorError) -> str:
     text = f"error: {_one_line(str(exc))}"
     if isinstance(exc, DeployLockLost):
         text += ". Run `invoke deploy --resume` to finish what this run started"
+    elif isinstance(exc, DeployLocked) and exc.lapses_in_s is not None:
+        text += " (`invoke unlock` shows it, `invoke unlock --force` breaks it)"
     if isinstance(exc, FlyAuthError):
         text += "\nFly refused the token: check FLY_API_TOKEN (`fly tokens create deploy`)"
     elif exc.kind is ErrorKind.FLY and not isinstance(exc, LocalFlyNotRunning):
