@@ -15,9 +15,16 @@ from orchestrator.errors import (
     OrchestratorError,
 )
 from orchestrator.execute.lock import DeployLockLost
+from orchestrator.execute.primaries import SplitBrain
 from orchestrator.execute.results import DeployResult
 
-__all__ = ["error_text", "run_failure_text"]
+__all__ = ["SPLIT_BRAIN_HELP", "error_text", "run_failure_text"]
+
+SPLIT_BRAIN_HELP = (
+    "resolve it with `invoke drill --abort`, which makes the spec's primary_region the only "
+    "primary and keeps every divergent record on its volume, named by sequence "
+    '(docs/drills.md, "Interrupting a drill")'
+)
 
 
 def _one_line(text: str) -> str:
@@ -29,6 +36,8 @@ def error_text(exc: OrchestratorError) -> str:
     text = f"error: {_one_line(str(exc))}"
     if isinstance(exc, DeployLockLost):
         text += ". Run `invoke deploy --resume` to finish what this run started"
+    elif isinstance(exc, SplitBrain):
+        text += f"; {SPLIT_BRAIN_HELP}"
     elif isinstance(exc, DeployLocked) and exc.lapses_in_s is not None:
         text += " (`invoke unlock` shows it, `invoke unlock --force` breaks it)"
     if isinstance(exc, FlyAuthError):
