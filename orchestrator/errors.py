@@ -240,12 +240,21 @@ class DeployLocked(DeployError):
 
     Attributes:
         holder: who holds it (host, pid, release), as recorded in the lock.
+        lapses_in_s: seconds until the holder's lease lapses unless renewed; ``None`` when the
+            lock could not be read to the end (it kept changing).
     """
 
     kind = ErrorKind.LOCKED
 
-    def __init__(self, message: str, *, holder: dict[str, object] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        holder: dict[str, object] | None = None,
+        lapses_in_s: float | None = None,
+    ) -> None:
         self.holder = holder or {}
+        self.lapses_in_s = lapses_in_s
         super().__init__(message)
 
 

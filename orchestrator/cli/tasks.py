@@ -503,7 +503,7 @@ def status(c: Context, region: str | None = None, json_: bool = False) -> None:
         if fleet.exists:
             console.print(cost_lines(cost))
     if fleet.split_brain is not None:
-        from orchestrator.execute.primaries import SPLIT_BRAIN_HELP
+        from orchestrator.render.errors import SPLIT_BRAIN_HELP
 
         raise Exit(f"error: {fleet.split_brain}; {SPLIT_BRAIN_HELP}", 1)
     if not fleet.healthy:

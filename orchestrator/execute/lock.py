@@ -592,8 +592,9 @@ class DeployLock:
         who = holder.describe() if holder is not None else "another run"
         return DeployLocked(
             f"app {self.app!r} is locked: {who}; its lease lapses in {left:.0f} s unless its "
-            "heartbeat renews it (`invoke unlock` shows it, `invoke unlock --force` breaks it)",
+            "heartbeat renews it",
             holder=asdict(holder) if holder is not None else None,
+            lapses_in_s=left,
         )
 
     # -- holding ----------------------------------------------------------------------------

@@ -32,7 +32,6 @@ from orchestrator.settings import NO_APP_URL
 
 __all__ = [
     "PRIMARY_GATE_TIMEOUT_S",
-    "SPLIT_BRAIN_HELP",
     "PrimaryView",
     "SplitBrain",
     "assess",
@@ -41,13 +40,6 @@ __all__ = [
     "refuse_split",
     "settled_view",
 ]
-
-SPLIT_BRAIN_HELP = (
-    "resolve it with `invoke drill --abort`, which makes the spec's primary_region the only "
-    "primary and keeps every divergent record on its volume, named by sequence "
-    '(docs/drills.md, "Interrupting a drill")'
-)
-
 
 class SplitBrain(DeployError):
     """The fleet has more than one primary, or its machines disagree on ``PRIMARY_REGION``.
@@ -61,7 +53,7 @@ class SplitBrain(DeployError):
     def __init__(self, view: PrimaryView, *, command: str) -> None:
         self.view = view
         self.command = command
-        super().__init__(f"{command} refused: {view.split_description()}; {SPLIT_BRAIN_HELP}")
+        super().__init__(f"{command} refused: {view.split_description()}")
 
 
 async def observe_primaries(conn: Connection, *, expected: str) -> PrimaryView:

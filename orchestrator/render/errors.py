@@ -7,11 +7,24 @@ hint never depends on guessing from an error's text.
 
 from __future__ import annotations
 
-from orchestrator.errors import ErrorKind, FlyAuthError, LocalFlyNotRunning, OrchestratorError
+from orchestrator.errors import (
+    DeployLocked,
+    ErrorKind,
+    FlyAuthError,
+    LocalFlyNotRunning,
+    OrchestratorError,
+)
 from orchestrator.execute.lock import DeployLockLost
+from orchestrator.execute.primaries import SplitBrain
 from orchestrator.execute.results import DeployResult
 
-__all__ = ["error_text", "run_failure_text"]
+__all__ = ["SPLIT_BRAIN_HELP", "error_text", "run_failure_text"]
+
+SPLIT_BRAIN_HELP = (
+    "resolve it with `invoke drill --abort`, which makes the spec's primary_region the only "
+    "primary and keeps every divergent record on its volume, named by sequence "
+    '(docs/drills.md, "Interrupting a drill")'
+)
 
 
 def _one_line(text: str) -> str:
@@ -23,6 +36,10 @@ def error_text(exc: OrchestratorError) -> str:
     text = f"error: {_one_line(str(exc))}"
     if isinstance(exc, DeployLockLost):
         text += ". Run `invoke deploy --resume` to finish what this run started"
+    elif isinstance(exc, SplitBrain):
+        text += f"; {SPLIT_BRAIN_HELP}"
+    elif isinstance(exc, DeployLocked) and exc.lapses_in_s is not None:
+        text += " (`invoke unlock` shows it, `invoke unlock --force` breaks it)"
     if isinstance(exc, FlyAuthError):
         text += "\nFly refused the token: check FLY_API_TOKEN (`fly tokens create deploy`)"
     elif exc.kind is ErrorKind.FLY and not isinstance(exc, LocalFlyNotRunning):
