@@ -1,16 +1,22 @@
-"""Run the reliability matrices long: many fault seeds, every crash point on its own.
+"""Run the reliability matrices long: many fault seeds, every crash and interrupt point.
 
-The CI suite (``tests/reliability``) runs twenty seeds per scenario and chains crash points to
-stay within its time budget; this script runs the same code (``tests/reliability/matrix.py``,
-``crashes.py``, ``harness.py``) with as many seeds as asked, a fault rate that can be turned
-up until runs fail (to exercise the clean-failure-then-resume path), and every crash point
-killed and resumed to the end on its own. It prints one JSON object on stdout (the figures
-docs/reliability.md quotes); progress goes to stderr.
+The CI suite (``tests/reliability``) runs twelve seeds per scenario, chains crash points and
+runs a few points of each interrupt matrix to stay within its time budget; this script runs the
+same code (``tests/reliability/matrix.py``, ``crashes.py``, ``interrupts.py``, ``harness.py``)
+with as many seeds as asked, a fault rate that can be turned up until runs fail (to exercise
+the clean-failure-then-resume path), every crash point of a rollout killed and resumed to the
+end on its own, and every point of the drill, scale, rollback and deploy interrupt matrices
+(Ctrl-C or kill -9, then the documented recovery), ``--interrupt-rounds`` times each, one fleet
+per matrix. It prints one JSON object on stdout (the figures docs/reliability.md quotes):
+for the interrupt matrices, the points run and passed, the failures by point and the time;
+progress goes to stderr.
 
 ```sh
 .venv/bin/python bench/reliability.py --seeds 100 --json             # ~10 min on 2 cores
 .venv/bin/python bench/reliability.py --seeds 30 --rate-scale 4      # heavy faults: runs fail
 .venv/bin/python bench/reliability.py --seeds 0 --crashes independent
+.venv/bin/python bench/reliability.py --seeds 0 --crashes none --interrupt-rounds 3
+.venv/bin/python bench/reliability.py --seeds 0 --crashes none --interrupts drill,scale
 .venv/bin/python bench/reliability.py --seeds 5 --first-seed 1234    # replay seeds 1234...
 ```
 
@@ -34,6 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO)]
 
 from bench.common import emit, log  # noqa: E402
+
+_MATRIX_NAMES = ("drill", "scale", "rollback", "deploy")
 
 
 def _faults(args: argparse.Namespace, base: Path) -> dict[str, Any]:
@@ -118,6 +126,67 @@ def _crashes(args: argparse.Namespace, base: Path) -> dict[str, Any]:
     }
 
 
+def _interrupts(args: argparse.Namespace, base: Path) -> dict[str, Any]:
+    from reliability.harness import in_threads, rigs
+    from reliability.interrupts import MATRICES, prepare
+
+    chosen = [m for m in args.interrupts.split(",") if m]
+    started = time.monotonic()
+    with rigs([base / f"interrupt-{name}" for name in chosen]) as fleets:
+        by_name = {rig.root.name.removeprefix("interrupt-"): rig for rig in fleets}
+        work: dict[str, Any] = {}
+        for name in chosen:
+            points, run_point, key = MATRICES[name]
+
+            def matrix(
+                rig: Any = by_name[name],
+                points: Any = points,
+                run_point: Any = run_point,
+                key: Any = key,
+                name: str = name,
+            ) -> dict[str, Any]:
+                began = time.monotonic()
+                prepare(rig)
+                failures: dict[str, list[str]] = {}
+                runs = 0
+                for round_ in range(args.interrupt_rounds):
+                    for point in points:
+                        at = time.monotonic()
+                        runs += 1
+                        try:
+                            run_point(rig, point, round_)
+                        except AssertionError as exc:
+                            lines = str(exc).strip().splitlines() or ["AssertionError"]
+                            failures.setdefault(key(point), []).append(
+                                f"round {round_}: {lines[0][:300]}"
+                            )
+                        took = time.monotonic() - at
+                        ok = "failed" if key(point) in failures else "ok"
+                        log(f"{name} {key(point)} round {round_}: {ok} in {took:.1f}s")
+                return {
+                    "points": len(points),
+                    "rounds": args.interrupt_rounds,
+                    "runs": runs,
+                    "passed": runs - sum(len(v) for v in failures.values()),
+                    "failures_by_point": failures,
+                    "wall_s": round(time.monotonic() - began, 1),
+                }
+
+            work[name] = matrix
+        results = in_threads(work)
+    out: dict[str, Any] = {}
+    for name, result in results.items():
+        out[name] = result if not isinstance(result, BaseException) else {"crashed": repr(result)}
+    done = [r for r in out.values() if "runs" in r]
+    out["total"] = {
+        "runs": sum(r["runs"] for r in done),
+        "passed": sum(r["passed"] for r in done),
+        "crashed_matrices": [n for n, r in out.items() if "crashed" in r],
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=100, help="seeds per fault scenario")
@@ -135,9 +204,26 @@ def main() -> None:
     )
     parser.add_argument("--crash-rounds", type=int, default=1, help="times through the points")
     parser.add_argument("--crash-rigs", type=int, default=3, help="fleets for the crash matrix")
+    parser.add_argument(
+        "--interrupts",
+        default="drill,scale,rollback,deploy",
+        help="interrupt matrices to run, comma-separated (drill, scale, rollback, deploy; "
+        "'' for none)",
+    )
+    parser.add_argument(
+        "--interrupt-rounds", type=int, default=1, help="times through each interrupt matrix"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the fleet directories")
     parser.add_argument("--json", action="store_true", help="print the result on one line")
     args = parser.parse_args()
+    unknown = [m for m in args.interrupts.split(",") if m and m not in _MATRIX_NAMES]
+    if unknown or args.interrupt_rounds < 1:
+        known = ", ".join(_MATRIX_NAMES)
+        parser.error(
+            f"--interrupts: unknown matrix {', '.join(unknown)} (known: {known})"
+            if unknown
+            else "--interrupt-rounds: at least 1"
+        )
 
     import logging
 
@@ -154,6 +240,8 @@ def main() -> None:
             result["faults"] = _faults(args, base)
         if args.crashes != "none":
             result["crashes"] = _crashes(args, base)
+        if args.interrupts.strip(","):
+            result["interrupts"] = _interrupts(args, base)
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)

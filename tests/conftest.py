@@ -21,21 +21,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-# The longest files (a minute or more each: real fleets, drills, matrices). They go first, so
-# that the three workers (`-n 3 --dist loadfile`) start on them and the short files fill in
-# around them, rather than one of them starting last and running alone.
+# The longest files (a minute or more each: real fleets, drills, matrices), longest first as
+# measured one at a time (`-n 0`). They go first, so that the three workers (`-n 3 --dist
+# loadfile`) start on them and the short files fill in around them, rather than one of them
+# starting last and running alone.
 LONGEST_FIRST = (
-    "drill/test_drills.py",
-    "reliability/test_faults.py",
-    "rollout/test_rollout.py",
-    "scale/test_docs.py",
-    "reliability/test_secrets.py",
-    "rollout/test_crash_matrix.py",
-    "bench/test_bench_smoke.py",
-    "reliability/test_crashes.py",
-    "reliability/test_restart.py",
-    "reliability/test_concurrency.py",
     "test_tasks.py",
+    "rollout/test_crash_matrix.py",
+    "drill/test_interrupt.py",
+    "reliability/test_faults.py",
+    "reliability/test_crashes.py",
+    "drill/test_drills.py",
+    "reliability/test_secrets.py",
+    "reliability/test_interrupt_matrix.py",
+    "scale/test_docs.py",
+    "reliability/test_split_brain.py",
+    "rollout/test_rollout.py",
+    "reliability/test_restart.py",
+    "bench/test_bench_smoke.py",
+    "reliability/test_concurrency.py",
 )
 
 

@@ -476,7 +476,8 @@ def _confirm_scale(
     if not impact.needs_confirmation:
         return None
     console.print(f"This scale needs confirmation: {impact.why()}.")
-    answer = console.input("Go ahead? [y/N] ").strip().lower()
+    # Not markup: rich would take "[y/N]" for a style tag and show "Go ahead? " alone.
+    answer = console.input("Go ahead? [y/N] ", markup=False).strip().lower()
     approved = answer in ("y", "yes")
     return lambda impact: approved
 

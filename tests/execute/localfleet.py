@@ -202,6 +202,10 @@ class LocalFleet:
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
         env.pop("ORCH_TEST_KILL_AT", None)  # only where a test asks for it
         env["COLUMNS"] = "200"  # rich wraps at 80 columns in a pipe otherwise
+        # invoke reads its project config beside tasks.py (the repo), not in the fleet's copy:
+        # a fleet's own invoke.yaml (tests' poll and lease tuning) is named as the runtime one.
+        if (self.root / "invoke.yaml").exists():
+            env["INVOKE_RUNTIME_CONFIG"] = str(self.root / "invoke.yaml")
         env.update(extra or {})
         return env
 

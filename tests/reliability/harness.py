@@ -514,6 +514,10 @@ def _child_main(root: str, argv: list[str], env: dict[str, str], out: str, err: 
         target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(target, fd)
         os.close(target)
+    # Ctrl-C as at a terminal: a harness started in the background (``cmd &`` in a script)
+    # passes SIGINT on ignored, and Python then leaves it ignored, so a ``sigint@`` point
+    # would be a no-op and the run would go on to the end.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # The kill hook reads its variable when imported; the forkserver imported it without one.
     from orchestrator.execute import failpoints
 

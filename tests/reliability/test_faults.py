@@ -2,9 +2,9 @@
 
 The local Fly answers a share of the calls to every operation the orchestrator uses with 429,
 500, 502 or 503, drops the connection before or after doing the call, or holds it past the
-client's timeout (see `tests.reliability.matrix`). Twenty seeds per scenario run here (a
-hundred with ``--runslow``; more in ``bench/reliability.py``), on five fleets at once: three
-deploy and roll back in turn, two scale. Every seed must end with the fleet at the desired
+client's timeout (see `tests.reliability.matrix`). Twelve seeds per scenario run here (a
+hundred with ``--runslow``; more in ``bench/reliability.py``), on four fleets at once: three
+deploy and roll back in turn, one scales. Every seed must end with the fleet at the desired
 release (or, after a rollback, the region on the release it went back to), one machine per
 slot, no orphan volume, no lease outliving its TTL and every acknowledged record on every
 machine: straight away, or after a clean failure and the documented way to finish.
@@ -23,9 +23,12 @@ from .matrix import SeedReport, run_seeds, schedule, summarize
 
 pytestmark = pytest.mark.timeout(900)
 
-SEEDS = 20
+SEEDS = 12
+SLOW_SEEDS = 100
 # Fleets at once (they mostly wait on machines and checks): deploys take longest, so most deploy.
-DEPLOY_RIGS = 5
+# Three deploy fleets run four deploys and four rollbacks each while the scale fleet runs its
+# twelve scales (about half a deploy each): the four end together.
+DEPLOY_RIGS = 3
 SCALE_RIGS = 1
 
 
@@ -36,7 +39,7 @@ def _log(line: str) -> None:
 def test_deploys_rollbacks_and_scales_converge_under_seeded_faults(
     tmp_path_factory: pytest.TempPathFactory, runslow: bool
 ) -> None:
-    n = SEEDS * (5 if runslow else 1)
+    n = SLOW_SEEDS if runslow else SEEDS
     deploy_seeds = list(range(1000, 1000 + n))
     rollback_seeds = list(range(3000, 3000 + n))
     scale_seeds = list(range(2000, 2000 + n))

@@ -3,7 +3,8 @@
 `start_rollout_fleet` copies the repo's sample fleet (syd: 2 machines, primary; dfw: 2; ams: 1;
 waves ``[syd]``, ``[dfw, ams]`` with ``rollback_wave`` on wave 2) into a temp dir and shortens
 it for tests: a half-second bake, and health checks every second with a one-second grace
-period, so a release that fails its checks is caught in about five seconds instead of nine.
+period, so a release that fails its checks is caught in about five seconds instead of nine; the
+orchestrator polls checks every 0.2 s and leases machines for 3 s (its ``invoke.yaml``).
 Everything else (image, counts, policies, thresholds) is the sample fleet's.
 """
 
@@ -48,6 +49,9 @@ def start_rollout_fleet(root: Path, *, wave2_concurrency: int | None = None) -> 
     _edit(fly, r'^(\s+)interval = "2s"$', r'\1interval = "1s"')
     _edit(fly, r'^(\s+)grace_period = "2s"$', r'\1grace_period = "1s"')
     (root / "fly.toml.base").write_text(fly.read_text())
+    # Checks polled every 0.2 s, and 3 s leases so a killed run's lapse quickly (flyctl's 13 s
+    # would be waited out after every kill of the crash matrix): same steps, shorter waits.
+    (root / "invoke.yaml").write_text("orchestrator:\n  poll: 0.2\n  lease_ttl: 3\n")
     return LocalFleet.start(root)
 
 

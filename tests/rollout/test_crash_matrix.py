@@ -7,7 +7,9 @@ volumes and replicate (wave 2). The deploy process SIGKILLs itself at a chosen p
 ``--resume`` is killed at the next point, so every kill starts from the state the previous one
 left: one rollout, ten kills, then a resume that finishes it. A second rollout, of a release
 that fails its health checks in ams, is killed after the failure, as its rollback starts and in
-the middle of the rollback: the resumes finish the rollback.
+the middle of the rollback: the resumes finish the rollback. CI runs the second (on a plain
+deploy of v2 everywhere); the first, whose points CI's crash matrix covers
+(`tests/reliability/test_crashes.py`), runs with ``--runslow``.
 
 Wave 2 runs one step at a time here (``max_concurrency = 1``), so each point is reached in a
 known state. After every kill: no slot has two machines. At the end: the spec's machine count
@@ -30,6 +32,7 @@ from .helpers import (
     assert_records,
     journal,
     release_of,
+    releases_by_region,
     set_env,
     start_rollout_fleet,
     write_records,
@@ -94,6 +97,10 @@ def _unattached(fleet: LocalFleet) -> set[str]:
     return {v["id"] for v in fleet.volumes() if not v.get("attached_machine_id")}
 
 
+# Every boundary of a two-wave rollout, and the kills inside creates of forked volumes, are in
+# CI's crash matrix (`tests/reliability/test_crashes.py`, chained the same way); this chain of
+# ten runs with --runslow.
+@pytest.mark.slow
 def test_a_rollout_killed_at_ten_points_resumes_to_the_release(fleet: LocalFleet) -> None:
     records = write_records(fleet, "before-rollout")
     orphans_before = _unattached(fleet)
@@ -121,8 +128,12 @@ def test_a_rollout_killed_at_ten_points_resumes_to_the_release(fleet: LocalFleet
 
 
 def test_a_rollback_killed_at_three_points_is_finished_by_resume(fleet: LocalFleet) -> None:
-    records = write_records(fleet, "before-v3")
     rel2 = release_of(fleet, V2)
+    if releases_by_region(fleet) != {r: {(V2, rel2)} for r in ("syd", "dfw", "ams")}:
+        # The killed rollout above (--runslow) leaves every region on v2; without it, deploy it.
+        deployed = fleet.invoke("deploy", "--image", V2)
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    records = write_records(fleet, "before-v3")
     set_env(fleet, {"SAMPLE_APP_FAIL_HEALTH_REGIONS": "ams"})
     try:
         rel3 = release_of(fleet, V3)

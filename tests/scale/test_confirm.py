@@ -4,6 +4,8 @@
   needs ``--yes`` when nobody can be asked (no terminal): without it ``invoke scale`` exits 2
   with one line naming ``--yes``, the machine counts and the monthly cost change from Fly's
   published prices, and changes nothing (files or fleet).
+- On a terminal (a real pseudo-terminal, 80x24) it asks instead, stating the monthly cost
+  change: ``n`` changes nothing, ``y`` applies the scale.
 - The region file is written only once the fleet has reached it: a scale interrupted with
   Ctrl-C leaves the file as it was, and the next deploy of the region converges the fleet back
   to it (keeping the volume of any machine it removes).
@@ -11,11 +13,20 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
+import re
+import select
 import signal
+import struct
+import subprocess
+import termios
+import time
 from pathlib import Path
 
 import pytest
-from execute.localfleet import LocalFleet, wait_for
+from execute.localfleet import INVOKE, REPO, LocalFleet, wait_for
 
 from orchestrator.pricing import format_usd, guest_per_month, volumes_per_month
 
@@ -114,3 +125,90 @@ def test_an_interrupted_scale_leaves_the_file_and_a_deploy_converges_back(
     assert volumes_before <= {v["id"] for v in fleet.volumes("syd")}
     status = fleet.invoke("status", "--region", "syd")
     assert status.returncode == 0, status.stdout + status.stderr
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _on_a_terminal(fleet: LocalFleet, args: list[str], answer: str) -> tuple[int, str]:
+    """Run ``invoke ARGS`` on a pseudo-terminal (80x24), answer its question; return its output.
+
+    What it printed is returned with colours taken out and lines joined by single spaces (rich
+    wraps at 80 columns).
+    """
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {k: v for k, v in fleet._env().items() if k != "COLUMNS"}
+    proc = subprocess.Popen(
+        [str(INVOKE), "--search-root", str(REPO), *args],
+        cwd=fleet.root,
+        env={**env, "TERM": "xterm-256color"},
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+    seen = b""
+    answered = False
+    deadline = time.monotonic() + 180
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)  # waits on output, with a deadline
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # the terminal closed: the command ended
+                    chunk = b""
+                if not chunk:
+                    break
+                seen += chunk
+            if not answered and "[y/N]" in _ANSI.sub("", seen.decode("utf-8", "replace")):
+                os.write(master, answer.encode() + b"\r")
+                answered = True
+            if not ready and proc.poll() is not None:
+                break
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    text = _ANSI.sub("", seen.decode("utf-8", "replace"))
+    assert answered, text
+    return code, " ".join(text.split())
+
+
+def test_on_a_terminal_the_scale_asks_with_its_cost_and_only_y_applies_it(
+    fleet: LocalFleet,
+) -> None:
+    files = _region_files(fleet.root)
+    machines = {m["id"] for m in fleet.machines("syd")}
+    assert len(machines) == 2
+    saved = guest_per_month("shared", 1, 256, region="syd")
+    cost = f"{format_usd(-saved, signed=True)}/month"
+
+    mark = len(fleet.requests_log())
+    code, said = _on_a_terminal(fleet, ["scale", "--region", "syd", "--count", "1"], "n")
+    assert "This scale needs confirmation" in said, said
+    assert "syd 2 → 1 machines (-1)" in said, said
+    assert cost in said, said
+    assert "Go ahead? [y/N]" in said
+    assert code == 2, said
+    assert "not confirmed; nothing was changed" in said
+    assert "Traceback" not in said
+    assert _region_files(fleet.root) == files
+    assert _mutating_since(fleet, mark) == []
+    assert {m["id"] for m in fleet.machines("syd")} == machines
+
+    try:
+        code, said = _on_a_terminal(fleet, ["scale", "--region", "syd", "--count", "1"], "y")
+        assert code == 0, said
+        assert cost in said, said
+        assert len(fleet.machines("syd")) == 1
+        assert b"count = 1" in (fleet.root / "regions" / "syd.toml").read_bytes()
+    finally:
+        # Back to the module's size: one machine added needs no confirmation.
+        back = fleet.invoke("scale", "--region", "syd", "--count", "2")
+        assert back.returncode == 0, back.stdout + back.stderr
+    assert _region_files(fleet.root) == files
