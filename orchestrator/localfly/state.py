@@ -147,6 +147,20 @@ def _from_dict(cls: type[R], data: dict[str, Any]) -> R:
     return cls(**kwargs)
 
 
+def _fields(record: AppRecord | MachineRecord | VolumeRecord | SnapshotRecord) -> dict[str, Any]:
+    """Return a record's fields to encode, nested values as they are (JSON's own types).
+
+    ``asdict`` deep-copied every config, event and version of a machine before ``json.dumps``
+    walked them again, on every state change: a fifth of the local Fly's CPU at 3,000 simulated
+    machines (py-spy). Only a lease is a dataclass inside a record.
+    """
+    data = {f.name: getattr(record, f.name) for f in fields(record)}
+    lease = data.get("lease")
+    if isinstance(lease, LeaseRecord):
+        data["lease"] = asdict(lease)
+    return data
+
+
 class Store:
     """The SQLite file that keeps every record across restarts."""
 
@@ -169,7 +183,7 @@ class Store:
         key = record.name if isinstance(record, AppRecord) else record.id
         self._db.execute(
             "INSERT OR REPLACE INTO objects (kind, id, data) VALUES (?, ?, ?)",
-            (_KINDS[type(record)], key, json.dumps(asdict(record), separators=(",", ":"))),
+            (_KINDS[type(record)], key, json.dumps(_fields(record), separators=(",", ":"))),
         )
 
     def delete(self, kind: type[Any], key: str) -> None:
