@@ -998,6 +998,35 @@ def unlock(c: Context, force: bool = False, json_: bool = False) -> None:
         make_console().print(lock_view(app, state, broke=force))
 
 
+@task(
+    help={
+        "region": "The region the rehearsal machine runs in (on a fork of the primary's data).",
+        "image": "Rehearse this image instead of fly.toml's [build] image.",
+        "json": "Print only the verdict and its figures as JSON on stdout.",
+    },
+)
+def rehearse(
+    c: Context, region: str | None = None, image: str | None = None, json_: bool = False
+) -> None:
+    """Try a release on a fork of the primary's data, outside the proxy's rotation."""
+    from orchestrator.commands import rehearse as rehearsing
+    from orchestrator.render.rehearsal import rehearsal_view
+
+    if not region:
+        raise Exit("error: --region: name the region to rehearse in, e.g. --region syd", 2)
+    with _errors():
+        validate_region(region, "--region")
+        settings = _settings(c)
+        request = rehearsing.RehearseRequest(region=region, image=image)
+        result = _run(rehearsing.rehearse(settings, request, options=_options(c)))
+    if json_:
+        _print_json(result.to_json())
+    else:
+        make_console().print(rehearsal_view(result))
+    if not result.passed:
+        raise Exit(f"error: rehearsal failed: {'; '.join(result.problems)}", 1)
+
+
 # -- the local Fly ----------------------------------------------------------------------------
 
 
@@ -1061,6 +1090,7 @@ ns = Collection(
     unlock,
     promote,
     abort,
+    rehearse,
     local,
 )
 ns.add_task(secrets)

@@ -327,6 +327,7 @@ async def deploy(
             ledger = Ledger(lock, settings, "deploy")
             bus.subscribe(ledger)
             _warn_stale_drill(settings, spec, bus)
+            await _clean_rehearsals(conn, bus)
             notifier = Notifier(
                 read_notify(settings.root), os.environ, app=conn.app, command="deploy", bus=bus
             )
@@ -444,3 +445,12 @@ def _warn_stale_drill(settings: Settings, spec: DeploySpec, bus: EventBus) -> No
     )
     if said is not None:
         bus.emit(Note(said, level="warning"))
+
+
+async def _clean_rehearsals(conn: Connection, bus: EventBus) -> None:
+    """Destroy what a killed `invoke rehearse` left (its machine and fork), and say so."""
+    from orchestrator.commands.rehearse import clean_rehearsals
+
+    cleaned = await clean_rehearsals(conn)
+    if cleaned:
+        bus.emit(Note(f"destroyed what a killed rehearsal left: {', '.join(cleaned)}"))

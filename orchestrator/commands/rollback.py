@@ -248,7 +248,17 @@ async def rollback(
             restored: DeployResult | None = None
             if request.restore_data:
                 restored, targets = await _restore_data_first(
-                    conn, journal, spec, waves, fleet, targets, regions, release, bus, options
+                    conn,
+                    journal,
+                    spec,
+                    waves,
+                    fleet,
+                    targets,
+                    history,
+                    regions,
+                    release,
+                    bus,
+                    options,
                 )
                 if not restored.ok:
                     return restored
@@ -285,6 +295,7 @@ async def _restore_data_first(
     waves: Sequence[WaveSpec],
     fleet: Fleet,
     targets: dict[str, dict[str, Any]],
+    history: Sequence[MachineConfigRecord],
     regions: Sequence[str],
     release: str,
     bus: EventBus,
@@ -300,6 +311,12 @@ async def _restore_data_first(
     replaced: set[str] = set()
     for p in points:
         current = fleet.managed_in(p.region).get(p.slot)
+        if current is None:
+            # A killed restore destroyed it: launch the slot's machine from the release's config.
+            found = _slot_config(history, p.region, p.slot, release)
+            if found is not None:
+                configs[(p.region, p.slot)] = found
+                continue
         if current is None or current.id not in targets:
             bus.emit(
                 Note(
@@ -325,6 +342,19 @@ async def _restore_data_first(
         options=options,
     )
     return result, {mid: cfg for mid, cfg in targets.items() if mid not in replaced}
+
+
+def _slot_config(
+    history: Sequence[MachineConfigRecord], region: str, slot: int, release: str
+) -> dict[str, Any] | None:
+    """Return the newest config of ``release`` a machine of (``region``, ``slot``) had."""
+    for row in sorted(history, key=lambda r: r.id, reverse=True):
+        if row.region != region:
+            continue
+        for config in (row.config_after, row.config_before):
+            if config is not None and config_release(config) == release and _slot(config) == slot:
+                return copy.deepcopy(dict(config))
+    return None
 
 
 def _after_restore(restored: DeployResult, rollback: DeployResult) -> DeployResult:

@@ -153,7 +153,8 @@ class Executor:
         spec_digest: the spec's digest (for the journal).
         max_unavailable: region → machines that may be down at once (from the spec).
         options: timeouts and lease settings.
-        command: what the run is: ``deploy``, ``rollback``, ``scale``.
+        command: what the run is: ``deploy``, ``rollback``, ``restore`` (``rollback
+            --restore-data``), ``scale``.
         resumed_from: the run this one resumes, if any.
         rollback: what to call when a step fails in a wave whose ``on_failure`` is not
             ``halt`` (``None``: the fleet is left as the failure left it, whatever the policy).
@@ -197,7 +198,7 @@ class Executor:
         self.resumed_from = resumed_from
         self.rollback = rollback
         self.restoring = restoring
-        rolling_back = restoring is not None or command == "rollback"
+        rolling_back = restoring is not None or command in ("rollback", "restore")
         self.phase: RunPhase = "rollback" if rolling_back else "deploy"
         self._max_unavailable = dict(max_unavailable or {})
         self._steps = plan.steps()

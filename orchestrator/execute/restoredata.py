@@ -101,7 +101,10 @@ def choose_points(
     """
     for entry in entries:
         points = [RestorePoint.from_json(p) for p in entry.restore_points]
-        chosen = [p for p in points if p is not None and (not regions or p.region in regions)]
+        chosen = sorted(
+            (p for p in points if p is not None and (not regions or p.region in regions)),
+            key=lambda p: (p.region, p.slot),
+        )
         if chosen:
             return entry, chosen
     where = f" in {', '.join(regions)}" if regions else ""

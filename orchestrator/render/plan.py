@@ -67,12 +67,11 @@ def describe_step(step: Step) -> str:
         return f"create a {p.get('size_gb')} GB volume {p.get('name')!r}"
     if kind is StepKind.GATE_DATA:
         return (
-            f"every replica region ({', '.join(p.get('replicas') or [])}) within "
-            f"{p.get('rpo_records')} record(s) and {_num(p.get('rpo_s'))}s of "
-            f"{p.get('primary_region')}, before wave {step.wave}"
+            f"replicas within {p.get('rpo_records')} records, {_num(p.get('rpo_s'))}s "
+            f"of {p.get('primary_region')}"
         )
     if kind is StepKind.VOLUME_SNAPSHOT:
-        return f"snapshot volume {p.get('volume')} of {step.machine} (restore point)"
+        return f"snapshot {p.get('volume')} (restore point)"
     if kind is StepKind.VOLUME_REPLICATE:
         return f"wait for the data to catch up with {p.get('primary_region')}"
     if kind is StepKind.MACHINE_CREATE:

@@ -1,4 +1,4 @@
-"""Restore points end to end: a deploy snapshots syd, `rollback --restore-data` brings it back.
+"""Restore points, rehearsals and the drill-age warning end to end, on one syd-only fleet.
 
 One local Fly (fast profile), syd only (2 machines): v1 with records, v2 (snapshots first), more
 records, then the rollback with the data. Everything goes through ``invoke`` and HTTP.
@@ -65,6 +65,60 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
         local.stop()
 
 
+def _fleet_shape(fleet: LocalFleet) -> tuple[list[tuple[str, str, str, str]], list[str]]:
+    """Return every fleet machine's id, version, image and state, and every volume's id."""
+    machines = [(m["id"], m["version"], m["config"]["image"], m["state"]) for m in fleet.machines()]
+    return machines, [v["id"] for v in fleet.volumes()]
+
+
+def _leftovers(fleet: LocalFleet) -> list[str]:
+    """Return the live rehearsal machines and fork volumes."""
+    machines = fleet.api("GET", "/v1/apps/sample-fleet/machines").json()
+    found = [
+        m["id"]
+        for m in machines
+        if (m["config"].get("metadata") or {}).get("orch_role") == "rehearsal"
+        and m["state"] not in ("destroyed", "destroying")
+    ]
+    found += [v["id"] for v in fleet.volumes() if v["name"] == "rehearsal"]
+    return found
+
+
+def test_rehearse_runs_the_release_on_a_fork_and_leaves_the_fleet_exactly_as_it_was(
+    fleet: LocalFleet,
+) -> None:
+    before = _fleet_shape(fleet)
+    done = fleet.invoke("rehearse", "--region", "syd", "--image", V2, "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    verdict = json.loads(done.stdout)
+    assert verdict["verdict"] == "passed", verdict
+    assert verdict["image"] == V2
+    assert verdict["source_volume"] in before[1]
+    assert verdict["fork"] not in before[1]
+    assert verdict["health"]["last_seq"] == 5  # the fork holds the primary's records
+    assert verdict["metrics"]["requests"] > 0
+    assert verdict["metrics"]["error_rate"] <= verdict["metrics"]["max_error_rate"]
+    # Outside the proxy's rotation: the balanced traffic never reached it.
+    assert _fleet_shape(fleet) == before
+    assert _leftovers(fleet) == []
+
+
+def test_a_rehearsal_killed_midway_is_cleaned_up_by_the_next_rehearse(fleet: LocalFleet) -> None:
+    before = _fleet_shape(fleet)
+    killed = fleet.invoke(
+        "rehearse", "--region", "syd", env={"ORCH_TEST_KILL_AT": "rehearsal_started"}
+    )
+    assert killed.returncode != 0
+    left = _leftovers(fleet)
+    assert len(left) == 2, left  # its machine and its fork
+    fleet.invoke("unlock", "--force")  # the killed run's lock, as an operator would break it
+    again = fleet.invoke("rehearse", "--region", "syd", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert set(json.loads(again.stdout)["cleaned"]) == set(left)
+    assert _leftovers(fleet) == []
+    assert _fleet_shape(fleet) == before
+
+
 @pytest.fixture(scope="module")
 def restore_point(fleet: LocalFleet) -> dict[str, Any]:
     """Deploy v2 to syd (restore points first), then write 3 records; return the figures."""
@@ -73,15 +127,27 @@ def restore_point(fleet: LocalFleet) -> dict[str, Any]:
     machines = {m["id"]: m for m in fleet.machines("syd")}
     # The last passing drill of syd is 40 days old: over [drill] max_age (30 days by default).
     record_drill(fleet.root, DrillRecord("syd", "syd", "passed", time.time() - 40 * 86400))
+    # A rehearsal killed midway: the deploy cleans up what it left.
+    fleet.invoke("rehearse", "--region", "syd", env={"ORCH_TEST_KILL_AT": "rehearsal_started"})
+    left = _leftovers(fleet)
+    fleet.invoke("unlock", "--force")
     deployed = fleet.invoke("deploy", "--region", "syd", "--image", V2)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert len(left) == 2
+    assert _leftovers(fleet) == []
     for i in range(3):
         fleet.write_record(f"after-{i}")
     listed = fleet.invoke("releases", "--json")
     assert listed.returncode == 0, listed.stderr
     entries = json.loads(listed.stdout)["releases"]
     said = deployed.stdout + deployed.stderr
-    return {"records": before, "machines": machines, "entries": entries, "said": said}
+    return {
+        "records": before,
+        "machines": machines,
+        "entries": entries,
+        "said": said,
+        "left": left,
+    }
 
 
 def test_a_deploy_snapshots_each_syd_volume_first_and_releases_lists_them(
@@ -107,6 +173,7 @@ def test_a_deploy_warns_when_the_primarys_last_passing_drill_is_older_than_max_a
     restore_point: dict[str, Any],
 ) -> None:
     said = " ".join(restore_point["said"].split())
+    assert f"destroyed what a killed rehearsal left: {', '.join(restore_point['left'])}" in said
     assert "the last passing drill of the primary region syd was 40 days ago" in said
     assert "max_age 30 days" in said
 

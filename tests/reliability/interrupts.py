@@ -5,7 +5,7 @@ Shared by `tests/reliability/test_interrupt_matrix.py` (a subset in CI, every po
 ``*_point`` function stops the orchestrator at one point of one command, runs the documented
 recovery and checks the end conditions, raising ``AssertionError`` with what did not hold; it
 leaves the rig ready for the next point. The orchestrator runs as its own process and is
-stopped by its test hook (`orchestrator.execute.testhooks`): ``kill -9`` (the process SIGKILLs
+stopped by its test hook (`orchestrator.execute.failpoints`): ``kill -9`` (the process SIGKILLs
 itself, no cleanup) or ``sigint@`` (it sends itself SIGINT, as an operator's Ctrl-C, and
 handles it).
 """

@@ -78,7 +78,8 @@ def test_a_good_release_starts_wave_2_only_after_wave_1_gates_passed(
     steps = _steps(v2["run"], fleet)
     wave1_gates = [s for s in steps if s["wave"] == 1 and s["kind"].startswith("gate.")]
     wave2 = [s for s in steps if s["wave"] == 2]
-    assert {s["kind"] for s in wave1_gates} == {"gate.health", "gate.metrics"}
+    # The data-health gate opens each wave; the health and metrics gates close it.
+    assert {s["kind"] for s in wave1_gates} == {"gate.data", "gate.health", "gate.metrics"}
     assert all(s["outcome"] == "succeeded" for s in steps)
     assert {s["region"] for s in wave2} == {"dfw", "ams"}
     # ISO 8601 UTC with microseconds sorts as time does.
@@ -131,7 +132,8 @@ def test_dry_run_prints_the_waves_and_their_steps_and_changes_nothing(
 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    assert out.index("wave 1") < out.index("syd") < out.index("wave 2") < out.index("dfw")
+    # The region's own line (a wave's data gate names the replica regions it reads).
+    assert out.index("wave 1") < out.index("syd") < out.index("wave 2") < out.index("── dfw")
     assert "on failure: rollback_wave" in out
     assert "spearhead" in out
     assert "gate.metrics" in out
