@@ -253,6 +253,12 @@ def with_health_gates(
                         "bake_s": settings.bake_s,
                         "max_error_rate": settings.max_error_rate,
                         "max_p95_ms": settings.max_p95_ms,
+                        # The wave's PromQL checks, as the killed run's plan had them.
+                        **(
+                            {"queries": [q.to_params() for q in settings.queries]}
+                            if settings.queries
+                            else {}
+                        ),
                     },
                 )
                 graph.add_node(metrics.id, step=metrics)
