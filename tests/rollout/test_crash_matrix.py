@@ -46,9 +46,10 @@ SIGKILLED = -9
 
 # Each point is reached by the run resumed after the previous kill (see the module docstring).
 ROLLOUT_KILLS = (
-    "step_started:syd:machine.update:1",  # journaled start, nothing sent
-    "update_sent:syd:machine.update:1",  # Fly took the update; version not yet verified
-    "step_finished:syd:machine.update:2",  # syd updated, not yet gated
+    # syd's slot 1 took writes first, so it is updated last (after a hand-off), slot 2 first.
+    "step_started:syd:machine.update:2",  # journaled start, nothing sent
+    "update_sent:syd:machine.update:2",  # Fly took the update; version not yet verified
+    "step_finished:syd:machine.update:1",  # syd updated, not yet gated
     "step_finished:syd:gate.metrics",  # the resumed run re-checked and re-baked syd
     "step_finished:dfw:volume.ensure:1",  # a fork made, no machine on it
     "volume_created:dfw:volume.ensure:2",  # a fork asked for, still hydrating

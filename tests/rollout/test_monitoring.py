@@ -78,17 +78,18 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
     local = start_rollout_fleet(tmp_path_factory.mktemp("monitoring") / "fleet")
     users = Users(local)
     try:
-        waves = local.root / "regions" / "waves.toml"
-        text = waves.read_text().replace(
-            '  regions = ["syd"]\n', '  regions = ["syd"]\n' + WAVE_1_QUERY, 1
-        )
-        waves.write_text(text + GATES)
         set_env(local, {"SAMPLE_APP_LATENCY_MS": "20"})
         up = local.invoke("local.up", "--prometheus")
         assert up.returncode == 0, up.stdout + up.stderr
         assert "Prometheus running" in up.stdout
         first = local.invoke("deploy", "--region", "syd")
         assert first.returncode == 0, first.stdout + first.stderr
+        # The checks from now on: a first deploy has no old release to compare with.
+        waves = local.root / "regions" / "waves.toml"
+        text = waves.read_text().replace(
+            '  regions = ["syd"]\n', '  regions = ["syd"]\n' + WAVE_1_QUERY, 1
+        )
+        waves.write_text(text + GATES)
         users.thread.start()
         yield local
     finally:
