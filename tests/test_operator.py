@@ -7,10 +7,10 @@ The tests run `invoke` in a copy of the sample fleet against a real local Fly.
 
 from __future__ import annotations
 
-import re
 import copy
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
