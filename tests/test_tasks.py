@@ -103,6 +103,15 @@ BAD_INPUT = {
         "ord",
     ),
     "unknown plan format": (None, ["plan", "--format", "yaml"], "--format"),
+    "PromQL window past the bake": (
+        lambda root: (root / "regions/waves.toml").write_text(
+            (root / "regions/waves.toml").read_text()
+            + '[prometheus]\n  url = "local"\n[[defaults.query]]\n  name = "up"\n'
+            + '  query = "sum(up)"\n  threshold = 1\n  window = "1m"\n'
+        ),
+        ["deploy", "--region", "syd"],
+        "regions/waves.toml: defaults.query[1].window",
+    ),
 }
 
 

@@ -315,6 +315,8 @@ async def deploy(
             leader = await _leader(conn, spec, fleet) if request.leader_last else None
             planned = _deploy_plan(spec, fleet, regions, image, secrets, leader)
             return DryRun(_with_address_note(settings, planned), fleet)
+        # Before the lock: a Prometheus that cannot be used is bad input, found first.
+        endpoint = _prometheus(conn.settings, spec)
         with open_run(
             conn,
             spec,
@@ -376,7 +378,7 @@ async def deploy(
                 logs = MACHINE_LOGS.set(
                     settings.local_state_dir / "machines" if conn.backend == "local" else None
                 )
-                prom = PROMETHEUS.set(_prometheus(conn.settings, spec))
+                prom = PROMETHEUS.set(endpoint)
                 meter = _write_meter(conn, spec, request) if the_plan.mutating_steps else None
                 if meter is not None:
                     meter.start()

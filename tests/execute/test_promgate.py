@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from orchestrator.execute.promgate import PromEndpoint, _value, judge_query
-from orchestrator.fleetconfig.promql import PromQuery
+from orchestrator.errors import ConfigError
+from orchestrator.execute.promgate import PromEndpoint, _value, judge_query, resolve_endpoint
+from orchestrator.fleetconfig.promql import PrometheusSource, PromQuery
+from orchestrator.settings import resolve_settings
 
 
 def _q(comparison: str = "<=", threshold: float = 0.5, baseline: float | None = 2.0) -> PromQuery:
@@ -57,3 +61,17 @@ def test_answers_are_read_as_one_value() -> None:
 def test_the_token_never_shows_in_an_endpoints_repr() -> None:
     endpoint = PromEndpoint("https://api.fly.io/prometheus/acme/", {"Authorization": "Bearer s3"})
     assert "s3" not in repr(endpoint)
+
+
+def test_the_token_goes_to_flys_prometheus_only(tmp_path: Path) -> None:
+    (tmp_path / "fly.toml").write_text('app = "sample-fleet"\n')
+    settings = resolve_settings(tmp_path, {"FLY_API_TOKEN": "s3cret"})
+    fly = resolve_endpoint(settings, PrometheusSource(url="fly", org="acme"))
+    assert fly.base_url == "https://api.fly.io/prometheus/acme/"
+    assert fly.headers == {"Authorization": "Bearer s3cret"}
+    own = resolve_endpoint(settings, PrometheusSource(url="https://prom.example.com"))
+    assert own.base_url == "https://prom.example.com/"
+    assert own.headers == {}
+    with pytest.raises(ConfigError) as caught:
+        resolve_endpoint(settings, PrometheusSource(url="local"))
+    assert caught.value.where == "regions/waves.toml: prometheus.url"
