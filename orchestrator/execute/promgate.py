@@ -22,28 +22,25 @@ run in `PROMETHEUS` (`resolve_endpoint`); the API token goes only to Fly's own P
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import operator
 import string
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-import httpx
 
 from orchestrator.errors import ConfigError, DeployError, GateFailed
 from orchestrator.execute.context import StepContext
 from orchestrator.execute.events import StepProgress
 from orchestrator.fleetconfig.promql import PrometheusSource, PromQuery
+from orchestrator.fly.prometheus import PromEndpoint, PrometheusAPI, PromQueryError
 from orchestrator.plan.steps import Step
 from orchestrator.settings import Settings
 
 __all__ = ["PROMETHEUS", "PromEndpoint", "QueryResult", "judge_query", "promql_gate"]
 
-_TRIES = 3
 # How long a check without data yet is asked again before "no data" fails it.
 NO_DATA_WAIT_S = 30.0
 _COMPARE: Mapping[str, Callable[[float, float], bool]] = {
@@ -52,14 +49,6 @@ _COMPARE: Mapping[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class PromEndpoint:
-    """A Prometheus query API: its base URL and the headers it needs (never printed)."""
-
-    base_url: str
-    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 # The run's Prometheus (set by the deploy around the executor; None: no PromQL gates).
@@ -168,62 +157,16 @@ def _render(q: PromQuery, app: str, region: str) -> str:
     return string.Template(q.query).safe_substitute(app=app, region=region, window=window)
 
 
-def _value(body: Mapping[str, Any]) -> float | None:
-    """Read one value from a ``/api/v1/query`` answer.
-
-    Raises:
-        ValueError: not a success, or more than one series.
-    """
-    if body.get("status") != "success":
-        raise ValueError(str(body.get("error") or "the answer is not a success"))
-    data = body.get("data") or {}
-    kind, result = data.get("resultType"), data.get("result")
-    if kind == "scalar" and isinstance(result, list) and len(result) == 2:
-        raw = result[1]
-    elif kind == "vector" and isinstance(result, list):
-        if not result:
-            return None
-        if len(result) > 1:
-            raise ValueError(
-                f"{len(result)} series came back; aggregate the query to one value (sum, avg, max)"
-            )
-        raw = result[0].get("value", [None, None])[1]
-    else:
-        raise ValueError(f"expected a scalar or a vector, got {kind!r}")
-    value = float(raw)
-    return None if math.isnan(value) else value
-
-
-async def _query(http: httpx.AsyncClient, promql: str, at: float) -> float | None:
+async def _query(api: PrometheusAPI, promql: str, at: float) -> float | None:
     """Evaluate ``promql`` at ``at`` (Unix seconds).
 
     Raises:
         GateFailed: Prometheus could not be asked, or refused the query.
     """
-    problem = ""
-    for attempt in range(_TRIES):
-        try:
-            answer = await http.get("api/v1/query", params={"query": promql, "time": f"{at:.3f}"})
-            if answer.status_code == 400 or answer.status_code == 422:
-                raise GateFailed(f"Prometheus refused the query: {_error(answer)}")
-            if answer.status_code == 200:
-                return _value(answer.json())
-            problem = f"HTTP {answer.status_code}"
-        except httpx.HTTPError as exc:
-            problem = type(exc).__name__
-        except ValueError as exc:
-            raise GateFailed(f"unusable answer from Prometheus: {exc}") from exc
-        if attempt + 1 < _TRIES:
-            await asyncio.sleep(0.5)
-    raise GateFailed(f"could not query Prometheus: {problem}")
-
-
-def _error(answer: httpx.Response) -> str:
-    with contextlib.suppress(ValueError):
-        body = answer.json()
-        if isinstance(body, dict) and body.get("error"):
-            return str(body["error"])[:300]
-    return f"HTTP {answer.status_code}"
+    try:
+        return await api.query(promql, at)
+    except PromQueryError as exc:
+        raise GateFailed(str(exc)) from exc
 
 
 def _queries(step: Step) -> list[PromQuery]:
@@ -243,7 +186,7 @@ def _queries(step: Step) -> list[PromQuery]:
 
 
 async def _evaluate(
-    ctx: StepContext, step: Step, http: httpx.AsyncClient, began: float | None
+    ctx: StepContext, step: Step, api: PrometheusAPI, began: float | None
 ) -> list[QueryResult]:
     """Run every check; while one has no data yet, ask again (the bake traffic goes on).
 
@@ -256,8 +199,8 @@ async def _evaluate(
         results: list[QueryResult] = []
         for q in _queries(step):
             promql = _render(q, ctx.app, step.region)
-            value = await _query(http, promql, now)
-            old = await _query(http, promql, began) if q.baseline and began else None
+            value = await _query(api, promql, now)
+            old = await _query(api, promql, began) if q.baseline and began else None
             result = judge_query(q, value, old)
             if q.baseline and began is None and result.problem is None:
                 result = QueryResult(
@@ -293,10 +236,8 @@ async def promql_gate(ctx: StepContext, step: Step, traffic: Any) -> str:
             await asyncio.sleep(min(left, max(0.5, bake_s / 4)))
             done = time.monotonic() - started
             ctx.bus.emit(StepProgress(step, f"baking {done:.1f}/{bake_s:g}s before the queries"))
-        async with httpx.AsyncClient(
-            base_url=endpoint.base_url, headers=dict(endpoint.headers), timeout=10.0
-        ) as http:
-            results = await _evaluate(ctx, step, http, began)
+        async with PrometheusAPI(endpoint) as api:
+            results = await _evaluate(ctx, step, api, began)
     finally:
         stop.set()
         await load

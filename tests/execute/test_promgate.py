@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ConfigError
-from orchestrator.execute.promgate import PromEndpoint, _value, judge_query, resolve_endpoint
+from orchestrator.execute.promgate import PromEndpoint, judge_query, resolve_endpoint
 from orchestrator.fleetconfig.promql import PrometheusSource, PromQuery
+from orchestrator.fly.prometheus import read_value as _value
 from orchestrator.settings import resolve_settings
 
 
