@@ -39,7 +39,7 @@ from orchestrator.execute.logtail import MACHINE_LOGS
 from orchestrator.execute.primaries import gate_writable_primary, refuse_split
 from orchestrator.execute.run import open_run
 from orchestrator.execute.secretstate import observe_secrets
-from orchestrator.fleetconfig.load import load_checked_spec
+from orchestrator.fleetconfig.load import check_pause_after, load_checked_spec
 from orchestrator.fleetconfig.model import DeploySpec
 from orchestrator.notify import Notifier, read_notify
 from orchestrator.plan.config import Secrets, release_id
@@ -142,23 +142,6 @@ def _with_address_note(settings: Settings, plan: Plan) -> Plan:
         "alone; metrics gates and replication checks are skipped"
     )
     return dataclasses.replace(plan, notes=(*plan.notes, note))
-
-
-def _check_pause_after(
-    spec: DeploySpec, pause_after: Sequence[str], regions: Sequence[str]
-) -> None:
-    """Check ``--pause-after`` against the fleet and the deployed regions (bad input: exit 2)."""
-    for region in pause_after:
-        if region not in spec.regions:
-            known = ", ".join(sorted(spec.regions)) or "none"
-            raise ConfigError(
-                f"unknown region {region!r}; the fleet has {known}", where="--pause-after"
-            )
-        if regions and region not in regions:
-            raise ConfigError(
-                f"{region!r} is not deployed by this run ({', '.join(regions)})",
-                where="--pause-after",
-            )
 
 
 def _control(
@@ -279,7 +262,7 @@ async def deploy(
         regions=regions if resumed is None or resumed.command == "deploy" else (),
         image=image,
     )
-    _check_pause_after(spec, request.pause_after, regions)
+    check_pause_after(spec, request.pause_after, regions)
     read_notify(settings.root)  # a bad [notify] is bad input, found before any call
     timeout = (options or ExecuteOptions()).api_timeout_s
     async with connect(settings, timeout=timeout) as conn:
