@@ -42,7 +42,7 @@ from orchestrator.execute.primaries import gate_writable_primary, observe_primar
 from orchestrator.execute.promgate import PROMETHEUS, PromEndpoint, resolve_endpoint
 from orchestrator.execute.run import open_run
 from orchestrator.execute.secretstate import observe_secrets
-from orchestrator.fleetconfig.load import load_checked_spec
+from orchestrator.fleetconfig.load import check_pause_after, load_checked_spec
 from orchestrator.fleetconfig.model import DeploySpec
 from orchestrator.fleetconfig.promql import read_prometheus
 from orchestrator.notify import Notifier, read_notify
@@ -168,23 +168,6 @@ def _with_address_note(settings: Settings, plan: Plan) -> Plan:
     return dataclasses.replace(plan, notes=(*plan.notes, note))
 
 
-def _check_pause_after(
-    spec: DeploySpec, pause_after: Sequence[str], regions: Sequence[str]
-) -> None:
-    """Check ``--pause-after`` against the fleet and the deployed regions (bad input: exit 2)."""
-    for region in pause_after:
-        if region not in spec.regions:
-            known = ", ".join(sorted(spec.regions)) or "none"
-            raise ConfigError(
-                f"unknown region {region!r}; the fleet has {known}", where="--pause-after"
-            )
-        if regions and region not in regions:
-            raise ConfigError(
-                f"{region!r} is not deployed by this run ({', '.join(regions)})",
-                where="--pause-after",
-            )
-
-
 def _control(
     conn: Connection,
     plan: Plan,
@@ -303,7 +286,7 @@ async def deploy(
         regions=regions if resumed is None or resumed.command == "deploy" else (),
         image=image,
     )
-    _check_pause_after(spec, request.pause_after, regions)
+    check_pause_after(spec, request.pause_after, regions)
     read_notify(settings.root)  # a bad [notify] is bad input, found before any call
     timeout = (options or ExecuteOptions()).api_timeout_s
     async with connect(settings, timeout=timeout) as conn:

@@ -52,6 +52,7 @@ __all__ = [
     "ON_FAILURE",
     "REGIONS_DIR",
     "WAVES_TOML",
+    "check_pause_after",
     "load_checked_spec",
     "load_spec",
     "primary_roles",
@@ -695,6 +696,23 @@ def load_spec(
         ]
         spec = replace(spec, ignored_keys=tuple(sorted(ignored)), notes=tuple(kept))
     return replace(spec, digest=spec_digest(spec))
+
+
+def check_pause_after(
+    spec: DeploySpec, pause_after: Sequence[str], regions: Sequence[str]
+) -> None:
+    """Check the regions a deploy pauses after against the fleet and the deployed regions."""
+    for region in pause_after:
+        if region not in spec.regions:
+            known = ", ".join(sorted(spec.regions)) or "none"
+            raise ConfigError(
+                f"unknown region {region!r}; the fleet has {known}", where="--pause-after"
+            )
+        if regions and region not in regions:
+            raise ConfigError(
+                f"{region!r} is not deployed by this run ({', '.join(regions)})",
+                where="--pause-after",
+            )
 
 
 def load_checked_spec(
