@@ -243,7 +243,8 @@ async def _health(
     conn: Connection, machine_id: str, result: Rehearsal, options: ExecuteOptions
 ) -> None:
     """Wait for the machine's checks to pass and ``/status`` to answer 200."""
-    deadline = time.monotonic() + min(options.health_timeout_s, 120.0)
+    # A rehearsal is a quick look: a release whose checks do not pass within 30 s fails it.
+    deadline = time.monotonic() + min(options.health_timeout_s, 30.0)
     while True:
         m = await conn.client.get_machine(conn.app, machine_id)
         checks = {c.name: c.status for c in m.checks}
