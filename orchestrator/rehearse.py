@@ -32,10 +32,11 @@ from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.deploy import load_checked_spec, observe_fleet
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.metrics import MetricsFigures, Window, judge, parse_scrape
+from orchestrator.execute.secretstate import observe_secrets
 from orchestrator.execute.testhooks import kill_point
 from orchestrator.fly.client import CONTROL_ROLE_KEY
 from orchestrator.plan.assemble import fork_source
-from orchestrator.plan.config import META_SLOT, RegionConfigs, release_id
+from orchestrator.plan.config import META_SLOT, RegionConfigs, Secrets, release_id
 from orchestrator.plan.graph import spec_waves
 from orchestrator.settings import Settings
 from orchestrator.spec.model import DeploySpec
@@ -160,14 +161,16 @@ async def rehearse(
     spec = load_checked_spec(settings, regions=(request.region,), image=request.image)
     if request.region not in spec.regions:
         raise ConfigError(f"unknown region {request.region!r}", where="--region")
-    release = release_id(spec)
     began = time.monotonic()
-    result = Rehearsal(release=release, image=spec.image, region=request.region)
     async with connect(settings, timeout=options.api_timeout_s) as conn:
+        # The app's secrets, as a deploy gives them to its machines (and to the release id).
+        secrets = await observe_secrets(conn.client, conn.app, settings.root)
+        release = release_id(spec, secrets)
+        result = Rehearsal(release=release, image=spec.image, region=request.region)
         with DeployLock(conn.settings, conn.app, release=release, command="rehearse"):
             result.cleaned = await clean_rehearsals(conn)
             try:
-                await _run(conn, spec, request.region, result, options)
+                await _run(conn, spec, request.region, result, options, secrets)
             except OrchestratorError as exc:
                 result.problems.append(" ".join(str(exc).split()))
             finally:
@@ -177,11 +180,16 @@ async def rehearse(
 
 
 async def _run(
-    conn: Connection, spec: DeploySpec, region: str, result: Rehearsal, options: ExecuteOptions
+    conn: Connection,
+    spec: DeploySpec,
+    region: str,
+    result: Rehearsal,
+    options: ExecuteOptions,
+    secrets: Secrets,
 ) -> None:
     fleet = await observe_fleet(conn)
     mount = spec.mount
-    config = RegionConfigs(spec, region, release=result.release).config(1)
+    config = RegionConfigs(spec, region, release=result.release, secrets=secrets).config(1)
     meta = dict(config.get("metadata") or {})
     meta.pop(META_SLOT, None)
     meta[CONTROL_ROLE_KEY] = REHEARSAL_ROLE
