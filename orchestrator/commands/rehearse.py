@@ -32,11 +32,12 @@ from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.failpoints import failpoint
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.metrics import MetricsFigures, Window, judge, parse_scrape
+from orchestrator.execute.secretstate import observe_secrets
 from orchestrator.fleetconfig.load import load_checked_spec
 from orchestrator.fleetconfig.model import DeploySpec
 from orchestrator.fly.client import CONTROL_ROLE_KEY
 from orchestrator.plan.assemble import fork_source
-from orchestrator.plan.config import META_SLOT, RegionConfigs, release_id
+from orchestrator.plan.config import META_SLOT, RegionConfigs, Secrets, release_id
 from orchestrator.plan.fleet import observe_fleet
 from orchestrator.plan.graph import spec_waves
 from orchestrator.settings import Settings
@@ -163,14 +164,16 @@ async def rehearse(
     )
     if request.region not in spec.regions:
         raise ConfigError(f"unknown region {request.region!r}", where="--region")
-    release = release_id(spec)
     began = time.monotonic()
-    result = Rehearsal(release=release, image=spec.image, region=request.region)
     async with connect(settings, timeout=options.api_timeout_s) as conn:
+        # The app's secrets, as a deploy gives them to its machines (and to the release id).
+        secrets = await observe_secrets(conn.client, conn.app, settings.root)
+        release = release_id(spec, secrets)
+        result = Rehearsal(release=release, image=spec.image, region=request.region)
         with DeployLock(conn.settings, conn.app, release=release, command="rehearse"):
             result.cleaned = await clean_rehearsals(conn)
             try:
-                await _run(conn, spec, request.region, result, options)
+                await _run(conn, spec, request.region, result, options, secrets)
             except OrchestratorError as exc:
                 result.problems.append(" ".join(str(exc).split()))
             finally:
@@ -180,11 +183,16 @@ async def rehearse(
 
 
 async def _run(
-    conn: Connection, spec: DeploySpec, region: str, result: Rehearsal, options: ExecuteOptions
+    conn: Connection,
+    spec: DeploySpec,
+    region: str,
+    result: Rehearsal,
+    options: ExecuteOptions,
+    secrets: Secrets,
 ) -> None:
     fleet = await observe_fleet(conn.client, conn.app)
     mount = spec.mount
-    config = RegionConfigs(spec, region, release=result.release).config(1)
+    config = RegionConfigs(spec, region, release=result.release, secrets=secrets).config(1)
     meta = dict(config.get("metadata") or {})
     meta.pop(META_SLOT, None)
     meta[CONTROL_ROLE_KEY] = REHEARSAL_ROLE
@@ -246,7 +254,8 @@ async def _health(
     conn: Connection, machine_id: str, result: Rehearsal, options: ExecuteOptions
 ) -> None:
     """Wait for the machine's checks to pass and ``/status`` to answer 200."""
-    deadline = time.monotonic() + min(options.health_timeout_s, 120.0)
+    # A rehearsal is a quick look: a release whose checks do not pass within 30 s fails it.
+    deadline = time.monotonic() + min(options.health_timeout_s, 30.0)
     while True:
         m = await conn.client.get_machine(conn.app, machine_id)
         checks = {c.name: c.status for c in m.checks}

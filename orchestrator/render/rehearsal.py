@@ -30,11 +30,10 @@ def rehearsal_view(r: Rehearsal) -> RenderableType:
         checks = r.health.get("checks") or {}
         said = ", ".join(f"{k} {v}" for k, v in sorted(checks.items())) or "none"
         table.add_row("checks", said)
-        table.add_row(
-            "/status",
-            f"{r.health.get('status')} {r.health.get('role') or ''} last_seq "
-            f"{r.health.get('last_seq')}".strip(),
-        )
+        seq = r.health.get("last_seq")
+        role = r.health.get("role") or ""
+        said = f"{r.health.get('status')} {role}".strip()
+        table.add_row("/status", said if seq is None else f"{said} last_seq {seq}")
     m = r.metrics
     if m is not None:
         p95 = "n/a" if m.p95_ms is None else f"{m.p95_ms:g} ms"

@@ -1,7 +1,10 @@
-"""Restore points, rehearsals and the drill-age warning end to end, on one syd-only fleet.
+"""The data features end to end on one small fleet: rehearsals, restore points, the drill-age
+warning and the data-health gate.
 
-One local Fly (fast profile), syd only (2 machines): v1 with records, v2 (snapshots first), more
-records, then the rollback with the data. Everything goes through ``invoke`` and HTTP.
+One local Fly (fast profile), two machines in syd and one in dfw (ams emptied): v1 with
+records; rehearsals (one killed); v2 (snapshots first), more records, the rollback with the
+data; last, a dfw machine made to lag holds a deploy. Everything goes through ``invoke`` and
+HTTP. The tests run in file order and share the fleet.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 import pytest
 from rollout.helpers import start_rollout_fleet
 
-from execute.localfleet import LocalFleet
+from execute.localfleet import APP, LocalFleet, wait_for
 from orchestrator.drill.history import DrillRecord, record_drill
 
 V2 = "registry.fly.io/sample-app:v2"
@@ -27,6 +30,10 @@ V2 = "registry.fly.io/sample-app:v2"
 
 def _digest(records: Sequence[Mapping[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(list(records), sort_keys=True).encode()).hexdigest()
+
+
+def _images(fleet: LocalFleet) -> dict[str, str]:
+    return {m["id"]: m["config"]["image"] for m in fleet.machines()}
 
 
 def _shape(fleet: LocalFleet) -> list[tuple[str, str, str, str]]:
@@ -51,12 +58,23 @@ def _tables_digest(data_dir: Path) -> str:
     return hashlib.sha256(repr(rows).encode()).hexdigest()
 
 
+def _set(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
-    """syd deployed at v1, with 5 records."""
+    """Two syd machines and one dfw machine at v1, 5 records; an RPO budget of 1 record, 60 s."""
     local = start_rollout_fleet(tmp_path_factory.mktemp("restore") / "fleet")
     try:
-        first = local.invoke("deploy", "--region", "syd")
+        regions = local.root / "regions"
+        _set(regions / "dfw.toml", "\ncount = 2\n", "\ncount = 1\n")
+        _set(regions / "ams.toml", "\ncount = 1\n", "\ncount = 0\n")
+        _set(regions / "waves.toml", "rpo_records = 20\n", "rpo_records = 1\n")
+        _set(regions / "waves.toml", "rpo_seconds = 5\n", "rpo_seconds = 60\n")
+        first = local.invoke("deploy")
         assert first.returncode == 0, first.stdout + first.stderr
         for i in range(5):
             local.write_record(f"before-{i}")
@@ -227,3 +245,34 @@ def test_rollback_restore_data_brings_back_the_restore_points_records_byte_for_b
     kept = {v["id"]: v for v in listed if v["id"] in old_volumes}
     assert set(kept) == old_volumes
     assert {v["kept"]["reason"] for v in kept.values()} == {"restore"}
+
+
+def test_a_replica_lagging_beyond_the_rpo_budget_holds_the_wave_then_fails_it(
+    fleet: LocalFleet,
+) -> None:
+    slow = fleet.machines("dfw")[0]
+    config = dict(slow["config"])
+    config["env"] = {**config.get("env", {}), "SAMPLE_APP_REPLICATE_INTERVAL": "3600"}
+    resp = fleet.api("POST", f"/v1/apps/{APP}/machines/{slow['id']}", json={"config": config})
+    assert resp.status_code == 200, resp.text
+
+    def answers() -> bool:
+        got = fleet.app_request("GET", "/status", machine_id=slow["id"])
+        return got.status_code == 200 and got.json().get("replication") is not None
+
+    wait_for(answers, timeout=30, what="the slow dfw machine to start pulling")
+    for i in range(3):
+        fleet.write_record(f"unreplicated-{i}")
+    before = _images(fleet)
+
+    runtime = fleet.root.parent / "datagate-invoke.yaml"
+    runtime.write_text("orchestrator:\n  lag_timeout: 3\n  poll: 0.2\n")
+    held = fleet.invoke("-f", str(runtime), "deploy", "--image", V2)
+    assert held.returncode == 1, held.stdout + held.stderr
+    said = held.stdout + held.stderr
+    assert "wave 1 holds: dfw lags the primary by" in said
+    assert "dfw lags the primary by 3 record(s)" in said
+    assert "RPO budget 1 record(s), 60s" in said
+    assert "wave 1 did not start" in said
+    # Nothing changed: no machine of any region moved to v2.
+    assert _images(fleet) == before
