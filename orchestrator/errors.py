@@ -106,16 +106,24 @@ class OrchestratorError(Exception):
 class ConfigError(OrchestratorError):
     """Bad input: a config file, a key in it, a flag or an environment variable.
 
-    The message is one line that names where the problem is (``regions/syd.toml: count``,
-    ``--memory``) and what is allowed. Nothing has been changed when this is raised.
+    The message is one line that names where the problem is (``regions/syd.toml: count``)
+    and what is allowed. Nothing has been changed when this is raised.
+
+    Attributes:
+        where: the file, key or place at fault, as the operator names it.
+        option: the command's option at fault, by its name in the request (``region``,
+            ``volume_size``), for errors raised below the command line: the command line names
+            its flag (`orchestrator.render.errors.flag_for`).
     """
 
     kind = ErrorKind.INPUT
 
-    def __init__(self, message: str, *, where: str | None = None) -> None:
+    def __init__(self, message: str, *, where: str | None = None, option: str | None = None):
         self.where = where
+        self.option = option
         self.message = message
-        super().__init__(f"{where}: {message}" if where else message)
+        place = where or option
+        super().__init__(f"{place}: {message}" if place else message)
 
 
 class ConfigProblems(ConfigError):
@@ -128,7 +136,7 @@ class ConfigProblems(ConfigError):
     def __init__(self, problems: list[ConfigError]) -> None:
         self.problems = tuple(problems)
         first = self.problems[0] if self.problems else ConfigError("no problem")
-        super().__init__(first.message, where=first.where)
+        super().__init__(first.message, where=first.where, option=first.option)
         self.args = ("\n".join(str(p) for p in self.problems),)
 
     def __str__(self) -> str:

@@ -36,7 +36,7 @@ from orchestrator.execute.events import EventBus
 from orchestrator.fleetconfig.regions import validate_region
 from orchestrator.plan.serialize import to_dot, to_json_text, to_mermaid
 from orchestrator.render.cost import cost_lines
-from orchestrator.render.errors import error_text, run_failure_text
+from orchestrator.render.errors import error_text, problem_text, run_failure_text
 from orchestrator.render.helptext import install as install_help_placeholders
 from orchestrator.render.live import LiveView, in_ci, make_console
 from orchestrator.render.local import (
@@ -82,7 +82,7 @@ def _errors() -> Iterator[None]:
         # One line per problem: a file with several is fixed in one go, not one run each.
         problems = getattr(exc, "problems", ())
         if problems:
-            lines = [f"error: {' '.join(str(p).split())}" for p in problems]
+            lines = [f"error: {' '.join(problem_text(p).split())}" for p in problems]
             raise Exit("\n".join(lines), exc.exit_code) from None
         raise Exit(error_text(exc), exc.exit_code) from None
     except KeyboardInterrupt:

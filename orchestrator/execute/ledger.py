@@ -392,6 +392,6 @@ def remote_resumable(
         raise ConfigError(
             f"nothing to resume: the newest run, the {intent.command} of {intent.release} by "
             f"{intent.by} started {intent.started_at}, ended {intent.outcome}",
-            where="--resume",
+            option="resume",
         )
     return RemoteRun(intent)

@@ -75,10 +75,10 @@ class RegionEdit:
     text: str = field(default="", repr=False)
 
 
-def _check_flag_int(value: int, flag: str, low: int, high: int, unit: str = "") -> None:
+def _check_flag_int(value: int, option: str, low: int, high: int, unit: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(
-            f"expected a whole number from {low} to {high}{unit}, got {value!r}", where=flag
+            f"expected a whole number from {low} to {high}{unit}, got {value!r}", option=option
         )
 
 
@@ -244,52 +244,52 @@ def update_region_file(
         What changed; ``written`` says whether the file was written.
 
     Raises:
-        ConfigError: a flag is out of Fly's rules (naming the flag), the region has no file,
+        ConfigError: an option is out of Fly's rules (naming the option), the region has no file,
             or the fleet's files are invalid; nothing has been written.
     """
     root = Path(root)
-    code = validate_region(region, "--region").code
+    code = validate_region(region, option="region").code
     spec = load_spec(root)
     if code not in spec.regions:
         raise ConfigError(
             f"{code!r} is not in the fleet (no {REGIONS_DIR}/{code}.toml); "
             f"the fleet has {', '.join(spec.regions)}",
-            where="--region",
+            option="region",
         )
     if group is not None and group not in spec.group_names:
         raise ConfigError(
             f"{group!r} is not a process group: fly.toml defines {', '.join(spec.group_names)}",
-            where="--group",
+            option="group",
         )
     view = spec.for_group(group) if group is not None else spec
     before = view.regions[code]
     if count is not None:
-        _check_flag_int(count, "--count", 0, MAX_COUNT)
+        _check_flag_int(count, "count", 0, MAX_COUNT)
         if code == spec.primary_region and count == 0:
             raise ConfigError(
                 f"the primary region {code} needs at least 1 machine (it takes the writes)",
-                where="--count",
+                option="count",
             )
     size: VMSize | None = None
     if vm is not None or cpus is not None or memory_mb is not None:
         if cpus is not None:
-            _check_flag_int(cpus, "--cpu", 1, 128)
+            _check_flag_int(cpus, "cpus", 1, 128)
         if memory_mb is not None:
-            _check_flag_int(memory_mb, "--memory", 1, 10**7, " MB")
+            _check_flag_int(memory_mb, "memory_mb", 1, 10**7, " MB")
         size = resolve_vm(vm, None, cpus, memory_mb, keys=FLAG_KEYS, base=before.vm)
     if volume_size_gb is not None:
-        _check_flag_int(volume_size_gb, "--volume-size", 1, MAX_VOLUME_GB, " GB")
+        _check_flag_int(volume_size_gb, "volume_size_gb", 1, MAX_VOLUME_GB, " GB")
         if view.mount is None:
             whose = f" for process group {group!r}" if group is not None else ""
             raise ConfigError(
                 f"fly.toml has no [[mounts]]{whose}, so machines get no volume",
-                where="--volume-size",
+                option="volume_size_gb",
             )
         if volume_size_gb < before.volume_size_gb:
             raise ConfigError(
                 f"Fly volumes only grow: {volume_size_gb} GB is below the current "
                 f"{before.volume_size_gb} GB",
-                where="--volume-size",
+                option="volume_size_gb",
             )
 
     # Edit what a symlinked region file points at, rather than replacing the link.

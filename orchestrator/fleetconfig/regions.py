@@ -102,15 +102,19 @@ def _suggestion(code: str) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def validate_region(code: object, where: str) -> Region:
+def validate_region(code: object, where: str | None = None, *, option: str | None = None) -> Region:
     """Return the region for ``code``, or raise naming ``where`` and suggesting a near code.
+
+    ``option`` names a command's option instead of a place in a file (see `ConfigError`).
 
     Raises:
         ConfigError: ``code`` is not a string or not a Fly region code.
     """
     if not isinstance(code, str):
         raise ConfigError(
-            f"expected a region code such as 'syd', got {type(code).__name__}", where=where
+            f"expected a region code such as 'syd', got {type(code).__name__}",
+            where=where,
+            option=option,
         )
     region = REGIONS.get(code)
     if region is not None:
@@ -120,6 +124,7 @@ def validate_region(code: object, where: str) -> Region:
         f"unknown Fly region {shown!r}{_suggestion(code)}: known regions are "
         + ", ".join(r.code for r in _ALL),
         where=where,
+        option=option,
     )
 
 

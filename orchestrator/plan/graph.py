@@ -71,7 +71,7 @@ def _select(spec: DeploySpec, regions: Sequence[str] | None) -> list[str]:
     unknown = [r for r in regions if r not in spec.regions]
     if unknown:
         known = ", ".join(sorted(spec.regions)) or "none"
-        raise ConfigError(f"unknown region {unknown[0]!r}; the spec has {known}", where="--region")
+        raise ConfigError(f"unknown region {unknown[0]!r}; the spec has {known}", option="region")
     return sorted(set(regions))
 
 
@@ -180,12 +180,12 @@ def build_plan(
         data_gate: start each wave with a data-health gate (a deploy does).
 
     Raises:
-        ConfigError: an unknown region (names ``--region``), an empty image (``--image``), or
+        ConfigError: an unknown region (option ``region``), an empty image (``image``), or
             a region in no wave (``regions/waves.toml``).
     """
     if image is not None:
         if not image.strip():
-            raise ConfigError("the image reference is empty", where="--image")
+            raise ConfigError("the image reference is empty", option="image")
         spec = replace(spec, image=image.strip())
     selected = _select(spec, regions)
     waves = plan_waves(spec_waves(spec), selected)

@@ -8,6 +8,8 @@ hint never depends on guessing from an error's text.
 from __future__ import annotations
 
 from orchestrator.errors import (
+    ConfigError,
+    ConfigProblems,
     DeployLocked,
     ErrorKind,
     FlyAuthError,
@@ -18,7 +20,7 @@ from orchestrator.execute.lock import DeployLockLost
 from orchestrator.execute.primaries import SplitBrain
 from orchestrator.execute.results import DeployResult
 
-__all__ = ["SPLIT_BRAIN_HELP", "error_text", "run_failure_text"]
+__all__ = ["SPLIT_BRAIN_HELP", "error_text", "flag_for", "problem_text", "run_failure_text"]
 
 SPLIT_BRAIN_HELP = (
     "resolve it with `invoke drill --abort`, which makes the spec's primary_region the only "
@@ -27,13 +29,32 @@ SPLIT_BRAIN_HELP = (
 )
 
 
+# The options whose flag is not their name with dashes.
+_FLAGS = {"cpus": "--cpu", "memory_mb": "--memory", "volume_size_gb": "--volume-size"}
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def flag_for(option: str) -> str:
+    """Return the command-line flag that sets a request's ``option`` (``volume_size_gb``)."""
+    return _FLAGS.get(option, "--" + option.replace("_", "-"))
+
+
+def problem_text(exc: ConfigError) -> str:
+    """Return an input problem as the command line words it: the flag, then what is wrong."""
+    if isinstance(exc, ConfigProblems):
+        return "\n".join(problem_text(p) for p in exc.problems)
+    if exc.where is None and exc.option is not None:
+        return f"{flag_for(exc.option)}: {exc.message}"
+    return str(exc)
+
+
 def error_text(exc: OrchestratorError) -> str:
     """Return the lines an exception ends a command with (``error: ...`` and a next step)."""
-    text = f"error: {_one_line(str(exc))}"
+    said = problem_text(exc) if isinstance(exc, ConfigError) else str(exc)
+    text = f"error: {_one_line(said)}"
     if isinstance(exc, DeployLockLost):
         text += ". Run `invoke deploy --resume` to finish what this run started"
     elif isinstance(exc, SplitBrain):

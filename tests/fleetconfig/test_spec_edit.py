@@ -8,6 +8,7 @@ import pytest
 
 from orchestrator.errors import ConfigError
 from orchestrator.fleetconfig import FieldChange, VMSize, load_spec, update_region_file
+from orchestrator.render.errors import problem_text
 
 DASH = "\u2013"
 
@@ -146,8 +147,8 @@ def test_bad_flags_name_the_flag_and_write_nothing(
     before = _snapshot(fleet)
     with pytest.raises(ConfigError) as err:
         update_region_file(fleet, "syd", **kwargs)  # type: ignore[arg-type]
-    assert str(err.value).startswith(message)
-    assert "\n" not in str(err.value)
+    assert problem_text(err.value).startswith(message)
+    assert "\n" not in problem_text(err.value)
     assert _snapshot(fleet) == before
 
 
@@ -156,7 +157,7 @@ def test_volumes_only_grow(fleet: Path) -> None:
     before = _snapshot(fleet)
     with pytest.raises(ConfigError) as err:
         update_region_file(fleet, "dfw", volume_size_gb=2)
-    assert str(err.value) == (
+    assert problem_text(err.value) == (
         "--volume-size: Fly volumes only grow: 2 GB is below the current 3 GB"
     )
     assert _snapshot(fleet) == before
@@ -167,8 +168,8 @@ def test_cpu_that_leaves_custom_memory_out_of_range_blames_cpu(fleet: Path) -> N
     before = _snapshot(fleet)
     with pytest.raises(ConfigError) as err:
         update_region_file(fleet, "syd", cpus=1)
-    assert str(err.value).startswith("--cpu: 16384 MB is not allowed for performance-1x")
-    assert str(err.value).endswith("; set --memory too")
+    assert problem_text(err.value).startswith("--cpu: 16384 MB is not allowed for performance-1x")
+    assert problem_text(err.value).endswith("; set --memory too")
     assert _snapshot(fleet) == before
 
 
@@ -186,7 +187,7 @@ def test_cpu_that_leaves_custom_memory_out_of_range_blames_cpu(fleet: Path) -> N
 def test_regions_outside_the_fleet(fleet: Path, region: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         update_region_file(fleet, region, count=1)
-    assert str(err.value).startswith(message)
+    assert problem_text(err.value).startswith(message)
 
 
 def test_a_broken_fleet_is_reported_and_left_alone(fleet: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from orchestrator.errors import ConfigError
 from orchestrator.fleetconfig import load_spec
 from orchestrator.fleetconfig.edit import update_region_file
+from orchestrator.render.errors import problem_text
 
 FLY_TOML = """\
 app = "shop"
@@ -64,7 +65,8 @@ def test_a_group_change_goes_into_its_table_and_changes_no_other_group(root: Pat
 def test_a_bad_group_flag_is_refused_and_nothing_is_written(root: Path) -> None:
     with pytest.raises(ConfigError, match="'wrker' is not a process group") as err:
         update_region_file(root, "syd", count=3, group="wrker")
-    assert err.value.where == "--group"
+    assert err.value.option == "group"
+    assert problem_text(err.value).startswith("--group: 'wrker' is not a process group")
     with pytest.raises(ConfigError, match="no \\[\\[mounts\\]\\] for process group 'worker'"):
         update_region_file(root, "syd", volume_size_gb=2, group="worker")
     assert (root / "regions" / "syd.toml").read_text() == SYD

@@ -11,6 +11,7 @@ import pytest
 from orchestrator.errors import ConfigError
 from orchestrator.fleetconfig.model import WaveSpec
 from orchestrator.plan import StepKind, build_plan, desired_config, to_json_text
+from orchestrator.render.errors import problem_text
 
 from .plan_helpers import (
     IMAGE_V2,
@@ -30,17 +31,19 @@ def test_json_has_the_keys_scripts_read() -> None:
         assert {"id", "kind", "region", "machine", "wave", "mutating", "depends_on"} <= step.keys()
 
 
-def test_unknown_region_is_a_config_error_naming_the_flag() -> None:
+def test_unknown_region_is_a_config_error_naming_the_option() -> None:
     with pytest.raises(ConfigError, match="unknown region 'lhr'") as info:
         build_plan(sample_spec(), to_fleet([], []), regions=["syd", "lhr"])
-    assert info.value.where == "--region"
+    assert info.value.option == "region"
+    assert problem_text(info.value).startswith("--region: unknown region 'lhr'")
     assert info.value.exit_code == 2
 
 
 def test_empty_image_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as info:
         build_plan(sample_spec(), to_fleet([], []), image="  ")
-    assert info.value.where == "--image"
+    assert info.value.option == "image"
+    assert problem_text(info.value) == "--image: the image reference is empty"
 
 
 def test_region_missing_from_waves_is_a_config_error() -> None:
