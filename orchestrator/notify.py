@@ -42,6 +42,7 @@ from orchestrator.execute.events import (
     StepStarted,
 )
 from orchestrator.fleetconfig.values import Table, read_toml
+from orchestrator.hints import with_next_step
 
 __all__ = ["Notifier", "NotifySpec", "read_notify"]
 
@@ -197,7 +198,7 @@ class Notifier:
                 error=event.error,
             )
         if isinstance(event, ReleaseFinished):
-            error = f": {event.error}" if event.error else ""
+            error = f": {with_next_step(event.error, event.next_step)}" if event.error else ""
             return self._make(
                 "run_finished",
                 f"{self.command} of {event.release} {event.outcome}{error}",

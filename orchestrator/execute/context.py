@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from orchestrator.errors import ConfigError
-from orchestrator.execute.events import EventBus, Note, NoteLevel
+from orchestrator.execute.events import EventBus, NextStep, Note, NoteLevel
 from orchestrator.execute.journal import Journal
 from orchestrator.fly.client import FlyClient
 from orchestrator.fly.models import Volume
@@ -173,6 +173,9 @@ class StepContext:
         level: NoteLevel = "info",
         step_id: str | None = None,
         region: str | None = None,
+        next_step: NextStep | None = None,
     ) -> None:
         """Tell the operator something (through the event bus)."""
-        self.bus.emit(Note(message, level=level, step_id=step_id, region=region))
+        self.bus.emit(
+            Note(message, level=level, step_id=step_id, region=region, next_step=next_step)
+        )

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.errors import ConfigError, FlyAPIError, GateFailed, OrchestratorError
-from orchestrator.execute.events import EventBus, Note, utcnow
+from orchestrator.execute.events import EventBus, NextStep, Note, utcnow
 from orchestrator.execute.journal import iso
 from orchestrator.execute.lock import _LOCK_GUEST, _placement
 from orchestrator.fly.client import CONTROL_ROLE_KEY, FlyClient
@@ -162,9 +162,9 @@ class RunControl:
             self.on_pause(wave)
             self.bus.emit(
                 Note(
-                    f"paused after wave {wave} ({regions}): its gates passed; `invoke promote` "
-                    "continues, `invoke abort` stops (from any host)",
+                    f"paused after wave {wave} ({regions}): its gates passed",
                     level="warning",
+                    next_step=NextStep.PROMOTE_OR_ABORT,
                 )
             )
             while wave not in self._promoted and self.aborted is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from orchestrator.bus import Bus
@@ -24,6 +25,7 @@ __all__ = [
     "Event",
     "EventBus",
     "GateResult",
+    "NextStep",
     "Note",
     "NoteLevel",
     "ReleaseFinished",
@@ -143,6 +145,17 @@ class GateResult:
     at: datetime = field(default_factory=utcnow)
 
 
+class NextStep(StrEnum):
+    """What the operator can do next about a note or an ended run; the command line words it."""
+
+    RESUME = "resume"
+    """The run stopped part-way: resuming the deploy converges the fleet."""
+    ROLLBACK = "rollback"
+    """The fleet is left as a failure left it: a rollback puts the previous release back."""
+    PROMOTE_OR_ABORT = "promote_or_abort"
+    """The run waits after a wave: promoting goes on, aborting stops (from any host)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Note:
     """Something worth telling the operator that is not a step boundary.
@@ -153,6 +166,8 @@ class Note:
         step_id: the step it concerns, if any.
         region: the region it concerns, if any.
         at: when it was said.
+        next_step: what the operator can do about it, which the command line words
+            (``orchestrator.hints``), or ``None``.
     """
 
     message: str
@@ -160,6 +175,7 @@ class Note:
     step_id: str | None = None
     region: str | None = None
     at: datetime = field(default_factory=utcnow)
+    next_step: NextStep | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,12 +187,15 @@ class ReleaseFinished:
         outcome: ``succeeded``, ``noop``, ``failed`` or ``rolled_back``.
         error: the first failure, one line, or ``None``.
         at: when it ended.
+        next_step: what the operator can do next, when the run says (an interrupted run
+            resumes).
     """
 
     release: str
     outcome: ReleaseOutcome
     error: str | None = None
     at: datetime = field(default_factory=utcnow)
+    next_step: NextStep | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,12 +267,14 @@ class RollbackFinished:
         outcome: ``succeeded``, ``noop`` (every machine was already back) or ``failed``.
         error: its first failure, or ``None``.
         at: when it ended.
+        next_step: what the operator can do next, when the run says.
     """
 
     release: str
     outcome: ReleaseOutcome
     error: str | None = None
     at: datetime = field(default_factory=utcnow)
+    next_step: NextStep | None = None
 
 
 Event = (

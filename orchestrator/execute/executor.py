@@ -44,6 +44,7 @@ from orchestrator.execute.datagate import data_gate
 from orchestrator.execute.events import (
     EventBus,
     GateResult,
+    NextStep,
     ReleaseFinished,
     ReleaseOutcome,
     ReleaseStarted,
@@ -290,7 +291,7 @@ class Executor:
             await self._schedule(ctx)
         except BaseException:
             # Interrupted (Ctrl-C, cancelled): say so in the journal, keep the exception.
-            message = "interrupted; run `invoke deploy --resume` to converge"
+            message = "interrupted"
             for step in self._steps:
                 if step.id in self._reports:
                     continue
@@ -299,7 +300,7 @@ class Executor:
                     self._finish(ctx, step, "skipped", None)
                 else:
                     self._finish(ctx, step, "failed", began, error=f"{step.id}: interrupted")
-            bus.emit(self._finished_event("failed", message, utcnow()))
+            bus.emit(self._finished_event("failed", message, utcnow(), NextStep.RESUME))
             raise
         outcome: ReleaseOutcome
         error: str | None = None
@@ -331,11 +332,15 @@ class Executor:
         )
 
     def _finished_event(
-        self, outcome: ReleaseOutcome, error: str | None, at: datetime
+        self,
+        outcome: ReleaseOutcome,
+        error: str | None,
+        at: datetime,
+        next_step: NextStep | None = None,
     ) -> ReleaseFinished | RollbackFinished:
         if self.restoring is not None:
-            return RollbackFinished(self.plan.release, outcome, error, at=at)
-        return ReleaseFinished(self.plan.release, outcome, error, at=at)
+            return RollbackFinished(self.plan.release, outcome, error, at, next_step)
+        return ReleaseFinished(self.plan.release, outcome, error, at, next_step)
 
     async def _schedule(self, ctx: StepContext) -> None:
         """Start each step once every step it depends on has succeeded, in plan order.
@@ -583,17 +588,17 @@ class Executor:
             if policy != "halt" and self.phase == "deploy":
                 ctx.note(
                     f"{step.region}: on_failure = {policy} is not applied by `invoke "
-                    f"{self.command}`: the fleet is left as the failure left it; `invoke "
-                    "rollback` puts the previous release back",
+                    f"{self.command}`: the fleet is left as the failure left it",
                     level="warning",
                     region=step.region,
+                    next_step=NextStep.ROLLBACK,
                 )
             elif self.command == "deploy":
                 ctx.note(
-                    f"{step.region}: on_failure = halt: the fleet is left as the failure left "
-                    "it; `invoke rollback` puts the previous release back",
+                    f"{step.region}: on_failure = halt: the fleet is left as the failure left it",
                     level="warning",
                     region=step.region,
+                    next_step=NextStep.ROLLBACK,
                 )
             return None
         failure = Failure(

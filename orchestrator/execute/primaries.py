@@ -140,11 +140,8 @@ async def gate_writable_primary(
     problem = view.writable_problem()
     if problem is None:
         return result
-    error = (
-        f"gate.primary: {problem}; the fleet takes no writes as the spec says. Run `invoke "
-        "status` to see each machine's role; after an interrupted drill, `invoke drill "
-        "--resume` or `invoke drill --abort`"
-    )
+    # ErrorKind.FLEET: the command line adds how to see and resolve the roles.
+    error = f"gate.primary: {problem}; the fleet takes no writes as the spec says"
     if journal is not None and result.run is not None:
         journal.finish_run(result.run, "failed", error)
     if bus is not None:

@@ -19,6 +19,7 @@ from orchestrator.errors import (
 from orchestrator.execute.lock import DeployLockLost
 from orchestrator.execute.primaries import SplitBrain
 from orchestrator.execute.results import DeployResult
+from orchestrator.hints import FLEET_ROLES_HELP
 
 __all__ = ["SPLIT_BRAIN_HELP", "error_text", "flag_for", "problem_text", "run_failure_text"]
 
@@ -105,7 +106,7 @@ def run_failure_text(result: DeployResult, *, command: str) -> str:
     elif kind is ErrorKind.LOCKED:
         lines.append("another run holds the app; wait for it to finish")
     elif kind is ErrorKind.FLEET:
-        pass  # the error names the fleet's problem and what resolves it
+        lines[0] += f". {FLEET_ROLES_HELP}"
     elif command in ("deploy", "rollback"):
         lines.append(
             "the release is not at fault: Fly or the network failed; once Fly answers, "

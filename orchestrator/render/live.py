@@ -34,6 +34,7 @@ from orchestrator.execute.events import (
     StepProgress,
     StepStarted,
 )
+from orchestrator.hints import with_next_step
 from orchestrator.plan.steps import Step
 from orchestrator.render.fit import FitWidth
 
@@ -272,7 +273,8 @@ class LiveView(LivePanel):
             pass  # the gate's StepFinished carries the same detail
         elif isinstance(event, Note):
             where = f"{event.step_id}: " if event.step_id else ""
-            text = Text(f"! {where}{event.message}", style=_NOTE_STYLE.get(event.level, ""))
+            said = with_next_step(event.message, event.next_step)
+            text = Text(f"! {where}{said}", style=_NOTE_STYLE.get(event.level, ""))
             self._notes.append(text)
             if self._live is None:
                 self._line(text)
