@@ -22,9 +22,7 @@ fenced (the old primary, once another region took over); ``fenced=False`` uncord
 from __future__ import annotations
 
 import contextlib
-from typing import Protocol
-
-import httpx
+from typing import Literal, Protocol
 
 from orchestrator.drill.probes import live_machines
 from orchestrator.errors import (
@@ -32,9 +30,11 @@ from orchestrator.errors import (
     FlyAPIError,
     FlyNotFound,
     FlyWaitTimeout,
+    LocalFlyError,
     OrchestratorError,
 )
 from orchestrator.fly.client import FlyClient
+from orchestrator.fly.localcontrol import LocalFlyControl
 from orchestrator.settings import Token
 
 __all__ = ["LocalOutage", "RegionFault", "StopAndCordon", "fence"]
@@ -63,7 +63,6 @@ class LocalOutage:
     Args:
         api_url: the local Fly's API base URL.
         token: its bearer token.
-        transport: an httpx transport, for tests of callers.
     """
 
     kind = "local-outage"
@@ -73,34 +72,18 @@ class LocalOutage:
         api_url: str,
         token: Token,
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
         client: FlyClient | None = None,
         app: str = "",
     ) -> None:
-        self._api_url = api_url.rstrip("/")
-        self._token = token
-        self._transport = transport
+        self._control = LocalFlyControl(api_url, token)
         self._client = client
         self._app = app
 
-    async def _call(self, method: str, region: str) -> dict[str, object]:
-        headers = {"Authorization": f"Bearer {self._token.reveal()}"}
+    async def _call(self, method: Literal["POST", "DELETE"], region: str) -> dict[str, object]:
         try:
-            async with httpx.AsyncClient(
-                timeout=10.0, transport=self._transport, trust_env=False
-            ) as http:
-                resp = await http.request(
-                    method, f"{self._api_url}/_localfly/outage/{region}", headers=headers
-                )
-        except httpx.HTTPError as exc:
-            raise DrillError(f"the local Fly's outage control did not answer: {exc}") from exc
-        if resp.status_code >= 400:
-            said = resp.text[:200]
-            raise DrillError(
-                f"{method} /_localfly/outage/{region} answered {resp.status_code}: {said}"
-            )
-        body = resp.json()
-        return body if isinstance(body, dict) else {}
+            return await self._control.outage(method, region)
+        except LocalFlyError as exc:
+            raise DrillError(str(exc)) from exc
 
     async def inject(self, region: str) -> str:
         """Fence the region, then start the outage: its machines freeze, its API calls fail."""
