@@ -1,6 +1,7 @@
 """Disaster-recovery drills: take a region down, fail over, measure RTO and RPO, fail back.
 
-``run_drill(settings, DrillRequest(region=...))`` runs one and returns a `DrillReport`
+``orchestrator.commands.drill.run_drill(settings, DrillRequest(region=...))`` runs one and
+returns a `DrillReport`
 (``to_json()`` is ``invoke drill --json``; ``orchestrator.render.drill_report`` writes it as
 Markdown and HTML). The drill emits events on a `DrillBus`; ``orchestrator.render.drill``
 draws them.
@@ -23,7 +24,7 @@ from orchestrator.drill.hooks import shell_hook
 from orchestrator.drill.measure import Ack, RpoResult, RtoResult, compute_rpo, compute_rto
 from orchestrator.drill.phases import Phase, PhaseSpan
 from orchestrator.drill.report import DrillReport, Integrity, Objective, judge
-from orchestrator.drill.runner import DrillRequest, run_drill
+from orchestrator.drill.state import DrillRequest
 
 __all__ = [
     "Ack",
@@ -46,6 +47,5 @@ __all__ = [
     "compute_rpo",
     "compute_rto",
     "judge",
-    "run_drill",
     "shell_hook",
 ]
