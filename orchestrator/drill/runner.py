@@ -150,8 +150,7 @@ class DrillRunner:
 
     # -- the whole drill --------------------------------------------------------------------
 
-    async def run(self) -> DrillReport:
-        """Run the drill and return its report (never raises for a failed drill)."""
+    def _started(self, promote: str | None, dry_run: bool = False) -> None:
         self.state.run_started_at = self.now()
         self.bus.emit(
             DrillStarted(
@@ -159,10 +158,16 @@ class DrillRunner:
                 backend=self.conn.backend,
                 region=self.region,
                 primary_region=self.primary,
-                promote=choose_promotion(self.spec, self.region, self.request.promote),
-                dry_run=self.request.dry_run,
+                promote=promote,
+                dry_run=dry_run,
                 at=self.state.run_started_at,
             )
+        )
+
+    async def run(self) -> DrillReport:
+        """Run the drill and return its report (never raises for a failed drill)."""
+        self._started(
+            choose_promotion(self.spec, self.region, self.request.promote), self.request.dry_run
         )
 
         async def body() -> Integrity:
@@ -178,17 +183,7 @@ class DrillRunner:
 
     async def finish(self) -> DrillReport:
         """Finish (``--resume``) or undo (``--abort``) a drill from its saved state."""
-        self.state.run_started_at = self.now()
-        self.bus.emit(
-            DrillStarted(
-                app=self.conn.app,
-                backend=self.conn.backend,
-                region=self.region,
-                primary_region=self.primary,
-                promote=self.state.promoting,
-                at=self.state.run_started_at,
-            )
-        )
+        self._started(self.state.promoting)
 
         async def body() -> Integrity:
             if not self.state.fault_injected:

@@ -92,6 +92,20 @@ _GROUP_KEYS = (
 _SIZE_KEYS = ("vm", "cpu_kind", "cpus", "memory_mb")
 
 
+class _Collect:
+    """Call readers, keeping each `ConfigError` in ``problems`` so all are reported at once."""
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        self.problems = problems
+
+    def __call__(self, read: Callable[..., T], *args: Any) -> T | None:
+        try:
+            return read(*args)
+        except ConfigError as exc:
+            self.problems.append(exc)
+            return None
+
+
 def _read_region(
     root: Path,
     code: str,
@@ -116,14 +130,7 @@ def _read_region(
     """
     rel = f"{REGIONS_DIR}/{code}.toml"
     problems: list[ConfigError] = []
-
-    def attempt(read: Callable[..., T], *args: Any) -> T | None:
-        try:
-            return read(*args)
-        except ConfigError as exc:
-            problems.append(exc)
-            return None
-
+    attempt = _Collect(problems)
     table = Table(read_toml(root, rel, overlay), rel, "", _REGION_KEYS, problems=problems)
     named = table.data.get("groups", {})
     if not isinstance(named, dict):
@@ -228,14 +235,7 @@ def _read_group_region(
     """
     rel = f"{REGIONS_DIR}/{code}.toml"
     problems: list[ConfigError] = []
-
-    def attempt(read: Callable[..., T], *args: Any) -> T | None:
-        try:
-            return read(*args)
-        except ConfigError as exc:
-            problems.append(exc)
-            return None
-
+    attempt = _Collect(problems)
     data = read_toml(root, rel, overlay)
     named = data.get("groups")
     body = named.get(group.name) if isinstance(named, dict) else None
@@ -408,14 +408,7 @@ def _read_waves(
             waves.append(WaveSpec(index=2, regions=others))
         return tuple(waves), DrillObjectives()
     problems: list[ConfigError] = []
-
-    def attempt(read: Callable[..., T], *args: Any) -> T | None:
-        try:
-            return read(*args)
-        except ConfigError as exc:
-            problems.append(exc)
-            return None
-
+    attempt = _Collect(problems)
     top = Table(
         read_toml(root, WAVES_TOML, overlay),
         WAVES_TOML,
