@@ -58,35 +58,35 @@ def check_request(spec: DeploySpec, region: str, promote: str | None) -> None:
     if region not in spec.regions:
         raise ConfigError(
             f"region {region!r} is not in the fleet; the fleet has {known} (regions/*.toml)",
-            where="--region",
+            option="region",
         )
     if region not in fleet:
         raise ConfigError(
-            f"region {region!r} has count 0: there is nothing to take down", where="--region"
+            f"region {region!r} has count 0: there is nothing to take down", option="region"
         )
     survivors = sorted(fleet - {region})
     if not survivors:
         raise ConfigError(
             f"region {region!r} is the only region with machines: nothing would survive",
-            where="--region",
+            option="region",
         )
     if promote is None:
         return
     if promote == region:
         raise ConfigError(
             f"cannot promote {promote!r}: it is the region the drill takes down",
-            where="--promote",
+            option="promote",
         )
     if region != spec.primary_region:
         raise ConfigError(
             f"{region!r} is a replica region; only a drill of the primary "
             f"({spec.primary_region}) promotes another region",
-            where="--promote",
+            option="promote",
         )
     if promote not in fleet:
         raise ConfigError(
             f"region {promote!r} is not in the fleet; it has {known} (regions/*.toml)",
-            where="--promote",
+            option="promote",
         )
 
 

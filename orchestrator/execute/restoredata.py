@@ -111,7 +111,7 @@ def choose_points(
     raise ConfigError(
         f"no release has restore points{where}: a deploy takes them in waves with "
         "snapshot_before (regions/waves.toml)",
-        where="--restore-data",
+        option="restore_data",
     )
 
 

@@ -17,6 +17,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.plan.config import META_CONFIG_DIGEST, config_digest, desired_config
 from orchestrator.plan.graph import build_plan
 from orchestrator.plan.steps import StepKind
+from orchestrator.render.errors import problem_text
 
 SPEC = sample_spec()
 
@@ -138,6 +139,7 @@ def test_bad_requests_name_the_flag(
 ) -> None:
     with pytest.raises(ConfigError) as err:
         check_request(SPEC, region, promote)
-    assert err.value.where == where
+    assert err.value.option == where.removeprefix("--")
+    assert problem_text(err.value).startswith(f"{where}: ")
     assert says in str(err.value)
     assert err.value.exit_code == 2
