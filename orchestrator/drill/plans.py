@@ -61,6 +61,20 @@ def _waves(order: Sequence[Sequence[str]]) -> tuple[WaveSpec, ...]:
     return tuple(out)
 
 
+def _plan(
+    asm: Assembler, fleet: Fleet, release: str, waves: tuple[WaveSpec, ...], primary: str
+) -> Plan:
+    """Return the assembled steps as a drill plan, wave after wave."""
+    return Plan(
+        app=fleet.app,
+        release=release,
+        waves=tuple(w.regions for w in waves),
+        graph=asm.link(waves, primary),
+        wave_specs=waves,
+        purpose="restore",
+    )
+
+
 def converge_plan(
     spec: DeploySpec,
     fleet: Fleet,
@@ -123,14 +137,7 @@ def converge_plan(
                 bake=None,
                 params={"release": release, "config_digest": None},
             )
-    return Plan(
-        app=fleet.app,
-        release=release,
-        waves=tuple(w.regions for w in waves),
-        graph=asm.link(waves, primary),
-        wave_specs=waves,
-        purpose="restore",
-    )
+    return _plan(asm, fleet, release, waves, primary)
 
 
 def _fork_plan(spec: DeploySpec, fleet: Fleet, primary: str) -> VolumePlan | None:
@@ -194,14 +201,7 @@ def reseed_plan(spec: DeploySpec, fleet: Fleet, *, region: str, primary: str) ->
         params={"release": release, "config_digest": None},
     )
     waves = _waves([[region]])
-    return Plan(
-        app=fleet.app,
-        release=release,
-        waves=(waves[0].regions,),
-        graph=asm.link(waves, primary),
-        wave_specs=waves,
-        purpose="restore",
-    )
+    return _plan(asm, fleet, release, waves, primary)
 
 
 def scale_up_plan(
@@ -223,14 +223,7 @@ def scale_up_plan(
             params={"release": release, "config_digest": None},
         )
     waves = _waves([regions])
-    return Plan(
-        app=fleet.app,
-        release=release,
-        waves=tuple(w.regions for w in waves),
-        graph=asm.link(waves, primary),
-        wave_specs=waves,
-        purpose="restore",
-    )
+    return _plan(asm, fleet, release, waves, primary)
 
 
 def spread(count: int, regions: Sequence[str]) -> dict[str, int]:

@@ -68,17 +68,6 @@ DEFAULT_MAX_UNAVAILABLE = 0.33
 ON_FAILURE: tuple[OnFailure, ...] = ("rollback_region", "rollback_wave", "rollback_all", "halt")
 
 
-_REGION_KEYS = (
-    "count",
-    "vm",
-    "cpu_kind",
-    "cpus",
-    "memory_mb",
-    "volume_size_gb",
-    "max_unavailable",
-    "role",
-    "groups",
-)
 # What a [groups.<name>] table of a region file may set for one process group.
 _GROUP_KEYS = (
     "count",
@@ -89,6 +78,7 @@ _GROUP_KEYS = (
     "volume_size_gb",
     "max_unavailable",
 )
+_REGION_KEYS = (*_GROUP_KEYS, "role", "groups")
 _SIZE_KEYS = ("vm", "cpu_kind", "cpus", "memory_mb")
 
 
