@@ -11,9 +11,10 @@ lock so no deploy runs meanwhile:
 3. creates one machine of the release on the fork without launching it, cordons it, then starts
    it: the edge proxy never balances traffic onto it (only requests that name it with
    ``fly-force-instance-id`` reach it), and ``orch_role`` keeps it out of every fleet listing;
-4. runs fly.toml's release command inside it (against the fork's data), waits for its checks
-   and the app's ``/status``, and sends it the wave's bake traffic to judge error rate and p95
-   from its ``/metrics``, as the metrics gate does;
+4. first runs fly.toml's release command as a deploy does (a temporary machine of the
+   release, ``init.cmd`` the command, never restarted) but on the fork, then waits for the
+   rehearsal machine's checks and the app's ``/status``, and sends it the wave's bake traffic
+   to judge error rate and p95 from its ``/metrics``, as the metrics gate does;
 5. destroys the machine and the fork, whatever happened.
 
 The fleet's machines, versions and volumes are never touched.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +34,7 @@ from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.failpoints import failpoint
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.metrics import MetricsFigures, Window, judge, parse_scrape
+from orchestrator.execute.release import _exit_code
 from orchestrator.execute.secretstate import observe_secrets
 from orchestrator.fleetconfig.load import load_checked_spec
 from orchestrator.fleetconfig.model import DeploySpec
@@ -39,7 +42,7 @@ from orchestrator.fly.client import CONTROL_ROLE_KEY
 from orchestrator.plan.assemble import fork_source
 from orchestrator.plan.config import META_SLOT, RegionConfigs, Secrets, release_id
 from orchestrator.plan.fleet import observe_fleet
-from orchestrator.plan.graph import spec_waves
+from orchestrator.plan.graph import release_command_config, spec_waves
 from orchestrator.settings import Settings
 
 __all__ = ["REHEARSAL_ROLE", "Rehearsal", "RehearseRequest", "clean_rehearsals", "rehearse"]
@@ -213,6 +216,10 @@ async def _run(
         result.fork = fork.id
         await _wait_volume(conn, fork.id, options)
         config["mounts"][0]["volume"] = fork.id
+    if spec.release is not None:
+        await _release_command(conn, spec, region, config, result, options, secrets)
+        if result.problems:
+            return
     machine = await conn.client.create_machine(
         conn.app, config, region=region, name=f"{conn.app}-rehearsal", skip_launch=True
     )
@@ -224,15 +231,6 @@ async def _run(
     await conn.client.wait_machine(
         conn.app, machine.id, state="started", timeout=int(min(60, options.machine_timeout_s))
     )
-    if spec.release is not None:
-        ran = await conn.client.exec_machine(
-            conn.app, machine.id, list(spec.release.argv), timeout=int(spec.release.timeout_s)
-        )
-        tail = (ran.stderr or ran.stdout).strip().splitlines()[-5:]
-        result.release_command = {"exit_code": ran.exit_code, "output": tail}
-        if ran.exit_code != 0:
-            result.problems.append(f"the release command exited {ran.exit_code}")
-            return
     await _health(conn, machine.id, result, options)
     if result.problems:
         return
@@ -248,6 +246,63 @@ async def _run(
         max_p95_ms=wave.max_p95_ms if wave else 1000.0,
     )
     result.problems.extend(result.metrics.problems)
+
+
+async def _release_command(
+    conn: Connection,
+    spec: DeploySpec,
+    region: str,
+    config: Mapping[str, Any],
+    result: Rehearsal,
+    options: ExecuteOptions,
+    secrets: Secrets,
+) -> None:
+    """Run the release command as a deploy does (a temporary machine), on the fork's data."""
+    assert spec.release is not None
+    command = " ".join(spec.release.argv)
+    release_config = release_command_config(spec, result.release, secrets)
+    meta = dict(release_config.get("metadata") or {})
+    meta[CONTROL_ROLE_KEY] = REHEARSAL_ROLE
+    release_config["metadata"] = meta
+    if config.get("mounts"):
+        # Fly runs it without a volume; a rehearsal runs it on the copy it rehearses against.
+        release_config["mounts"] = [dict(m) for m in config["mounts"]]
+    machine = await conn.client.create_machine(
+        conn.app, release_config, region=region, name=f"{conn.app}-rehearsal-release"
+    )
+    try:
+        deadline = time.monotonic() + spec.release.timeout_s
+        while True:
+            m = await conn.client.get_machine(conn.app, machine.id)
+            if m.state in ("stopped", "failed"):
+                break
+            if time.monotonic() > deadline:
+                result.release_command = {"command": command, "exit_code": None}
+                result.problems.append(
+                    f"the release command `{command}` did not finish within "
+                    f"{spec.release.timeout_s:g}s"
+                )
+                return
+            await asyncio.sleep(min(options.poll_s, 0.3))
+        code = _exit_code(await conn.client.list_events(conn.app, machine.id))
+        result.release_command = {"command": command, "exit_code": code}
+        if code != 0:
+            result.problems.append(f"the release command `{command}` exited {code}")
+    finally:
+        await conn.client.destroy_machine(conn.app, machine.id, force=True)
+        fork = result.fork
+        if fork is not None:
+            await _detached(conn, fork)
+
+
+async def _detached(conn: Connection, volume_id: str) -> None:
+    """Wait until no machine holds the volume (a destroyed machine lets go of it)."""
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        v = await conn.client.get_volume(conn.app, volume_id)
+        if not v.attached_machine_id:
+            return
+        await asyncio.sleep(0.2)
 
 
 async def _health(

@@ -53,6 +53,7 @@ __all__ = [
 RUN_KEY = "orch_run"
 RELEASES_KEY = "orch_releases"
 KEEP_RELEASES = 20
+KEEP_RESTORE_POINTS = 5
 
 
 def origin_of(settings: Settings) -> str:
@@ -196,7 +197,13 @@ def _entries(text: str | None) -> list[ReleaseEntry]:
 
 
 def _entries_text(entries: Sequence[ReleaseEntry]) -> str:
-    return json.dumps([e.to_json() for e in entries[:KEEP_RELEASES]], separators=(",", ":"))
+    # Restore points of older releases are dropped: metadata is small, and Fly expires the
+    # snapshots after their retention (5 days by default) anyway.
+    kept = [
+        e if i < KEEP_RESTORE_POINTS else replace(e, restore_points=())
+        for i, e in enumerate(entries[:KEEP_RELEASES])
+    ]
+    return json.dumps([e.to_json() for e in kept], separators=(",", ":"))
 
 
 @dataclass

@@ -4,8 +4,9 @@ A machine's mounts cannot change in place on Fly (flyctl replaces a machine whos
 changes: destroy, then create), so each machine with a restore point is replaced in its slot:
 
 - ``volume.ensure`` creates a volume from the snapshot (``snapshot_id``), beside the old one;
-- ``machine.destroy`` takes the slot's current machine down, its volume kept (listed by
-  ``invoke volumes`` with reason ``restore``; nothing deletes it without an explicit flag);
+- once every volume of the region is restored, ``machine.destroy`` takes the slot's current
+  machine down, its volume kept (listed by ``invoke volumes`` with reason ``restore``; nothing
+  deletes it without an explicit flag);
 - ``machine.create`` launches the slot's machine on the restored volume with the config of
   the release being put back;
 - ``gate.health`` checks the region's machines.
@@ -154,6 +155,7 @@ def _region(
     region = points[0].region
     managed = fleet.managed_in(region)
     last_destroy: str | None = None
+    first_destroy: str | None = None
     for p in points:
         current = managed.get(p.slot)
         if current is None:
@@ -178,9 +180,11 @@ def _region(
         )
         for dep in [last_destroy] if last_destroy else after:
             graph.add_edge(dep, sid)
+        first_destroy = first_destroy or sid
         last_destroy = sid
     previous_create: str | None = None
     creates: list[str] = []
+    ensures: list[str] = []
     for p in points:
         config = configs[(region, p.slot)]
         volume = fleet.volume(p.volume)
@@ -203,6 +207,7 @@ def _region(
         )
         for dep in after:
             graph.add_edge(dep, ensure)
+        ensures.append(ensure)
         create = step_id(region, StepKind.MACHINE_CREATE, p.slot)
         current = managed.get(p.slot)
         graph.add_node(
@@ -229,6 +234,11 @@ def _region(
                 graph.add_edge(before, create)
         previous_create = create
         creates.append(create)
+    # Every volume is restored before any machine goes: a snapshot Fly no longer has (or a
+    # restore that fails) stops the run with the machines untouched.
+    if first_destroy is not None:
+        for ensure in ensures:
+            graph.add_edge(ensure, first_destroy)
     gate = step_id(region, StepKind.GATE_HEALTH)
     graph.add_node(
         gate,

@@ -159,6 +159,39 @@ def test_a_resumed_deploy_does_not_run_a_successful_release_command_again(
     assert {m["config"]["image"] for m in fleet.machines("syd")} == {image}
 
 
+def test_rehearse_runs_the_release_command_on_the_fork_and_stops_at_a_bad_one(
+    fleet: LocalFleet,
+) -> None:
+    before = [(m["id"], m["version"]) for m in fleet.machines()]
+    good = fleet.invoke(
+        "rehearse", "--region", "syd", "--image", "registry.fly.io/sample-app:v4", "--json"
+    )
+    assert good.returncode == 0, good.stdout + good.stderr
+    verdict = json.loads(good.stdout)
+    assert verdict["release_command"] == {"command": "migrate", "exit_code": 0}
+    [ran] = [m for m in _all_machines(fleet) if m.get("name") == f"{APP}-rehearsal-release"]
+    assert ran["config"]["mounts"][0]["volume"] == verdict["fork"]  # on the copy of the data
+    assert ran["config"]["init"]["cmd"] == ["migrate"]
+
+    bad = fleet.invoke(
+        "rehearse",
+        "--region",
+        "syd",
+        "--image",
+        "registry.fly.io/sample-app:v5-badmigration",
+        "--json",
+    )
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    failed = json.loads(bad.stdout)
+    assert failed["verdict"] == "failed"
+    assert failed["release_command"]["exit_code"] not in (0, None)
+    assert failed["metrics"] is None  # nothing ran after the failed command
+    assert [(m["id"], m["version"]) for m in fleet.machines()] == before
+    live = [m for m in _all_machines(fleet) if m["state"] not in ("destroyed", "destroying")]
+    assert not [m for m in live if "rehearsal" in (m.get("name") or "")]
+    assert not [v for v in fleet.volumes() if v["name"] == "rehearsal"]
+
+
 def test_a_bad_release_command_setting_is_refused_before_any_call(tmp_path: Path) -> None:
     root = copy_fleet(tmp_path / "fleet")
     with (root / "fly.toml").open("a") as f:

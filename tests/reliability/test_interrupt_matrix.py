@@ -50,9 +50,10 @@ pytestmark = pytest.mark.timeout(600)
 
 # What CI runs: two points of each matrix, a Ctrl-C and a kill -9 (a drill stopped after its
 # fault, by each; a scale-up and a scale-down; both waves of a rollback; both waves of a
-# deploy). A drill stopped during or after its promotion costs a minute or more on two cores:
-# `tests/drill/test_interrupt.py` stops the real command there in CI (one Ctrl-C, then two),
-# and ``--runslow`` runs every point here.
+# deploy). "sigint@update_sent:syd:machine.update:1" names a point of the scale matrix (the
+# resize) and of the deploy matrix: nine tests in all. A drill stopped during or after its
+# promotion costs a minute or more on two cores: `tests/drill/test_interrupt.py` stops the real
+# command there in CI (one Ctrl-C, then two), and ``--runslow`` runs every point here.
 CI = {
     "sigint@drill_phase_started:detect",
     "drill_phase_finished:fault",
