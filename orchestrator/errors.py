@@ -56,6 +56,7 @@ __all__ = [
     "GateFailed",
     "LocalFlyError",
     "LocalFlyNotRunning",
+    "NoPrimary",
     "OrchestratorError",
     "api_error_for_status",
     "kind_of",
@@ -270,6 +271,16 @@ class GateFailed(DeployError):
     """A health or metrics gate failed; the message names the region, machine and check."""
 
     kind = ErrorKind.RELEASE
+
+
+class NoPrimary(DeployError):
+    """No machine of the primary region answers as the primary: the fleet takes no writes.
+
+    Not the release's fault and not Fly's: resuming would meet the same fleet. The command
+    line says how to see each machine's role.
+    """
+
+    kind = ErrorKind.FLEET
 
 
 class DrillError(OrchestratorError):

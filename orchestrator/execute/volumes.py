@@ -18,7 +18,7 @@ import contextlib
 import time
 from typing import Any
 
-from orchestrator.errors import DeployError, FlyNotFound
+from orchestrator.errors import DeployError, FlyNotFound, NoPrimary
 from orchestrator.execute.context import StepContext
 from orchestrator.execute.failpoints import failpoint
 from orchestrator.fly.client import trace_calls
@@ -258,7 +258,9 @@ async def primary_status(ctx: StepContext, region: str) -> ProxyAnswer:
             if direct.ok and direct.body.get("role") == "primary":
                 return direct
     said = f"role {answer.body.get('role')}" if answer.ok else answer.describe()
-    raise DeployError(f"no machine in {region} answers /status as the primary ({said})")
+    raise NoPrimary(
+        f"no machine in {region} answers /status as the primary ({said}): no region takes writes"
+    )
 
 
 async def _machines(ctx: StepContext, step: Step) -> list[Machine]:

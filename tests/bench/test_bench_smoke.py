@@ -46,8 +46,9 @@ def test_plan_benchmark_reports_time_memory_and_steps() -> None:
 
     assert result["machines"] == 1000
     assert result["regions"] == 10
-    # One update per machine plus a health gate per region.
-    assert result["steps"] == 1000 + 10
+    # One update per machine, a health gate per region, and a restore point (a volume
+    # snapshot) before each of the primary region's 100 machines changes.
+    assert result["steps"] == 1000 + 10 + 100
     for key in ("plan_s", "peak_rss_mb", "parse_s", "fleet_s"):
         assert isinstance(result[key], float)
         assert result[key] > 0

@@ -126,6 +126,8 @@ OPERATIONS: tuple[str, ...] = (
     "Volumes_extend",
     "Volumes_get_by_id",
     "Volumes_list",
+    "Volumes_list_snapshots",
+    "createVolumeSnapshot",
 )
 
 # One fault of each kind the local Fly can inject, with the share of calls it hits. The delay

@@ -135,8 +135,9 @@ def test_split_brain_is_a_fleet_problem_and_commands_refuse_it(
 def test_a_deploy_does_not_succeed_into_an_outage(rig: Rig) -> None:
     volumes = rig.volume_ids()
     old_tag = rig.image_tag()
-    # A release that changes dfw only: its steps all pass while syd, the primary region, is
-    # frozen, so only the primary gate can tell that the fleet takes no writes.
+    # A release that changes dfw only, while syd, the primary region, is frozen: the wave's
+    # data-health gate finds no primary to compare dfw with, and stops the wave before dfw
+    # changes, as a fleet problem (not "Fly failed, resume").
     release = rig.set_image("outage")
     down = rig.api("POST", "/_localfly/outage/syd")
     assert down.status_code in (200, 201, 204), down.text
@@ -145,15 +146,15 @@ def test_a_deploy_does_not_succeed_into_an_outage(rig: Rig) -> None:
         assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
         assert "Traceback" not in done.stderr
         error = done.stderr.strip().splitlines()[-1]
-        assert error.startswith("error: gate.primary"), error
-        assert "no region takes writes" in error or "not serving" in error
+        assert error.startswith("error: dfw:gate.data"), error
+        assert "no region takes writes" in error
         assert "invoke status" in error
         # Recorded as failed where it is read back: this directory's journal, and the
         # release list on Fly that `invoke releases` shows from any host.
         run = rig.last_run()
         assert run is not None
         assert (run["release"], run["outcome"]) == (release, "failed"), dict(run)
-        assert "gate.primary" in run["error"]
+        assert "gate.data" in run["error"]
         listed = rig.invoke("releases", "--json")
         assert listed.returncode == 0, listed.stderr
         newest = json.loads(listed.stdout)["releases"][0]
