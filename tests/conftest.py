@@ -21,25 +21,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-# The longest files (a minute or more each: real fleets, drills, matrices), longest first as
-# measured one at a time (`-n 0`). They go first, so that the three workers (`-n 3 --dist
-# loadfile`) start on them and the short files fill in around them, rather than one of them
-# starting last and running alone.
+# The longest files (about a minute or more each: real fleets, drills, matrices), longest
+# first as a whole run's `--durations=0` measured them. They go first, so that the workers
+# (`-n 5 --dist loadfile --no-loadscope-reorder`) start on them and the short files fill in
+# around them, rather than one of them starting last and running alone.
 LONGEST_FIRST = (
-    "test_tasks.py",
-    "rollout/test_crash_matrix.py",
-    "drill/test_interrupt.py",
-    "reliability/test_faults.py",
-    "reliability/test_crashes.py",
-    "drill/test_drills.py",
+    "execute/test_multihost.py",
     "reliability/test_secrets.py",
+    "test_operator.py",
+    "reliability/test_crashes.py",
     "reliability/test_interrupt_matrix.py",
-    "scale/test_docs.py",
-    "reliability/test_split_brain.py",
-    "rollout/test_rollout.py",
-    "reliability/test_restart.py",
+    "drill/test_drills.py",
+    "reliability/test_faults.py",
     "bench/test_bench_smoke.py",
+    "rollout/test_rollout.py",
+    "test_tasks.py",
+    "test_process_groups.py",
+    "scale/test_docs.py",
     "reliability/test_concurrency.py",
+    "reliability/test_restart.py",
+    "drill/test_interrupt.py",
+    "execute/test_restorepoints.py",
+    "rollout/test_crash_matrix.py",
 )
 
 

@@ -186,6 +186,9 @@ class Fleet:
     app: str
     machines: tuple[ObservedMachine, ...] = ()
     volumes: tuple[ObservedVolume, ...] = ()
+    # By id, so a plan over tens of thousands of machines finds one without a scan.
+    _machine_by_id: dict[str, ObservedMachine] = field(init=False, repr=False, compare=False)
+    _volume_by_id: dict[str, ObservedVolume] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         machines = sorted(
@@ -197,6 +200,8 @@ class Fleet:
         )
         object.__setattr__(self, "machines", tuple(machines))
         object.__setattr__(self, "volumes", tuple(volumes))
+        object.__setattr__(self, "_machine_by_id", {m.id: m for m in reversed(machines)})
+        object.__setattr__(self, "_volume_by_id", {v.id: v for v in reversed(volumes)})
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -205,11 +210,11 @@ class Fleet:
 
     def machine(self, machine_id: str) -> ObservedMachine | None:
         """Return the live machine with this id, or ``None``."""
-        return next((m for m in self.machines if m.id == machine_id), None)
+        return self._machine_by_id.get(machine_id)
 
     def volume(self, volume_id: str) -> ObservedVolume | None:
         """Return the live volume with this id, or ``None``."""
-        return next((v for v in self.volumes if v.id == volume_id), None)
+        return self._volume_by_id.get(volume_id)
 
     def machines_in(self, region: str) -> tuple[ObservedMachine, ...]:
         """Return the live machines of ``region`` (managed first, by slot, then by id)."""
