@@ -34,7 +34,7 @@ from orchestrator.execute.context import ExecuteOptions
 from orchestrator.execute.failpoints import failpoint
 from orchestrator.execute.lock import DeployLock
 from orchestrator.execute.metrics import MetricsFigures, Window, judge, parse_scrape
-from orchestrator.execute.release import _exit_code
+from orchestrator.execute.release import exit_code, wait_exit
 from orchestrator.execute.secretstate import observe_secrets
 from orchestrator.fleetconfig.load import load_checked_spec
 from orchestrator.fleetconfig.model import DeploySpec
@@ -217,7 +217,7 @@ async def _run(
         await _wait_volume(conn, fork.id, options)
         config["mounts"][0]["volume"] = fork.id
     if spec.release is not None:
-        await _release_command(conn, spec, region, config, result, options, secrets)
+        await _release_command(conn, spec, region, config, result, secrets)
         if result.problems:
             return
     machine = await conn.client.create_machine(
@@ -254,7 +254,6 @@ async def _release_command(
     region: str,
     config: Mapping[str, Any],
     result: Rehearsal,
-    options: ExecuteOptions,
     secrets: Secrets,
 ) -> None:
     """Run the release command as a deploy does (a temporary machine), on the fork's data."""
@@ -272,19 +271,14 @@ async def _release_command(
     )
     try:
         deadline = time.monotonic() + spec.release.timeout_s
-        while True:
-            m = await conn.client.get_machine(conn.app, machine.id)
-            if m.state in ("stopped", "failed"):
-                break
-            if time.monotonic() > deadline:
-                result.release_command = {"command": command, "exit_code": None}
-                result.problems.append(
-                    f"the release command `{command}` did not finish within "
-                    f"{spec.release.timeout_s:g}s"
-                )
-                return
-            await asyncio.sleep(min(options.poll_s, 0.3))
-        code = _exit_code(await conn.client.list_events(conn.app, machine.id))
+        if not await wait_exit(conn.client, conn.app, machine.id, deadline):
+            result.release_command = {"command": command, "exit_code": None}
+            result.problems.append(
+                f"the release command `{command}` did not finish within "
+                f"{spec.release.timeout_s:g}s"
+            )
+            return
+        code = exit_code(await conn.client.list_events(conn.app, machine.id))
         result.release_command = {"command": command, "exit_code": code}
         if code != 0:
             result.problems.append(f"the release command `{command}` exited {code}")

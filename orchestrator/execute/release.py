@@ -22,14 +22,15 @@ from orchestrator.errors import DeployError, FlyAPIError, FlyNotFound, FlyWaitTi
 from orchestrator.execute.context import StepContext
 from orchestrator.execute.logtail import output
 from orchestrator.execute.machines import NOT_FOUND_GRACE_S
+from orchestrator.fly.client import FlyClient
 from orchestrator.fly.models import MachineEvent
 from orchestrator.plan.config import META_PROCESS_GROUP, META_RELEASE, RELEASE_COMMAND_GROUP
 from orchestrator.plan.steps import Step
 
-__all__ = ["run_release_command"]
+__all__ = ["exit_code", "run_release_command", "wait_exit"]
 
 
-def _exit_code(events: list[MachineEvent]) -> int | None:
+def exit_code(events: list[MachineEvent]) -> int | None:
     """Return the exit code of the newest ``exit`` event (events come newest first)."""
     for event in events:
         if event.type != "exit":
@@ -53,7 +54,7 @@ async def _leftovers(ctx: StepContext) -> None:
             await ctx.client.destroy_machine(ctx.app, m.id, force=True)
 
 
-async def _wait_exit(ctx: StepContext, machine_id: str, deadline: float) -> bool:
+async def wait_exit(client: FlyClient, app: str, machine_id: str, deadline: float) -> bool:
     """Wait until the machine has stopped (its command exited); False at the deadline."""
     unknown_until = time.monotonic() + NOT_FOUND_GRACE_S
     pause = 0.1
@@ -62,8 +63,8 @@ async def _wait_exit(ctx: StepContext, machine_id: str, deadline: float) -> bool
         if left <= 0:
             return False
         try:
-            await ctx.client.wait_machine(
-                ctx.app, machine_id, state="stopped", timeout=min(60.0, max(1.0, left))
+            await client.wait_machine(
+                app, machine_id, state="stopped", timeout=min(60.0, max(1.0, left))
             )
             return True
         except FlyNotFound:
@@ -73,7 +74,7 @@ async def _wait_exit(ctx: StepContext, machine_id: str, deadline: float) -> bool
             await asyncio.sleep(pause)
             pause = min(pause * 2, 1.0)
         except FlyWaitTimeout:
-            machine = await ctx.client.get_machine(ctx.app, machine_id)
+            machine = await client.get_machine(app, machine_id)
             if machine.state in ("stopped", "failed"):
                 return True
 
@@ -100,14 +101,14 @@ async def run_release_command(ctx: StepContext, step: Step) -> str:
     )
     ctx.journal.step_result(ctx.run, step.id, {"machine_id": machine.id})
     try:
-        finished = await _wait_exit(ctx, machine.id, time.monotonic() + timeout_s)
+        finished = await wait_exit(ctx.client, ctx.app, machine.id, time.monotonic() + timeout_s)
         if not finished:
             raise DeployError(
                 f"release command `{command}` did not finish within {timeout_s:g}s "
                 f"(release_command_timeout) on machine {machine.id}; nothing else was changed; "
                 f"{output(machine.id)}"
             )
-        code = _exit_code(await ctx.client.list_events(ctx.app, machine.id))
+        code = exit_code(await ctx.client.list_events(ctx.app, machine.id))
         if code != 0:
             said = "exited without an exit code" if code is None else f"exited {code}"
             raise DeployError(
