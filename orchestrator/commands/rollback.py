@@ -19,11 +19,12 @@ from orchestrator.execute.events import EventBus, Note
 from orchestrator.execute.executor import DeployResult
 from orchestrator.execute.history import META_PREV_RELEASE, fly_history, previous_from_fly
 from orchestrator.execute.journal import Journal, MachineConfigRecord, RunRecord
-from orchestrator.execute.ledger import Ledger
+from orchestrator.execute.ledger import Ledger, read_ledger
 from orchestrator.execute.primaries import gate_writable_primary, refuse_split
-from orchestrator.execute.run import open_run
+from orchestrator.execute.restoredata import choose_points, restore_data
+from orchestrator.execute.run import RunContext, open_run
 from orchestrator.fleetconfig.load import load_checked_spec
-from orchestrator.fleetconfig.model import DeploySpec, WaveSpec
+from orchestrator.fleetconfig.model import DeploySpec
 from orchestrator.notify import Notifier, read_notify
 from orchestrator.plan.config import META_LAUNCH_ID, META_SLOT
 from orchestrator.plan.fleet import Fleet, observe_fleet
@@ -248,17 +249,7 @@ async def rollback(
             restored: DeployResult | None = None
             if request.restore_data:
                 restored, targets = await _restore_data_first(
-                    conn,
-                    journal,
-                    spec,
-                    waves,
-                    fleet,
-                    targets,
-                    history,
-                    regions,
-                    release,
-                    bus,
-                    options,
+                    conn, run, spec, fleet, targets, history, regions, release
                 )
                 if not restored.ok:
                     return restored
@@ -290,21 +281,16 @@ async def rollback(
 
 async def _restore_data_first(
     conn: Connection,
-    journal: Journal,
+    run: RunContext,
     spec: DeploySpec,
-    waves: Sequence[WaveSpec],
     fleet: Fleet,
     targets: dict[str, dict[str, Any]],
     history: Sequence[MachineConfigRecord],
     regions: Sequence[str],
     release: str,
-    bus: EventBus,
-    options: ExecuteOptions | None,
 ) -> tuple[DeployResult, dict[str, dict[str, Any]]]:
     """Run the data restore; return its result and the targets left for the rollback."""
-    from orchestrator.execute.ledger import read_ledger
-    from orchestrator.execute.restoredata import choose_points, restore_data
-
+    bus = run.bus
     _, entries = await read_ledger(conn)
     _, points = choose_points(entries, regions)
     configs: dict[tuple[str, int], Mapping[str, Any]] = {}
@@ -330,16 +316,7 @@ async def _restore_data_first(
         configs[(p.region, p.slot)] = targets[current.id]
         replaced.add(current.id)
     result = await restore_data(
-        conn,
-        journal=journal,
-        spec=spec,
-        waves=waves,
-        fleet=fleet,
-        points=points,
-        configs=configs,
-        release=release,
-        bus=bus,
-        options=options,
+        conn, run, spec=spec, fleet=fleet, points=points, configs=configs, release=release
     )
     return result, {mid: cfg for mid, cfg in targets.items() if mid not in replaced}
 

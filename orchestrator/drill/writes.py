@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrator.drill.canary import CanaryWriter
 from orchestrator.fly.proxy import ProxyClient
 
 __all__ = ["PAUSE_S", "WRITE_INTERVAL_S", "WriteDowntime", "WriteMeter", "longest_gap", "pauses"]
@@ -132,8 +133,6 @@ class WriteMeter:
         interval_s: float = WRITE_INTERVAL_S,
     ) -> None:
         # Imported here: the drill package builds on this one.
-        from orchestrator.drill.canary import CanaryWriter
-
         self.region = region
         self.interval_s = interval_s
         self._probe = ProxyClient(proxy_url, app, host_header=host_header, timeout=WRITE_TIMEOUT_S)

@@ -18,13 +18,11 @@ from typing import Any
 
 from orchestrator.connect import Connection
 from orchestrator.errors import ConfigError
-from orchestrator.execute.context import ExecuteOptions
-from orchestrator.execute.events import EventBus
-from orchestrator.execute.executor import DeployResult, Executor
-from orchestrator.execute.journal import Journal
+from orchestrator.execute.executor import DeployResult
 from orchestrator.execute.ledger import ReleaseEntry, read_ledger
-from orchestrator.fleetconfig.model import DeploySpec, WaveSpec
-from orchestrator.plan.fleet import Fleet
+from orchestrator.execute.run import RunContext
+from orchestrator.fleetconfig.model import DeploySpec
+from orchestrator.plan.fleet import Fleet, observe_fleet
 from orchestrator.plan.restoredata import RestorePoint, build_data_restore_plan
 
 __all__ = ["DataLoss", "RestorePreview", "choose_points", "preview", "restore_data"]
@@ -119,8 +117,6 @@ async def preview(conn: Connection, regions: Sequence[str]) -> RestorePreview:
     """Read the restore points to use and each slot's ``last_seq`` now (reads only)."""
     _, entries = await read_ledger(conn)
     entry, points = choose_points(entries, regions)
-    from orchestrator.plan.fleet import observe_fleet
-
     fleet = await observe_fleet(conn.client, conn.app)
     slots = []
     for p in points:
@@ -137,16 +133,13 @@ async def preview(conn: Connection, regions: Sequence[str]) -> RestorePreview:
 
 async def restore_data(
     conn: Connection,
+    run: RunContext,
     *,
-    journal: Journal,
     spec: DeploySpec,
-    waves: Sequence[WaveSpec],
     fleet: Fleet,
     points: Sequence[RestorePoint],
     configs: Mapping[tuple[str, int], Mapping[str, Any]],
     release: str,
-    bus: EventBus,
-    options: ExecuteOptions | None,
 ) -> DeployResult:
     """Replace each point's machine by one on a volume restored from its snapshot."""
     plan = build_data_restore_plan(
@@ -155,20 +148,8 @@ async def restore_data(
         points,
         configs,
         release=release,
-        spec_waves=waves,
+        spec_waves=run.wave_specs,
         primary_region=spec.primary_region,
     )
-    executor = Executor(
-        conn.client,
-        plan,
-        journal=journal,
-        probe=conn.probe,
-        bus=bus,
-        image=spec.image,
-        spec_digest=spec.digest,
-        max_unavailable={code: r.max_unavailable for code, r in spec.regions.items()},
-        options=options,
-        command="restore",
-        fleet=fleet,
-    )
+    executor = run.executor(plan, command="restore", fleet=fleet)
     return await executor.run()
